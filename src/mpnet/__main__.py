@@ -1,0 +1,3 @@
+from mpnet.cli.app import main
+
+main()

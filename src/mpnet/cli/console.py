@@ -1,0 +1,68 @@
+"""The two consoles: data to stdout, diagnostics to stderr; and the top-level error guard."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from mpnet.cli.exit_codes import ExitCode, exit_code_for
+from mpnet.core.proxy_url import redact_url_text
+from mpnet.errors import MpnetError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    """Global options, set by the app callback."""
+
+    debug: bool = False
+
+
+state = State()
+
+
+def error_line(message: str) -> None:
+    """Print one ``mpnet: error: ...`` line to stderr, passwords masked."""
+    err.print(f"[bold red]mpnet: error:[/] {redact_url_text(message)}", markup=True, highlight=False)
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Turn mpnet's expected errors and Ctrl-C into one line and the documented exit code.
+
+    With ``--debug`` the traceback is shown too (passwords are still masked in mpnet's own
+    messages, which are built from redacted URLs).
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        err.print("mpnet: interrupted")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except MpnetError as exc:
+        if state.debug:
+            err.print_exception()
+        error_line(str(exc))
+        raise typer.Exit(exit_code_for(exc)) from None
+    except OSError as exc:
+        # Files named on the command line (--output, --ca-bundle) that cannot be written or read.
+        if state.debug:
+            err.print_exception()
+        error_line(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
+def write_output(text: str, output: str | None) -> None:
+    """Write rendered data to ``--output FILE`` or stdout."""
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()

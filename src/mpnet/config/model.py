@@ -1,0 +1,168 @@
+"""Typed, frozen forms of profiles and the config file. Loaders in this package build them.
+
+Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
+
+    name: deribit                       # required, [a-z0-9-]+; the file's stem by convention
+    title: Deribit                      # required
+    rest:                               # optional if websocket is given
+      base_url: https://www.deribit.com
+      headers: {User-Agent: mpnet}      # optional, sent with every REST request
+      health:
+        method: GET                     # default GET
+        path: /api/v2/public/test
+        body: {...}                     # optional JSON body
+        expect_status: 200              # default 200
+        expect_json_keys: [result]      # optional: top-level keys the JSON answer must carry
+    websocket:                          # optional if rest is given
+      url: wss://www.deribit.com/ws/api/v2
+      bootstrap:                        # optional pre-connect token step (KuCoin)
+        method: POST
+        path: /api/v1/bullet-public     # relative to rest.base_url
+        endpoint: data.instanceServers.0.endpoint   # dotted path to the WebSocket URL
+        token: data.token               # dotted path to the token
+        query: {token: "{token}", connectId: "{connect_id}"}   # appended to the endpoint
+      headers: {...}                    # optional, sent with the upgrade request
+      welcome: {type: welcome}          # optional: wait for this message before subscribing
+      subscribe: {...}                  # a JSON message, a string, or a list of them
+      ack_match: {...}                  # optional: recognises the subscription ack
+      data_match: {method: subscription}   # recognises the first data message
+      ping:                             # application-level ping, or {frame: true} for a
+        send: {...}                     # WebSocket ping frame
+        expect: {...}
+      server_ping: {field: ping, reply_field: pong}   # optional: answer {"ping": x} with {"pong": x}
+      compression: gzip                 # optional: binary frames are gzip (HTX)
+    network:                            # optional exchange layer, same shape as the config file's
+      proxy: socks5h://127.0.0.1:1080   #   exchanges.<name> entry; the config file wins over it
+      ssl: {verify: true}
+
+Patterns (``welcome``, ``ack_match``, ``data_match``, ``ping.expect``) are matched by
+:func:`mpnet.core.match.matches`. In messages to send, the string values ``"$now"`` and
+``"$now_ms"`` become the current Unix time in seconds / milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpnet.core.proxy import ServiceProxy
+from mpnet.core.proxy_url import ProxyChoice
+from mpnet.core.tls import TLSSetting
+
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    path: str
+    method: str = "GET"
+    body: JSON = None
+    expect_status: int = 200
+    expect_json_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RestSpec:
+    base_url: str
+    health: HealthCheck
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url.rstrip("/") + self.health.path
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapSpec:
+    """A request made before connecting that returns the WebSocket endpoint and a token."""
+
+    path: str
+    endpoint: str
+    token: str
+    method: str = "POST"
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PingSpec:
+    """Application-level ping (``send``/``expect``) or a WebSocket ping frame (``frame``)."""
+
+    send: JSON = None
+    expect: JSON = None
+    frame: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPingSpec:
+    """A server-initiated application ping: ``{field: x}`` is answered with ``{reply_field: x}``."""
+
+    field: str
+    reply_field: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSpec:
+    url: str
+    subscribe: tuple[JSON, ...]
+    data_match: JSON
+    ack_match: JSON = None
+    welcome: JSON = None
+    ping: PingSpec | None = None
+    server_ping: ServerPingSpec | None = None
+    bootstrap: BootstrapSpec | None = None
+    compression: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeNetwork:
+    """The exchange layer: per-target proxy choices and a TLS setting.
+
+    ``proxy_rest`` / ``proxy_ws`` are a proxy, ``"direct"``, or None (unset).
+    ``origin`` says where it was written (``mpnet.yaml:12 exchanges.deribit`` or a profile file).
+    """
+
+    proxy_rest: ProxyChoice = None
+    proxy_ws: ProxyChoice = None
+    ssl: TLSSetting | None = None
+    origin: str = ""
+
+    def proxy_for(self, target: str) -> ProxyChoice:
+        return self.proxy_ws if target == "ws" else self.proxy_rest
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    title: str
+    rest: RestSpec | None = None
+    websocket: WebSocketSpec | None = None
+    network: ExchangeNetwork | None = None
+    source: str = ""  # the file it was loaded from, or "<shipped>/name.yaml"
+
+    def url_for(self, target: str) -> str | None:
+        """The URL a target connects to: the REST health URL or the WebSocket URL."""
+        if target == "rest":
+            return self.rest.health_url if self.rest else None
+        return self.websocket.url if self.websocket else None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(t for t, spec in (("rest", self.rest), ("ws", self.websocket)) if spec)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """The loaded config file. ``path`` is None when no file was found (all layers empty)."""
+
+    path: str | None = None
+    proxy: ServiceProxy | None = None
+    ssl: TLSSetting | None = None
+    exchanges: Mapping[str, ExchangeNetwork] = field(default_factory=dict)
+
+    def exchange_network(self, profile: Profile | None) -> ExchangeNetwork | None:
+        """The exchange layer for a profile: the config file's entry wins over the profile's."""
+        if profile is None:
+            return None
+        return self.exchanges.get(profile.name) or profile.network

@@ -1,0 +1,222 @@
+"""Every error mpnet raises on purpose.
+
+Input errors (what the user configured or typed) sit apart from probe errors (what the network
+did). Every probe error knows the phase it happened in. The command line maps these classes to
+exit codes in one table (:mod:`mpnet.cli.exit_codes`); the library never knows about exit codes.
+
+.. code-block:: text
+
+    MpnetError
+    ├── ConfigError                      input: nothing was sent on the network
+    │   ├── InvalidProxyURL              a proxy URL from a flag, the config file or the environment
+    │   ├── InvalidProfile               an exchange profile file fails the schema
+    │   ├── InvalidConfigFile            the config file is unreadable, not YAML, or fails the schema
+    │   ├── UnknownExchange              no profile has that name
+    │   └── UsageError                   flags that contradict each other (--proxy with --no-proxy)
+    └── ProbeError                       runtime: carries .phase and .kind
+        ├── DNSError                     phase dns
+        ├── ConnectError                 phase tcp (refused, unreachable, reset)
+        ├── ProxyError                   phase proxy
+        │   ├── ProxyUnreachable         the proxy itself could not be reached
+        │   ├── ProxyAuthError           407/401 from an HTTP proxy, SOCKS authentication refused
+        │   └── ProxyDenied              the proxy refused to open the tunnel (403, SOCKS reply)
+        ├── TLSError                     phase tls; .kind untrusted, expired, hostname_mismatch, ...
+        ├── HTTPStatusError              phase http: unexpected status (.status, .headers, .body)
+        ├── WebSocketHandshakeError      phase ws_upgrade: no 101 (.status, .headers, .body)
+        ├── ProbeTimeout                 whichever phase was running when time ran out
+        └── ProtocolError                the peer answered, but not as the profile expects
+
+Messages never contain a proxy password: build them from redacted URLs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """The phases of one connection, in the order they happen."""
+
+    DNS = "dns"
+    TCP = "tcp"
+    PROXY = "proxy"
+    TLS = "tls"
+    HTTP = "http"
+    WS_UPGRADE = "ws_upgrade"
+    FIRST_MESSAGE = "first_message"
+    PING_RTT = "ping_rtt"
+    # Work before the connection proper, e.g. KuCoin's token request.
+    BOOTSTRAP = "bootstrap"
+
+
+class MpnetError(Exception):
+    """Base class of every error mpnet raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# -- input errors -------------------------------------------------------------------------------
+
+
+class ConfigError(MpnetError):
+    """Something the user configured or typed is wrong; nothing was sent on the network."""
+
+
+class InvalidProxyURL(ConfigError):
+    """A proxy URL is malformed or uses an unsupported scheme."""
+
+
+class InvalidProfile(ConfigError):
+    """An exchange profile does not load or does not match the schema."""
+
+
+class InvalidConfigFile(ConfigError):
+    """The config file cannot be read, is not YAML, or does not match the schema."""
+
+
+class UnknownExchange(ConfigError):
+    """No profile carries the requested exchange name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown exchange {name!r}; known exchanges: {listed}")
+        self.name = name
+        self.known = sorted(known)
+
+
+class UsageError(ConfigError):
+    """Options contradict each other or a value is out of range."""
+
+
+# -- probe errors -------------------------------------------------------------------------------
+
+
+class ProbeError(MpnetError):
+    """A network step failed. ``phase`` names where, ``kind`` is a stable machine-readable word."""
+
+    default_phase: Phase = Phase.TCP
+    default_kind: str = "error"
+
+    def __init__(self, message: str, *, phase: Phase | None = None, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.phase: Phase = phase or self.default_phase
+        self.kind: str = kind or self.default_kind
+
+    def to_dict(self) -> dict[str, str]:
+        return {"phase": str(self.phase), "kind": self.kind, "message": self.message}
+
+
+class DNSError(ProbeError):
+    """The name did not resolve. ``kind``: ``nxdomain`` (the name does not exist) or
+    ``no_resolver`` (no resolver answered: usually no network at all)."""
+
+    default_phase = Phase.DNS
+    default_kind = "dns"
+
+
+class ConnectError(ProbeError):
+    """TCP to the target failed. ``kind``: ``refused``, ``unreachable``, ``reset``, ``closed``."""
+
+    default_phase = Phase.TCP
+    default_kind = "connect"
+
+
+class ProxyError(ProbeError):
+    """The proxy leg failed."""
+
+    default_phase = Phase.PROXY
+    default_kind = "proxy"
+
+
+class ProxyUnreachable(ProxyError):
+    """The proxy server itself could not be reached (refused, timed out, unknown name)."""
+
+    default_phase = Phase.TCP
+    default_kind = "proxy_unreachable"
+
+
+class ProxyAuthError(ProxyError):
+    """The proxy wants (other) credentials: HTTP 407 or 401, or SOCKS authentication refused."""
+
+    default_kind = "proxy_auth"
+
+
+class ProxyDenied(ProxyError):
+    """The proxy refused to open the tunnel (HTTP 403/5xx to CONNECT, a SOCKS failure reply)."""
+
+    default_kind = "proxy_denied"
+
+
+class TLSError(ProbeError):
+    """The TLS handshake or certificate verification failed.
+
+    ``kind``: ``untrusted`` (unknown CA or self-signed), ``expired``, ``not_yet_valid``,
+    ``hostname_mismatch``, ``handshake`` (protocol failure, reset during handshake).
+    ``issuer`` holds the peer certificate's issuer when it could be read.
+    """
+
+    default_phase = Phase.TLS
+    default_kind = "handshake"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: Phase | None = None,
+        kind: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        super().__init__(message, phase=phase, kind=kind)
+        self.issuer = issuer
+
+
+class _StatusError(ProbeError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        phase: Phase | None = None,
+        kind: str | None = None,
+    ) -> None:
+        super().__init__(message, phase=phase, kind=kind)
+        self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
+        # Only the start of the body is kept: enough to recognise a WAF or geo-block page.
+        self.body = body[:500]
+
+
+class HTTPStatusError(_StatusError):
+    """The server answered with a status the profile does not expect."""
+
+    default_phase = Phase.HTTP
+    default_kind = "http_status"
+
+
+class WebSocketHandshakeError(_StatusError):
+    """The server refused the WebSocket upgrade (anything but 101)."""
+
+    default_phase = Phase.WS_UPGRADE
+    default_kind = "ws_upgrade_rejected"
+
+
+class ProbeTimeout(ProbeError):
+    """Time ran out; ``phase`` is the phase that was running."""
+
+    default_kind = "timeout"
+
+
+class ProtocolError(ProbeError):
+    """The peer answered but broke the protocol or the profile's expectations
+    (invalid HTTP, invalid JSON, connection closed early, no data message)."""
+
+    default_phase = Phase.HTTP
+    default_kind = "protocol"
