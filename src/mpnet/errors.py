@@ -103,7 +103,9 @@ class ProbeError(MpnetError):
     default_phase: Phase = Phase.TCP
     default_kind: str = "error"
 
-    def __init__(self, message: str, *, phase: Phase | None = None, kind: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, phase: Phase | None = None, kind: str | None = None
+    ) -> None:
         super().__init__(message)
         self.phase: Phase = phase or self.default_phase
         self.kind: str = kind or self.default_kind

@@ -28,7 +28,9 @@ state = State()
 
 def error_line(message: str) -> None:
     """Print one ``mpnet: error: ...`` line to stderr, passwords masked."""
-    err.print(f"[bold red]mpnet: error:[/] {redact_url_text(message)}", markup=True, highlight=False)
+    err.print(
+        f"[bold red]mpnet: error:[/] {redact_url_text(message)}", markup=True, highlight=False
+    )
 
 
 @contextlib.contextmanager

@@ -5,11 +5,10 @@ No environment reads, no I/O: the environment is passed in as a mapping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mpnet.core.proxy_url import ProxyChoice, ProxyURL
+from mpnet.core.proxy_url import ProxyURL
 
 Layer = Literal["cli", "exchange", "service", "env", "default"]
 LAYERS: tuple[Layer, ...] = ("cli", "exchange", "service", "env", "default")
@@ -42,7 +41,12 @@ class TraceEntry:
     detail: str = ""  # e.g. "HTTPS_PROXY (https_proxy unset)" or "no_proxy entry .internal"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "value": self.value, "verdict": self.verdict, "detail": self.detail}
+        return {
+            "layer": self.layer,
+            "value": self.value,
+            "verdict": self.verdict,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,9 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
         port = parts.port
     except ValueError as exc:
         # urlsplit's message may quote the netloc, password included: do not pass it on.
-        reason = "port must be a number from 1 to 65535" if "port" in str(exc).lower() else "malformed"
+        reason = (
+            "port must be a number from 1 to 65535" if "port" in str(exc).lower() else "malformed"
+        )
         raise InvalidProxyURL(f"{where}: {shown!r}: {reason}") from None
     scheme = parts.scheme.lower()
     if scheme not in PROXY_SCHEMES:
@@ -131,7 +133,9 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     if scheme in ("socks4", "socks4a") and password:
         # SOCKS4 carries a user id only; a password would be silently dropped.
         raise InvalidProxyURL(f"{where}: {shown!r}: SOCKS4 has no passwords; use socks5")
-    return ProxyURL(scheme=scheme, host=host.lower(), port=port, username=username, password=password)
+    return ProxyURL(
+        scheme=scheme, host=host.lower(), port=port, username=username, password=password
+    )
 
 
 Direct = Literal["direct"]

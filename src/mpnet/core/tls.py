@@ -5,7 +5,6 @@ No file reads: whether the system has a trust store is passed in by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +37,12 @@ class TLSTraceEntry:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "value": self.value, "verdict": self.verdict, "detail": self.detail}
+        return {
+            "layer": self.layer,
+            "value": self.value,
+            "verdict": self.verdict,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,242 @@
+"""Probe results (pure data): what the probe engine produces and every renderer consumes.
+
+The JSON shape is DESIGN.md's; :meth:`ProbeReport.to_dict` is the one place it is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mpnet.core.proxy import ProxyDecision
+from mpnet.core.tls import TLSDecision
+
+PHASE_ORDER = (
+    "bootstrap",
+    "dns",
+    "tcp",
+    "proxy",
+    "tls",
+    "http",
+    "ws_upgrade",
+    "first_message",
+    "ping_rtt",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A probe error as data. ``status``/``headers``/``body`` are set for HTTP and upgrade
+    refusals; ``issuer`` for certificate errors; ``proxy_status`` for proxy refusals."""
+
+    phase: str
+    kind: str
+    message: str
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str = ""
+    issuer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What the TLS handshake showed about the peer."""
+
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    cert_subject: str | None = None
+    cert_issuer: str | None = None
+    cert_not_after: str | None = None  # ISO 8601, UTC
+    cert_days_left: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "cipher": self.cipher,
+            "cert_not_after": self.cert_not_after,
+            "cert_days_left": self.cert_days_left,
+            "issuer": self.cert_issuer,
+            "subject": self.cert_subject,
+            "alpn": self.alpn,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A diagnosis: ``code`` is stable (GEO_BLOCKED), ``message`` shows the evidence,
+    ``hint`` says what to do. ``severity`` is ``error`` (explains a failure) or ``warning``."""
+
+    code: str
+    message: str
+    hint: str
+    severity: str = "error"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of one probe target.
+
+    ``server_date`` is the raw ``Date`` header of an HTTP answer and ``local_time`` the Unix
+    time at which its first byte arrived (for clock-skew findings). ``messages`` holds the
+    decoded messages seen on a WebSocket (at most a few, for display).
+    """
+
+    ok: bool
+    phases: Mapping[str, float] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+    status: int | None = None
+    server_date: str | None = None
+    local_time: float | None = None
+    addresses: tuple[str, ...] = ()
+    address: str | None = None
+    tls: TLSInfo | None = None
+
+    @property
+    def total_ms(self) -> float:
+        return sum(v for k, v in self.phases.items() if k != "ping_rtt")
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    min: float
+    p50: float
+    p95: float
+    max: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(getattr(self, k), 3) for k in ("min", "p50", "p95", "max")}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_stats(values: Sequence[float]) -> LatencyStats | None:
+    if not values:
+        return None
+    return LatencyStats(
+        min=min(values), p50=percentile(values, 50), p95=percentile(values, 95), max=max(values)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """All attempts at one exchange x target, with the decisions that shaped them."""
+
+    exchange: str
+    target: str  # "rest" | "ws"
+    url: str
+    attempts: tuple[Attempt, ...]
+    proxy: ProxyDecision
+    ssl: TLSDecision
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.attempts) and all(a.ok for a in self.attempts)
+
+    @property
+    def successes(self) -> int:
+        return sum(1 for a in self.attempts if a.ok)
+
+    @property
+    def shown_attempt(self) -> Attempt | None:
+        """The attempt whose phases are shown: the first failure, else the last success."""
+        for attempt in self.attempts:
+            if not attempt.ok:
+                return attempt
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def phases(self) -> Mapping[str, float]:
+        shown = self.shown_attempt
+        return shown.phases if shown else {}
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        shown = self.shown_attempt
+        return shown.error if shown else None
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        for attempt in reversed(self.attempts):
+            if attempt.tls is not None:
+                return attempt.tls
+        return None
+
+    @property
+    def latency(self) -> LatencyStats | None:
+        return latency_stats([a.total_ms for a in self.attempts if a.ok])
+
+    def with_findings(self, findings: Sequence[Finding]) -> ProbeResult:
+        return replace(self, findings=tuple(findings))
+
+    def to_dict(self) -> dict[str, Any]:
+        latency = self.latency
+        phases = {
+            k: round(v, 3)
+            for k, v in sorted(
+                self.phases.items(),
+                key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else 99,
+            )
+        }
+        error = self.error
+        return {
+            "exchange": self.exchange,
+            "target": self.target,
+            "url": self.url,
+            "ok": self.ok,
+            "attempts": len(self.attempts),
+            "successes": self.successes,
+            "phases": phases,
+            "latency_ms": latency.to_dict() if latency else None,
+            "proxy": {
+                "url": self.proxy.proxy.redacted() if self.proxy.proxy else None,
+                "layer": self.proxy.layer,
+                "scheme": self.proxy.scheme,
+            },
+            "ssl": {
+                "verify": self.ssl.verify,
+                "ca": self.ssl.ca,
+                "layer": self.ssl.layer,
+                "reason": self.ssl.reason,
+            },
+            "tls": self.tls.to_dict() if self.tls else None,
+            "error": error.to_dict() if error else None,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """One run of ``mpnet probe``: every result, in the order the targets were planned."""
+
+    mpnet_version: str
+    started_at: str  # ISO 8601 UTC
+    results: tuple[ProbeResult, ...]
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results) and not self.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        ok = sum(1 for r in self.results if r.ok)
+        return {
+            "mpnet_version": self.mpnet_version,
+            "started_at": self.started_at,
+            "results": [r.to_dict() for r in self.results],
+            "summary": {"total": len(self.results), "ok": ok, "failed": len(self.results) - ok},
+        }
