@@ -10,7 +10,7 @@ exit codes in one table (:mod:`mpnet.cli.exit_codes`); the library never knows a
     ├── ConfigError                      input: nothing was sent on the network
     │   ├── InvalidProxyURL              a proxy URL from a flag, the config file or the environment
     │   ├── InvalidProfile               an exchange profile file fails the schema
-    │   ├── InvalidConfigFile            the config file is unreadable, not YAML, or fails the schema
+    │   ├── InvalidConfigFile            the config file is unreadable, not YAML, or off-schema
     │   ├── UnknownExchange              no profile has that name
     │   └── UsageError                   flags that contradict each other (--proxy with --no-proxy)
     └── ProbeError                       runtime: carries .phase and .kind

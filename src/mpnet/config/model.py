@@ -29,7 +29,7 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
       ping:                             # application-level ping, or {frame: true} for a
         send: {...}                     # WebSocket ping frame
         expect: {...}
-      server_ping: {field: ping, reply_field: pong}   # optional: answer {"ping": x} with {"pong": x}
+      server_ping: {field: ping, reply_field: pong}  # answer {"ping": x} with {"pong": x}
       compression: gzip                 # optional: binary frames are gzip (HTX)
     network:                            # optional exchange layer, same shape as the config file's
       proxy: socks5h://127.0.0.1:1080   #   exchanges.<name> entry; the config file wins over it
