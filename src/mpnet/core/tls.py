@@ -5,6 +5,7 @@ No file reads: whether the system has a trust store is passed in by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,3 +71,120 @@ class TLSDecision:
             "reason": self.reason,
             "warnings": list(self.warnings),
         }
+
+
+def resolve_tls(
+    *,
+    cli: TLSSetting | None = None,
+    exchange: TLSSetting | None = None,
+    service: TLSSetting | None = None,
+    env: Mapping[str, str] | None = None,
+    system_store: bool = True,
+) -> TLSDecision:
+    """Decide the TLS policy of one connection.
+
+    Precedence cli > exchange > service > env > default. ``verify`` is taken from the highest
+    layer that sets it (a CA bundle implies ``verify: true``); when verifying, the CA comes from
+    the highest layer that names one, then ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, then the system
+    store (or certifi when ``system_store`` is False). Verification off always carries a warning.
+    """
+    env = env or {}
+    env_setting = None
+    if env.get("SSL_CERT_FILE") or env.get("SSL_CERT_DIR"):
+        env_setting = TLSSetting(
+            ca_bundle=env.get("SSL_CERT_FILE") or None,
+            ca_dir=env.get("SSL_CERT_DIR") or None,
+            origin="SSL_CERT_FILE" if env.get("SSL_CERT_FILE") else "SSL_CERT_DIR",
+        )
+    layers: list[tuple[Layer, TLSSetting | None]] = [
+        ("cli", cli),
+        ("exchange", exchange),
+        ("service", service),
+        ("env", env_setting),
+    ]
+
+    def has_ca(s: TLSSetting | None) -> bool:
+        return s is not None and bool(s.ca_bundle or s.ca_dir)
+
+    def sets_verify(s: TLSSetting | None) -> bool:
+        return s is not None and (s.verify is not None or has_ca(s))
+
+    verify_layer = next(((name, s) for name, s in layers if sets_verify(s)), None)
+    verify = True if verify_layer is None else verify_layer[1].verify is not False  # type: ignore[union-attr]
+
+    winner: Layer
+    trace: list[TLSTraceEntry] = []
+    if not verify:
+        assert verify_layer is not None and verify_layer[1] is not None
+        winner, setting = verify_layer[0], verify_layer[1]
+        ca: str | None = None
+        ca_kind: CAKind = "none"
+        reason = setting.reason or _origin_text(winner, setting)
+    else:
+        ca_layer = next(((name, s) for name, s in layers if has_ca(s)), None)
+        if ca_layer is not None:
+            winner, setting = ca_layer[0], ca_layer[1]  # type: ignore[assignment]
+            assert setting is not None
+            ca = setting.ca_bundle or setting.ca_dir
+            ca_kind = "file" if setting.ca_bundle else "dir"
+            reason = setting.reason or f"CA from {_origin_text(winner, setting)}"
+        else:
+            winner = "default"
+            ca, ca_kind = ("system", "system") if system_store else ("certifi", "certifi")
+            reason = (
+                "system trust store"
+                if system_store
+                else "certifi bundle (the system has no trust store)"
+            )
+            # A layer may still have said `verify: true` explicitly; it wins in name only.
+            if verify_layer is not None:
+                winner = verify_layer[0]
+                reason = (verify_layer[1].reason if verify_layer[1] else None) or (
+                    f"verify: true at {winner} layer; {reason}"
+                )
+
+    for name, s in layers:
+        if s is None or not sets_verify(s):
+            trace.append(TLSTraceEntry(layer=name, value=None, verdict="unset"))
+            continue
+        value = _setting_text(s)
+        verdict = "won" if name == winner else "shadowed"
+        trace.append(TLSTraceEntry(layer=name, value=value, verdict=verdict, detail=s.origin))
+    default_value = "system" if system_store else "certifi"
+    trace.append(
+        TLSTraceEntry(
+            layer="default",
+            value=f"verify with {default_value}",
+            verdict="won" if winner == "default" else "shadowed",
+        )
+    )
+    warnings: tuple[str, ...] = ()
+    if not verify:
+        warnings = (
+            f"TLS certificate verification is OFF ({winner} layer: {reason}); "
+            "the connection can be intercepted without any sign",
+        )
+    return TLSDecision(
+        verify=verify,
+        ca=ca,
+        ca_kind=ca_kind,
+        layer=winner,
+        reason=reason,
+        trace=tuple(trace),
+        warnings=warnings,
+    )
+
+
+def _setting_text(s: TLSSetting) -> str:
+    if s.verify is False:
+        return "verify: false"
+    parts = []
+    if s.ca_bundle:
+        parts.append(f"ca_bundle {s.ca_bundle}")
+    if s.ca_dir:
+        parts.append(f"ca_dir {s.ca_dir}")
+    return ", ".join(parts) or "verify: true"
+
+
+def _origin_text(layer: Layer, s: TLSSetting) -> str:
+    return s.origin or f"{layer} layer"

@@ -1,0 +1,84 @@
+"""The config file: service layer (top-level ``proxy:`` / ``ssl:``) and exchange layer.
+
+Search order: ``--config PATH``, ``$MPNET_CONFIG``, ``./mpnet.yaml``,
+``$XDG_CONFIG_HOME/mpnet/config.yaml`` (``~/.config`` when XDG_CONFIG_HOME is unset). A file
+named explicitly (flag or variable) must exist; the other two are used when present.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from mpnet.config.model import ConfigFile, ExchangeNetwork
+from mpnet.config.network import read_exchange_network, read_service_proxy, read_tls_setting
+from mpnet.config.source import Reader, YamlDocument, load_yaml, parse_yaml
+from mpnet.errors import InvalidConfigFile
+
+TOP_KEYS = ("proxy", "ssl", "exchanges")
+
+
+def find_config(
+    path: str | None, *, env: Mapping[str, str], cwd: Path | None = None
+) -> Path | None:
+    """The config file to use, or None. Raises InvalidConfigFile if a named file is missing."""
+    if path:
+        candidate = Path(path).expanduser()
+        if not candidate.is_file():
+            raise InvalidConfigFile(f"--config {path}: no such file")
+        return candidate
+    named = env.get("MPNET_CONFIG")
+    if named:
+        candidate = Path(named).expanduser()
+        if not candidate.is_file():
+            raise InvalidConfigFile(f"$MPNET_CONFIG {named}: no such file")
+        return candidate
+    local = (cwd or Path.cwd()) / "mpnet.yaml"
+    if local.is_file():
+        return local
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "~"), ".config")
+    user = Path(xdg).expanduser() / "mpnet" / "config.yaml"
+    return user if user.is_file() else None
+
+
+def load_config(
+    path: str | None = None, *, env: Mapping[str, str], cwd: Path | None = None
+) -> ConfigFile:
+    """Find and load the config file; an empty ConfigFile when there is none.
+
+    Raises:
+        InvalidConfigFile: unreadable, not YAML, or a schema error (names file:line key).
+    """
+    found = find_config(path, env=env, cwd=cwd)
+    if found is None:
+        return ConfigFile()
+    return config_from_document(load_yaml(found, InvalidConfigFile))
+
+
+def parse_config_text(text: str, path: str = "<config>") -> ConfigFile:
+    """Validate a config file given as YAML text (``path`` is only used in messages)."""
+    return config_from_document(parse_yaml(text, path, InvalidConfigFile))
+
+
+def config_from_document(doc: YamlDocument) -> ConfigFile:
+    r = Reader(doc)
+    if doc.data is None:
+        return ConfigFile(path=doc.path)
+    top = r.mapping(doc.data, (), allowed=TOP_KEYS)
+    base_dir = str(Path(doc.path).parent)
+    exchanges: dict[str, ExchangeNetwork] = {}
+    raw_exchanges = top.get("exchanges")
+    if raw_exchanges is not None:
+        if not isinstance(raw_exchanges, dict):
+            doc.fail(("exchanges",), "expected a mapping of exchange name to settings")
+        for name, block in raw_exchanges.items():
+            exchanges[name.lower()] = read_exchange_network(
+                r, block, ("exchanges", name), base_dir=base_dir
+            )
+    return ConfigFile(
+        path=doc.path,
+        proxy=read_service_proxy(r, top.get("proxy"), ("proxy",)),
+        ssl=read_tls_setting(r, top.get("ssl"), ("ssl",), base_dir=base_dir),
+        exchanges=exchanges,
+    )
