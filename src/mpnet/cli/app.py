@@ -55,7 +55,10 @@ def get_app() -> typer.Typer:
 
 
 #: Modules that add commands to :data:`app`; each one imports only what its commands need.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "profiles_cmd",
+    "ssl_cmd",
+)
 
 
 def main() -> None:

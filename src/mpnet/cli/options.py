@@ -1,0 +1,55 @@
+"""Options shared by several commands, spelled once."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mpnet.config.file import load_config
+from mpnet.config.model import ConfigFile
+from mpnet.config.profiles import ProfileSet, load_profiles
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="PATH",
+        help="Config file (default: $MPNET_CONFIG, "
+        "./mpnet.yaml, $XDG_CONFIG_HOME/mpnet/config.yaml).",
+    ),
+]
+ProfilesOption = Annotated[
+    list[str] | None,
+    typer.Option("--profiles", metavar="DIR", help="Extra profiles directory (overrides by name)."),
+]
+ProxyOption = Annotated[
+    str | None,
+    typer.Option("--proxy", metavar="URL", help="Proxy for every connection (highest layer)."),
+]
+NoProxyOption = Annotated[
+    bool, typer.Option("--no-proxy", help="Connect directly, whatever the other layers say.")
+]
+CABundleOption = Annotated[
+    str | None,
+    typer.Option("--ca-bundle", metavar="PATH", help="Verify servers against this PEM bundle."),
+]
+InsecureOption = Annotated[
+    bool, typer.Option("--insecure", help="Do not verify certificates (always warned about).")
+]
+FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+
+def load_context(config: str | None, profiles: list[str] | None) -> tuple[ConfigFile, ProfileSet]:
+    """Load the config file and the profiles the way every command does."""
+    env = os.environ
+    return load_config(config, env=env, cwd=Path.cwd()), load_profiles(profiles or (), env=env)

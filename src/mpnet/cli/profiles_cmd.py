@@ -1,0 +1,85 @@
+"""``mpnet profiles list | show NAME | validate PATH...``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mpnet.cli.app import app
+from mpnet.cli.console import err, guarded, out
+from mpnet.cli.options import Format, FormatOption, ProfilesOption
+from mpnet.config.profiles import load_profile_file, load_profiles, shipped_profiles_dir
+
+profiles_app = typer.Typer(help="List, show and validate exchange profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+
+def _origin(source: str) -> str:
+    try:
+        Path(source).resolve().relative_to(shipped_profiles_dir().resolve())
+    except ValueError:
+        return source
+    return "shipped"
+
+
+@profiles_app.command("list")
+def list_profiles(
+    profiles: ProfilesOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """List known exchanges with their REST and WebSocket URLs."""
+    import os
+
+    with guarded():
+        found = load_profiles(profiles or (), env=os.environ)
+        rows = [
+            {
+                "name": p.name,
+                "title": p.title,
+                "rest": p.url_for("rest"),
+                "ws": p.url_for("ws"),
+                "source": _origin(p.source),
+            }
+            for p in found
+        ]
+        if format is Format.json:
+            out.print_json(json.dumps({"profiles": rows}))
+            return
+        table = Table(title=f"{len(rows)} exchange profiles", title_justify="left")
+        for column in ("name", "title", "REST health", "WebSocket", "source"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(
+                row["name"], row["title"], row["rest"] or "-", row["ws"] or "-", row["source"]
+            )
+        out.print(table)
+
+
+@profiles_app.command("show")
+def show_profile(
+    name: Annotated[str, typer.Argument(help="Exchange name.")],
+    profiles: ProfilesOption = None,
+) -> None:
+    """Print a profile's YAML and where it was loaded from."""
+    import os
+
+    with guarded():
+        profile = load_profiles(profiles or (), env=os.environ).get(name)
+        err.print(f"# {profile.title} — from {profile.source}")
+        out.print(Path(profile.source).read_text(encoding="utf-8"), markup=False, end="")
+
+
+@profiles_app.command("validate")
+def validate_profiles(
+    paths: Annotated[list[Path], typer.Argument(help="Profile files to check.", metavar="PATH...")],
+) -> None:
+    """Check profile files against the schema; exit 2 at the first invalid one."""
+    with guarded():
+        for path in paths:
+            profile = load_profile_file(path)
+            targets = ", ".join(profile.targets)
+            out.print(f"ok: {path} ({profile.name}: {targets})")
