@@ -1,0 +1,681 @@
+"""Phase-timed dialing: DNS -> TCP -> proxy handshake -> TLS, each phase timed on its own.
+
+:func:`dial` is the one code path by which mpnet opens a connection. It follows a
+:class:`~mpnet.core.proxy.ProxyDecision` and a :class:`~mpnet.core.tls.TLSDecision` exactly (no
+library reads the environment on its own), records every phase in a :class:`PhaseTimings` with a
+monotonic clock, and translates every socket, ssl and python-socks exception into an
+:mod:`mpnet.errors` class that names the phase. On failure nothing stays open.
+
+Through a proxy, ``dns`` and ``tcp`` are the proxy's. With ``http``, ``https``, ``socks4a`` and
+``socks5h`` proxies the proxy resolves the target's name; with ``socks4`` and ``socks5`` mpnet
+resolves it locally (inside the ``dns`` phase) and hands the proxy an address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import errno
+import os
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+# python-socks' public Proxy.connect() opens its own TCP connection; its connectors take an
+# already-connected stream, which keeps tcp and proxy apart as separately timed phases. Imported
+# here, not in the proxy phase, so that the import does not count as proxy time.
+from python_socks import ProxyType
+from python_socks._connectors.factory_async import create_connector
+from python_socks._protocols.errors import ReplyError
+from python_socks.async_.asyncio._resolver import Resolver
+
+from mpnet.core.proxy import ProxyDecision
+from mpnet.core.proxy_url import ProxyURL
+from mpnet.core.result import TLSInfo
+from mpnet.core.tls import TLSDecision
+from mpnet.errors import (
+    ConnectError,
+    DNSError,
+    MpnetError,
+    Phase,
+    ProbeTimeout,
+    ProxyAuthError,
+    ProxyDenied,
+    ProxyUnreachable,
+    TLSError,
+    UsageError,
+)
+from mpnet.net.tls import build_ssl_context
+
+SECURE_SCHEMES = {"https": 443, "wss": 443}
+PLAIN_SCHEMES = {"http": 80, "ws": 80}
+AddrInfo = tuple[Any, ...]
+#: An HTTP proxy's answer to CONNECT larger than this is not an answer to CONNECT.
+MAX_CONNECT_RESPONSE = 64 * 1024
+
+
+@dataclass(slots=True)
+class PhaseTimings:
+    """Milliseconds spent in each phase; ``None`` means the phase did not happen (yet).
+
+    Mutable on purpose: :func:`dial` and the HTTP/WebSocket layers fill it in as the
+    connection proceeds, so a failure still shows the phases that completed.
+    """
+
+    dns: float | None = None
+    tcp: float | None = None
+    proxy: float | None = None
+    tls: float | None = None
+    http: float | None = None
+    ws_upgrade: float | None = None
+    first_message: float | None = None
+    ping_rtt: float | None = None
+    bootstrap: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        """The phases that happened, in the order they happen (``bootstrap`` first)."""
+        order = ("bootstrap", *(f.name for f in fields(self) if f.name != "bootstrap"))
+        return {name: value for name in order if (value := getattr(self, name)) is not None}
+
+    @contextlib.contextmanager
+    def measure(self, phase: Phase | str) -> Iterator[None]:
+        """Time the body and store it under ``phase``; a phase entered twice adds up."""
+        name = str(phase)
+        started = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            elapsed = (time.perf_counter_ns() - started) / 1e6
+            previous = getattr(self, name)
+            setattr(self, name, elapsed if previous is None else previous + elapsed)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """Who mpnet talked to.
+
+    ``addresses`` are all the addresses the name resolved to (the proxy's when proxied),
+    ``address`` the ``ip:port`` that accepted the TCP connection, ``via_proxy`` the redacted
+    proxy URL, ``tls`` what the target's TLS handshake showed.
+    """
+
+    addresses: tuple[str, ...] = ()
+    address: str | None = None
+    via_proxy: str | None = None
+    tls: TLSInfo | None = None
+    tls_verified: bool | None = None
+
+
+@dataclass(slots=True)
+class DialedConnection:
+    """An open connection to the target; TLS is already established for https/wss."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    timings: PhaseTimings
+    peer: PeerInfo
+    host: str
+    port: int
+    secure: bool
+    _closed: bool = field(default=False, repr=False)
+
+    async def aclose(self) -> None:
+        """Close the connection; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        await close_writer(self.writer)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a stream writer and wait for it, swallowing the errors a dying peer causes."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        # A TLS close_notify exchange with a silent peer must not hang the caller.
+        async with asyncio.timeout(1.0):
+            await writer.wait_closed()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The host, port and security of a ws/wss/http/https URL."""
+
+    host: str
+    port: int
+    secure: bool
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_target(url: str) -> Target:
+    """Split ``url`` into host, port and whether it needs TLS.
+
+    Raises:
+        UsageError: not a ws, wss, http or https URL with a host.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"invalid URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme in SECURE_SCHEMES:
+        default_port, secure = SECURE_SCHEMES[scheme], True
+    elif scheme in PLAIN_SCHEMES:
+        default_port, secure = PLAIN_SCHEMES[scheme], False
+    else:
+        raise UsageError(f"invalid URL {url!r}: the scheme must be ws, wss, http or https")
+    if not parts.hostname:
+        raise UsageError(f"invalid URL {url!r}: no host")
+    return Target(host=parts.hostname, port=port or default_port, secure=secure)
+
+
+class _Progress:
+    """The phase in progress, so that a timeout can name it."""
+
+    def __init__(self, timings: PhaseTimings) -> None:
+        self.timings = timings
+        self.phase = Phase.DNS
+
+    @contextlib.contextmanager
+    def step(self, phase: Phase) -> Iterator[None]:
+        self.phase = phase
+        with self.timings.measure(phase):
+            yield
+
+
+async def dial(
+    url: str,
+    *,
+    proxy: ProxyDecision,
+    tls: TLSDecision,
+    timeout: float,
+    alpn: list[str] | None = None,
+    timings: PhaseTimings | None = None,
+) -> DialedConnection:
+    """Open a connection to ``url``'s host as ``proxy`` and ``tls`` decide, timing each phase.
+
+    Args:
+        url: a ws, wss, http or https URL; only scheme, host and port are used.
+        proxy: the proxy decision (``proxy.proxy is None`` means direct).
+        tls: the TLS decision for the target (and for an ``https://`` proxy).
+        timeout: one budget in seconds for the whole dial.
+        alpn: ALPN protocols to offer, e.g. ``["http/1.1"]``.
+        timings: filled in as phases complete; a new one is made when omitted. Pass your own to
+            keep the completed phases when dial fails.
+
+    Raises:
+        UsageError: ``url`` is not a ws/wss/http/https URL.
+        ConfigError: the CA bundle cannot be loaded.
+        DNSError, ConnectError, ProxyUnreachable, ProxyAuthError, ProxyDenied, TLSError,
+        ProbeTimeout: the network step that failed, with its phase.
+    """
+    target = parse_target(url)
+    ssl_context = build_ssl_context(tls, alpn=alpn) if target.secure else None
+    progress = _Progress(timings if timings is not None else PhaseTimings())
+    try:
+        async with asyncio.timeout(timeout):
+            return await _dial(target, proxy.proxy, tls, ssl_context, progress)
+    except TimeoutError as exc:
+        # Everything else inside _dial is translated, so this is the overall budget running out.
+        where = f" via proxy {proxy.proxy.redacted()}" if proxy.proxy else ""
+        raise ProbeTimeout(
+            f"timed out after {timeout:g} s during {progress.phase} connecting to "
+            f"{target.authority}{where}",
+            phase=progress.phase,
+        ) from exc
+
+
+async def _dial(
+    target: Target,
+    proxy: ProxyURL | None,
+    tls: TLSDecision,
+    ssl_context: ssl.SSLContext | None,
+    progress: _Progress,
+) -> DialedConnection:
+    loop = asyncio.get_running_loop()
+    connect_host, connect_port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
+    tunnel_host = target.host
+    with progress.step(Phase.DNS):
+        infos = await _resolve(loop, connect_host, connect_port, proxy=proxy)
+        if proxy is not None and not proxy.remote_dns:
+            # socks4/socks5: the proxy expects an address, so mpnet resolves the target itself.
+            family = socket.AF_INET if proxy.scheme == "socks4" else socket.AF_UNSPEC
+            target_infos = await _resolve(loop, target.host, target.port, family=family)
+            tunnel_host = target_infos[0][4][0]
+    addresses = tuple(_format_address(info[4]) for info in infos)
+
+    with progress.step(Phase.TCP):
+        sock, address = await _connect_tcp(loop, infos, connect_host, proxy=proxy)
+
+    writer: asyncio.StreamWriter | None = None
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock)
+        if proxy is not None:
+            with progress.step(Phase.PROXY):
+                await _open_tunnel(reader, writer, proxy, tunnel_host, target, tls)
+        tls_info: TLSInfo | None = None
+        if ssl_context is not None:
+            with progress.step(Phase.TLS):
+                await _start_tls(writer, ssl_context, target.host, via=proxy)
+            tls_info = describe_tls(writer.get_extra_info("ssl_object"))
+    except BaseException:
+        if writer is not None:
+            writer.transport.abort()
+        sock.close()
+        raise
+    return DialedConnection(
+        reader=reader,
+        writer=writer,
+        timings=progress.timings,
+        peer=PeerInfo(
+            addresses=addresses,
+            address=address,
+            via_proxy=proxy.redacted() if proxy else None,
+            tls=tls_info,
+            tls_verified=tls.verify if ssl_context is not None else None,
+        ),
+        host=target.host,
+        port=target.port,
+        secure=target.secure,
+    )
+
+
+# -- dns ----------------------------------------------------------------------------------------
+
+_NO_RESOLVER_CODES = {
+    getattr(socket, name)
+    for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM")
+    if hasattr(socket, name)
+}
+
+
+async def _resolve(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    *,
+    proxy: ProxyURL | None = None,
+    family: int = socket.AF_UNSPEC,
+) -> list[AddrInfo]:
+    try:
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno in _NO_RESOLVER_CODES:
+            kind, why = "no_resolver", "no DNS resolver answered (no network?)"
+        else:
+            kind, why = "nxdomain", "the name does not exist (NXDOMAIN)"
+        if proxy is not None:
+            raise ProxyUnreachable(
+                f"cannot resolve proxy {proxy.redacted()}: {why}",
+                phase=Phase.DNS,
+                kind=f"proxy_{kind}",
+            ) from exc
+        raise DNSError(f"cannot resolve {host}: {why}", kind=kind) from exc
+    except UnicodeError as exc:
+        raise DNSError(f"cannot resolve {host}: not a valid host name", kind="nxdomain") from exc
+    if not infos:
+        raise DNSError(f"cannot resolve {host}: no addresses", kind="nxdomain")
+    return infos
+
+
+def _format_address(sockaddr: tuple[Any, ...]) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# -- tcp ----------------------------------------------------------------------------------------
+
+
+def _connect_error_kind(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
+        return "timeout"
+    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+        return "unreachable"
+    if isinstance(exc, ConnectionResetError):
+        return "reset"
+    return "unreachable"
+
+
+async def _connect_tcp(
+    loop: asyncio.AbstractEventLoop,
+    infos: list[AddrInfo],
+    host: str,
+    *,
+    proxy: ProxyURL | None,
+) -> tuple[socket.socket, str]:
+    """Try each address in order; return the first connected socket and its ``ip:port``."""
+    last_error: OSError | None = None
+    for family, type_, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            # Nagle plus delayed ACK adds ~40 ms to small writes through proxies (LIBRARY-NOTES).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock, _format_address(sockaddr)
+    assert last_error is not None  # infos is never empty
+    kind = _connect_error_kind(last_error)
+    # asyncio puts "Connect call failed (addr)" in strerror; the errno's text says more.
+    reason = os.strerror(last_error.errno) if last_error.errno else type(last_error).__name__
+    tried = ", ".join(_format_address(info[4]) for info in infos)
+    if proxy is not None:
+        raise ProxyUnreachable(
+            f"cannot connect to proxy {proxy.redacted()} ({tried}): {reason}",
+            phase=Phase.TCP,
+            kind=f"proxy_{kind}",
+        ) from last_error
+    raise ConnectError(f"cannot connect to {host} ({tried}): {reason}", kind=kind) from last_error
+
+
+# -- proxy --------------------------------------------------------------------------------------
+
+
+async def _open_tunnel(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    proxy: ProxyURL,
+    tunnel_host: str,
+    target: Target,
+    tls: TLSDecision,
+) -> None:
+    try:
+        if proxy.scheme == "https":
+            # The proxy's own certificate is checked by the same policy as the target's.
+            proxy_context = build_ssl_context(tls)
+            handshakes = _capture_handshake(proxy_context)
+            try:
+                await writer.start_tls(proxy_context, server_hostname=proxy.host)
+            except (ssl.SSLError, ssl.CertificateError) as exc:
+                raise _tls_error(
+                    exc, proxy.host, phase=Phase.PROXY, what="proxy", seen=handshakes
+                ) from exc
+        if proxy.is_socks:
+            await _socks_handshake(reader, writer, proxy, tunnel_host, target.port)
+        else:
+            await _http_connect(reader, writer, proxy, Target(tunnel_host, target.port, False))
+    except MpnetError:
+        raise
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        raise ProxyDenied(
+            f"proxy {proxy.redacted()} closed the connection during the "
+            f"{'SOCKS' if proxy.is_socks else 'CONNECT'} handshake to {target.authority}",
+            kind="proxy_closed",
+        ) from exc
+
+
+async def _http_connect(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: ProxyURL, target: Target
+) -> None:
+    lines = [f"CONNECT {target.authority} HTTP/1.1", f"Host: {target.authority}"]
+    if proxy.username is not None:
+        secret = f"{proxy.username}:{proxy.password or ''}".encode()
+        lines.append(f"Proxy-Authorization: Basic {base64.b64encode(secret).decode('ascii')}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if len(head) > MAX_CONNECT_RESPONSE:
+        raise ProxyDenied(f"proxy {proxy.redacted()} sent an oversized answer to CONNECT")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError):
+        raise ProxyDenied(
+            f"proxy {proxy.redacted()} answered CONNECT with {status_line[:80]!r}, not HTTP",
+            kind="proxy_protocol",
+        ) from None
+    reason = parts[2] if len(parts) > 2 else ""
+    if 200 <= status < 300:
+        return
+    shown = f"{status} {reason}".strip()
+    if status in (401, 407):
+        # tinyproxy answers wrong credentials with 401 instead of 407 (LIBRARY-NOTES).
+        given = "rejected the credentials of" if proxy.username else "wants credentials for"
+        raise ProxyAuthError(
+            f"proxy {proxy.redacted()} {given} CONNECT {target.authority}: {shown}"
+        )
+    raise ProxyDenied(f"proxy {proxy.redacted()} refused CONNECT {target.authority}: {shown}")
+
+
+_SOCKS5_AUTH_VERSION = b"\x01"  # RFC 1929 username/password sub-negotiation
+
+
+class _StreamAdapter:
+    """python-socks' stream interface over an asyncio stream pair (plain or TLS)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.last_written = b""
+
+    async def write(self, data: bytes) -> None:
+        self.last_written = data
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        return await self._reader.read(max_bytes)
+
+    async def read_exactly(self, n: int) -> bytes:
+        return await self._reader.readexactly(n)
+
+    async def close(self) -> None:
+        self._writer.transport.abort()
+
+
+async def _socks_handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    proxy: ProxyURL,
+    host: str,
+    port: int,
+) -> None:
+    proxy_type = ProxyType.SOCKS4 if proxy.scheme.startswith("socks4") else ProxyType.SOCKS5
+    connector = create_connector(
+        proxy_type=proxy_type,
+        username=proxy.username,
+        password=proxy.password,
+        rdns=proxy.remote_dns,
+        resolver=Resolver(loop=asyncio.get_running_loop()),
+    )
+    stream = _StreamAdapter(reader, writer)
+    shown_target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        await connector.connect(stream=stream, host=host, port=port)  # type: ignore[arg-type]
+    except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+        if proxy_type is ProxyType.SOCKS5 and stream.last_written[:1] == _SOCKS5_AUTH_VERSION:
+            # RFC 1929: a server that refuses the credentials closes the connection; some
+            # (pproxy) do so without sending the failure reply first.
+            raise ProxyAuthError(
+                f"SOCKS proxy {proxy.redacted()} rejected the credentials "
+                "(it closed the connection after receiving them)"
+            ) from exc
+        raise
+    except ReplyError as exc:
+        text = str(exc)
+        if exc.error_code is None and "authentication" in text.lower():
+            given = "rejected the credentials" if proxy.username else "wants credentials"
+            raise ProxyAuthError(f"SOCKS proxy {proxy.redacted()} {given}: {text}") from exc
+        raise ProxyDenied(
+            f"SOCKS proxy {proxy.redacted()} refused to connect to {shown_target}: {text}"
+        ) from exc
+
+
+# -- tls ----------------------------------------------------------------------------------------
+
+_ENCODING_DER = 2  # _ssl.ENCODING_DER, for Certificate.public_bytes
+_VERIFY_KINDS = {
+    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
+    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
+    18: "untrusted",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "untrusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+    20: "untrusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "untrusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
+    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
+}
+
+
+def _capture_handshake(context: ssl.SSLContext) -> list[ssl.SSLObject]:
+    """Make ``context`` remember its SSLObject, so that a refused certificate can still be read
+    (the handshake's transport is gone by the time the verification error arrives)."""
+    seen: list[ssl.SSLObject] = []
+
+    class CapturingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            if not seen:
+                seen.append(self)
+            super().do_handshake()
+
+    context.sslobject_class = CapturingSSLObject
+    return seen
+
+
+async def _start_tls(
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    host: str,
+    *,
+    via: ProxyURL | None,
+) -> None:
+    handshakes = _capture_handshake(context)
+    try:
+        await writer.start_tls(context, server_hostname=host)
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        raise _tls_error(exc, host, phase=Phase.TLS, what="", via=via, seen=handshakes) from exc
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        where = f" (through proxy {via.redacted()})" if via else ""
+        raise TLSError(
+            f"TLS handshake with {host}{where} failed: the connection was closed "
+            f"({exc.__class__.__name__})",
+            kind="handshake",
+        ) from exc
+
+
+def _tls_error(
+    exc: BaseException,
+    host: str,
+    *,
+    phase: Phase,
+    what: str,
+    via: ProxyURL | None = None,
+    seen: list[ssl.SSLObject] | None = None,
+) -> TLSError:
+    who = f"{what} {host}".strip()
+    where = f" (through proxy {via.redacted()})" if via else ""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", None)
+        kind = _VERIFY_KINDS.get(code or -1, "untrusted")
+        reason = getattr(exc, "verify_message", None) or str(exc)
+        issuer = _issuer_of_refused_certificate(seen or [])
+        issued = f" (issuer: {issuer})" if issuer else ""
+        return TLSError(
+            f"certificate of {who}{where} refused: {reason}{issued}",
+            phase=phase,
+            kind=kind,
+            issuer=issuer,
+        )
+    reason = getattr(exc, "reason", None) or str(exc)
+    return TLSError(f"TLS handshake with {who}{where} failed: {reason}", phase=phase)
+
+
+def _issuer_of_refused_certificate(seen: list[ssl.SSLObject]) -> str | None:
+    """The issuer of the certificate the peer sent, read after verification refused it."""
+    if not seen:
+        return None
+    sslobj = seen[0]
+    # getpeercert() refuses after a failed handshake; the unverified chain is still there
+    # (public from Python 3.13, on the private _sslobj before).
+    chain_of = getattr(sslobj, "get_unverified_chain", None) or getattr(
+        getattr(sslobj, "_sslobj", None), "get_unverified_chain", None
+    )
+    try:
+        chain = chain_of() if chain_of is not None else None
+        if not chain:
+            return None
+        leaf = chain[0]
+        der = leaf if isinstance(leaf, bytes) else leaf.public_bytes(_ENCODING_DER)
+    except (ValueError, ssl.SSLError, AttributeError, TypeError):
+        return None
+    facts = _certificate_facts(der)
+    return facts.issuer if facts else None
+
+
+@dataclass(frozen=True, slots=True)
+class _CertificateFacts:
+    subject: str
+    issuer: str
+    not_after: str
+    days_left: int
+
+
+def _certificate_facts(der: bytes) -> _CertificateFacts | None:
+    try:
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - trustme depends on cryptography
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    not_after = cert.not_valid_after_utc
+    return _CertificateFacts(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_after=not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        days_left=(not_after - dt.datetime.now(dt.UTC)).days,
+    )
+
+
+def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None:
+    """Version, cipher, ALPN and certificate facts of an established TLS session.
+
+    The certificate is read in binary form so that it shows even when verification is off.
+    """
+    if sslobj is None:
+        return None
+    cipher = sslobj.cipher()
+    der = None
+    with contextlib.suppress(ValueError, ssl.SSLError):
+        der = sslobj.getpeercert(binary_form=True)
+    cert = _certificate_facts(der) if der else None
+    return TLSInfo(
+        version=sslobj.version(),
+        cipher=cipher[0] if cipher else None,
+        alpn=sslobj.selected_alpn_protocol(),
+        cert_subject=cert.subject if cert else None,
+        cert_issuer=cert.issuer if cert else None,
+        cert_not_after=cert.not_after if cert else None,
+        cert_days_left=cert.days_left if cert else None,
+    )
+
+
+__all__ = [
+    "DialedConnection",
+    "PeerInfo",
+    "PhaseTimings",
+    "Target",
+    "close_writer",
+    "describe_tls",
+    "dial",
+    "parse_target",
+]
