@@ -58,6 +58,7 @@ def get_app() -> typer.Typer:
 COMMAND_MODULES: tuple[str, ...] = (
     "profiles_cmd",
     "ssl_cmd",
+    "probe_cmd",
 )
 
 

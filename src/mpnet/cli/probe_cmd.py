@@ -1,0 +1,232 @@
+"""``mpnet probe``: probe exchanges' REST and WebSocket paths, phase by phase."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mpnet.cli.app import app
+from mpnet.cli.console import err, guarded, out, write_output
+from mpnet.cli.exit_codes import ExitCode
+from mpnet.cli.options import (
+    CABundleOption,
+    ConfigOption,
+    InsecureOption,
+    NoProxyOption,
+    ProfilesOption,
+    ProxyOption,
+    load_context,
+)
+from mpnet.config.layers import NetworkOptions
+from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.result import Attempt, ProbeReport
+from mpnet.errors import UsageError
+from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
+
+T = TypeVar("T")
+
+
+class ProbeFormat(StrEnum):
+    table = "table"
+    json = "json"
+    junit = "junit"
+    prometheus = "prometheus"
+
+
+@app.command()
+def probe(
+    exchanges: Annotated[
+        list[str] | None, typer.Argument(help="Exchanges to probe (see `mpnet profiles list`).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Probe every known exchange.")] = False,
+    rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Probe the REST API.")] = True,
+    ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Probe the WebSocket feed.")] = True,
+    count: Annotated[int, typer.Option("-n", "--count", help="Attempts per target.")] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds allowed for one attempt.")
+    ] = 10.0,
+    proxy: ProxyOption = None,
+    no_proxy: NoProxyOption = False,
+    config: ConfigOption = None,
+    profiles: ProfilesOption = None,
+    ca_bundle: CABundleOption = None,
+    insecure: InsecureOption = False,
+    format: Annotated[ProbeFormat, typer.Option("--format", help="Output format.")] = (
+        ProbeFormat.table
+    ),
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", metavar="FILE", help="Write output to FILE.")
+    ] = None,
+    lab: Annotated[
+        bool, typer.Option("--lab", help="Probe local simulators instead (offline demo).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Add a phase waterfall per target.")
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Targets probed at the same time.")
+    ] = 32,
+) -> None:
+    """Probe each exchange: DNS, TCP, proxy, TLS, HTTP or WebSocket upgrade, first message."""
+    with guarded():
+        names = list(exchanges or [])
+        if names and all_:
+            raise UsageError("name exchanges or use --all, not both")
+        if not names and not all_ and not lab:
+            raise UsageError("name at least one exchange (see `mpnet profiles list`) or use --all")
+        if concurrency < 1:
+            raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+        options = NetworkOptions(
+            proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
+        )
+        cfg, found = load_context(config, profiles)
+        chosen = [found.get(n) for n in names] if names else list(found)
+
+        def plan_for(targets: Sequence[Profile], network: NetworkOptions) -> ProbePlan:
+            from mpnet.net.tls import system_trust_store_available
+
+            return build_plan(
+                targets,
+                config=cfg,
+                options=network,
+                env=os.environ,
+                rest=rest,
+                ws=ws,
+                count=count,
+                timeout=timeout,
+                concurrency=concurrency,
+                system_store=system_trust_store_available(),
+            )
+
+        # Plan (and so validate every proxy URL) before any I/O, lab or not.
+        plan = plan_for(chosen, options)
+        report = _run_interruptibly(
+            lambda: _probe(plan, chosen, cfg, options, lab=lab, plan_for=plan_for)
+        )
+        _emit(report, format, output, verbose)
+        if report.interrupted:
+            raise typer.Exit(ExitCode.INTERRUPTED)
+        raise typer.Exit(ExitCode.OK if report.ok else ExitCode.PROBE_FAILED)
+
+
+async def _probe(
+    plan: ProbePlan,
+    chosen: Sequence[Profile],
+    cfg: ConfigFile,
+    options: NetworkOptions,
+    *,
+    lab: bool,
+    plan_for: Callable[[Sequence[Profile], NetworkOptions], ProbePlan],
+) -> ProbeReport:
+    from mpnet.probe.engine import run_probes
+
+    if not lab:
+        with _progress(plan) as on_attempt:
+            return await run_probes(plan, on_attempt=on_attempt)
+    from mpnet.lab import Lab
+
+    async with Lab(chosen, tls=True) as running:
+        err.print(f"mpnet: lab: {len(chosen)} simulated exchange(s) on 127.0.0.1", highlight=False)
+        lab_options = options
+        if not options.ca_bundle and not options.insecure and running.ca_file:
+            lab_options = NetworkOptions(
+                proxy=options.proxy,
+                no_proxy=options.no_proxy,
+                ca_bundle=running.ca_file,
+                ca_origin="--lab (the lab's own CA)",
+            )
+        lab_plan = plan_for(running.profiles(), lab_options)
+        with _progress(lab_plan) as on_attempt:
+            return await run_probes(lab_plan, on_attempt=on_attempt)
+
+
+def _progress(
+    plan: ProbePlan,
+) -> AbstractContextManager[Callable[[ProbeTarget, Attempt], None] | None]:
+    """A transient progress bar on stderr while probes run (only on a terminal)."""
+    if not err.is_terminal:
+        return nullcontext(None)
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    @contextmanager
+    def bar() -> Iterator[Callable[[ProbeTarget, Attempt], None]]:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("probing {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(
+                f"{len(plan.targets)} target(s)", total=len(plan.targets) * plan.count
+            )
+
+            def advance(target: ProbeTarget, attempt: Attempt) -> None:
+                progress.update(task, advance=1, description=target.label)
+
+            yield advance
+
+    return bar()
+
+
+def _run_interruptibly(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; Ctrl-C cancels it so it can return partial results."""
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(factory())
+        # Not possible off the main thread (tests) or without signal support.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose: bool) -> None:
+    if format is ProbeFormat.json:
+        import json
+
+        write_output(json.dumps(report.to_dict(), indent=2), output)
+    elif format is ProbeFormat.junit:
+        from mpnet.render.junit import junit_xml
+
+        write_output(junit_xml(report), output)
+    elif format is ProbeFormat.prometheus:
+        from mpnet.render.prometheus import prometheus_text
+
+        write_output(prometheus_text(report), output)
+    else:
+        from mpnet.render.probe_table import probe_view
+
+        view = probe_view(report, verbose=verbose)
+        if output:
+            from rich.console import Console
+
+            with open(output, "w", encoding="utf-8") as fh:
+                Console(file=fh, width=160, highlight=False).print(view)
+        else:
+            out.print(view)
+    # TLS verification off is never silent, whatever the format.
+    seen: set[str] = set()
+    for result in report.results:
+        for warning in result.ssl.warnings:
+            if warning not in seen:
+                seen.add(warning)
+                err.print(f"mpnet: warning: {warning}", highlight=False)

@@ -1,0 +1,398 @@
+"""Run a probe plan: every target concurrently (bounded), N attempts each, then diagnose.
+
+One attempt at a REST target: dial (dns, tcp, proxy, tls), send the profile's health request
+(http), check status and JSON. One attempt at a WebSocket target: the optional bootstrap request
+(KuCoin's token), dial and upgrade (ws_upgrade), subscribe and wait for the first data message
+(first_message), then one application-level ping (ping_rtt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from mpnet import __version__
+from mpnet.core.diagnose import diagnose
+from mpnet.core.match import dig, fill_placeholders, matches
+from mpnet.core.result import Attempt, ErrorInfo, ProbeReport, ProbeResult
+from mpnet.errors import (
+    HTTPStatusError,
+    Phase,
+    ProbeError,
+    ProbeTimeout,
+    ProtocolError,
+    TLSError,
+)
+from mpnet.probe.plan import ProbePlan, ProbeTarget
+
+AttemptCallback = Callable[[ProbeTarget, Attempt], None]
+
+#: How many bytes of a message are decoded for matching; larger ones are still received.
+MESSAGE_PREVIEW = 1 << 20
+OUTER_GRACE = 0.25
+
+
+async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = None) -> ProbeReport:
+    """Run every target of ``plan`` and return the diagnosed report.
+
+    Cancelling the task (Ctrl-C in the CLI) stops all probes at once and returns what has been
+    collected so far, with ``interrupted`` set.
+    """
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    semaphore = asyncio.Semaphore(plan.concurrency)
+    collected: list[list[Attempt]] = [[] for _ in plan.targets]
+
+    async def run_target(index: int, target: ProbeTarget) -> None:
+        for _ in range(plan.count):
+            async with semaphore:
+                attempt = await run_attempt(target, plan.timeout)
+            collected[index].append(attempt)
+            if on_attempt is not None:
+                on_attempt(target, attempt)
+
+    tasks = [asyncio.create_task(run_target(i, t)) for i, t in enumerate(plan.targets)]
+    interrupted = False
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        interrupted = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    results = [
+        ProbeResult(
+            exchange=t.profile.name,
+            target=t.target,
+            url=t.url,
+            attempts=tuple(collected[i]),
+            proxy=t.proxy,
+            ssl=t.tls,
+        )
+        for i, t in enumerate(plan.targets)
+    ]
+    return ProbeReport(
+        mpnet_version=__version__,
+        started_at=started_at,
+        results=diagnose(results),
+        interrupted=interrupted,
+    )
+
+
+async def run_attempt(target: ProbeTarget, timeout: float) -> Attempt:
+    """One attempt; never raises for a network failure (it is reported in the Attempt)."""
+    progress = _Progress(timeout)
+    try:
+        # The inner steps get the remaining budget and name their own phase on timeout; this
+        # outer guard (a little later) covers the waits between them.
+        async with asyncio.timeout(timeout + OUTER_GRACE):
+            if target.target == "rest":
+                return await _probe_rest(target, timeout, progress)
+            return await _probe_ws(target, timeout, progress)
+    except TimeoutError:
+        phase = progress.phase
+        error = ProbeTimeout(
+            f"no answer within {timeout:g} s during {phase}", phase=phase, kind="timeout"
+        )
+        return progress.failed(error)
+    except ProbeError as exc:
+        return progress.failed(exc)
+
+
+class _Progress:
+    """What an attempt has measured so far, so a failure can still report earlier phases."""
+
+    def __init__(self, timeout: float) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.phase: Phase = Phase.DNS
+        self.phases: dict[str, float] = {}
+        self.status: int | None = None
+        self.server_date: str | None = None
+        self.local_time: float | None = None
+        self.addresses: tuple[str, ...] = ()
+        self.address: str | None = None
+        self.tls: Any = None
+
+    def remaining(self) -> float:
+        """Seconds left of the attempt's budget (at least a sliver, so the callee times out)."""
+        return max(0.001, self.deadline - time.monotonic())
+
+    def absorb(self, timings: Any, peer: Any) -> None:
+        self.phases.update(timings.to_dict())
+        if peer is not None:
+            self.addresses = tuple(peer.addresses)
+            self.address = peer.address
+            self.tls = peer.tls
+
+    def failed(self, error: ProbeError) -> Attempt:
+        status = getattr(error, "status", None)
+        headers = getattr(error, "headers", {}) or {}
+        body = getattr(error, "body", b"") or b""
+        info = ErrorInfo(
+            phase=str(error.phase),
+            kind=error.kind,
+            message=error.message,
+            status=status,
+            headers=dict(headers),
+            body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
+            issuer=error.issuer if isinstance(error, TLSError) else None,
+        )
+        return Attempt(
+            ok=False,
+            phases=dict(self.phases),
+            error=info,
+            status=status if status is not None else self.status,
+            server_date=self.server_date or _header(headers, "date"),
+            local_time=self.local_time,
+            addresses=self.addresses,
+            address=self.address,
+            tls=self.tls,
+        )
+
+    def succeeded(self) -> Attempt:
+        return Attempt(
+            ok=True,
+            phases=dict(self.phases),
+            status=self.status,
+            server_date=self.server_date,
+            local_time=self.local_time,
+            addresses=self.addresses,
+            address=self.address,
+            tls=self.tls,
+        )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+# -- REST -----------------------------------------------------------------------------------------
+
+
+async def _probe_rest(target: ProbeTarget, timeout: float, progress: _Progress) -> Attempt:
+    from mpnet.net.http import timed_request
+
+    rest = target.profile.rest
+    assert rest is not None
+    health = rest.health
+    progress.phase = Phase.DNS
+    try:
+        response = await timed_request(
+            health.method,
+            target.url,
+            proxy=target.proxy,
+            tls=target.tls,
+            timeout=progress.remaining(),
+            headers=rest.headers,
+            json_body=fill_placeholders(health.body) if health.body is not None else None,
+        )
+    except ProbeError as exc:
+        _absorb_partial(progress, exc)
+        raise
+    progress.absorb(response.timings, response.peer)
+    progress.phase = Phase.HTTP
+    progress.status = response.status
+    progress.server_date = response.header("date")
+    progress.local_time = response.received_at
+    if response.status != health.expect_status:
+        raise HTTPStatusError(
+            f"HTTP {response.status} {response.reason} (expected {health.expect_status})",
+            status=response.status,
+            headers=response.headers,
+            body=response.body,
+        )
+    if health.expect_json_keys:
+        document = response.json()
+        missing = [
+            key
+            for key in health.expect_json_keys
+            if not isinstance(document, dict) or key not in document
+        ]
+        if missing:
+            raise ProtocolError(
+                f"JSON answer lacks {', '.join(missing)}: {_preview(response.body)}",
+                phase=Phase.HTTP,
+                kind="unexpected_json",
+            )
+    return progress.succeeded()
+
+
+def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
+    """Keep the phases a failed dial did measure (net/ attaches them when it can)."""
+    timings = getattr(exc, "timings", None)
+    if timings is not None:
+        progress.phases.update(timings.to_dict())
+
+
+# -- WebSocket ------------------------------------------------------------------------------------
+
+
+async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) -> Attempt:
+    from mpnet.net.ws import WebSocketWrapper
+
+    spec = target.profile.websocket
+    assert spec is not None
+    url = target.url
+    if spec.bootstrap is not None:
+        progress.phase = Phase.BOOTSTRAP
+        url = await _bootstrap(target, timeout, progress)
+    progress.phase = Phase.DNS
+    try:
+        ws = await WebSocketWrapper.connect(
+            url,
+            proxy=target.proxy,
+            tls=target.tls,
+            timeout=progress.remaining(),
+            headers=spec.headers,
+        )
+    except ProbeError as exc:
+        _absorb_partial(progress, exc)
+        raise
+    try:
+        progress.absorb(ws.timings, ws.peer)
+        conversation = _Conversation(ws, target)
+        if spec.welcome is not None:
+            progress.phase = Phase.FIRST_MESSAGE
+            await conversation.wait_for(spec.welcome, what="welcome message")
+        progress.phase = Phase.FIRST_MESSAGE
+        started = time.perf_counter_ns()
+        for message in spec.subscribe:
+            await ws.send(fill_placeholders(message))
+        await conversation.wait_for(spec.data_match, what="data message")
+        progress.phases["first_message"] = (time.perf_counter_ns() - started) / 1e6
+        if spec.ping is not None:
+            progress.phase = Phase.PING_RTT
+            if spec.ping.frame:
+                progress.phases["ping_rtt"] = await ws.ping()
+            else:
+                started = time.perf_counter_ns()
+                await ws.send(fill_placeholders(spec.ping.send))
+                await conversation.wait_for(spec.ping.expect, what="pong")
+                progress.phases["ping_rtt"] = (time.perf_counter_ns() - started) / 1e6
+        return progress.succeeded()
+    finally:
+        await ws.close()
+
+
+class _Conversation:
+    """Reads messages until one matches, answering server keepalives on the way."""
+
+    def __init__(self, ws: Any, target: ProbeTarget) -> None:
+        self.ws = ws
+        self.spec = target.profile.websocket
+        self.seen = 0
+
+    async def wait_for(self, pattern: Any, *, what: str) -> Any:
+        assert self.spec is not None
+        while True:
+            try:
+                raw = await self.ws.recv()
+            except ProtocolError as exc:
+                if exc.kind == "closed":
+                    raise ProtocolError(
+                        f"connection closed after {self.seen} message(s), before the {what}: "
+                        f"{exc.message}",
+                        phase=exc.phase,
+                        kind="closed",
+                    ) from exc
+                raise
+            self.seen += 1
+            message = self._decode(raw)
+            server_ping = self.spec.server_ping
+            if (
+                server_ping is not None
+                and isinstance(message, dict)
+                and server_ping.field in message
+            ):
+                await self.ws.send({server_ping.reply_field: message[server_ping.field]})
+                continue
+            if matches(pattern, message):
+                return message
+
+    def _decode(self, raw: str | bytes) -> Any:
+        assert self.spec is not None
+        data = raw
+        if isinstance(raw, bytes):
+            if self.spec.compression == "gzip":
+                try:
+                    data = gzip.decompress(raw)
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise ProtocolError(
+                        f"binary frame is not gzip: {exc}",
+                        phase=Phase.FIRST_MESSAGE,
+                        kind="invalid_frame",
+                    ) from exc
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        else:
+            text = raw
+        try:
+            return json.loads(text[:MESSAGE_PREVIEW])
+        except ValueError:
+            # Plain-text protocols (okx "pong") match on the raw text.
+            return text
+
+
+async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -> str:
+    """KuCoin-style token request; returns the WebSocket URL to connect to."""
+    from mpnet.net.http import timed_request
+
+    profile = target.profile
+    spec = profile.websocket
+    assert spec is not None and spec.bootstrap is not None and profile.rest is not None
+    boot = spec.bootstrap
+    url = profile.rest.base_url.rstrip("/") + boot.path
+    started = time.perf_counter_ns()
+    try:
+        response = await timed_request(
+            boot.method,
+            url,
+            proxy=target.proxy,
+            tls=target.tls,
+            timeout=progress.remaining(),
+            headers=profile.rest.headers,
+        )
+    except ProbeError as exc:
+        raise type(exc)(
+            f"bootstrap {boot.method} {url}: {exc.message}", phase=Phase.BOOTSTRAP, kind=exc.kind
+        ) from exc
+    progress.server_date = response.header("date")
+    progress.local_time = response.received_at
+    if not 200 <= response.status < 300:
+        raise HTTPStatusError(
+            f"bootstrap {boot.method} {boot.path}: HTTP {response.status} {response.reason}",
+            status=response.status,
+            headers=response.headers,
+            body=response.body,
+            phase=Phase.BOOTSTRAP,
+        )
+    try:
+        document = response.json()
+    except ProtocolError as exc:
+        raise ProtocolError(exc.message, phase=Phase.BOOTSTRAP, kind=exc.kind) from exc
+    endpoint, token = dig(document, boot.endpoint), dig(document, boot.token)
+    if not isinstance(endpoint, str) or not isinstance(token, str):
+        raise ProtocolError(
+            f"bootstrap answer lacks {boot.endpoint} or {boot.token}: {_preview(response.body)}",
+            phase=Phase.BOOTSTRAP,
+            kind="unexpected_json",
+        )
+    progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
+    values = {"token": token, "connect_id": f"mpnet{int(time.time() * 1000)}"}
+    query = {key: template.format(**values) for key, template in boot.query.items()}
+    parts = urlsplit(endpoint)
+    joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
+
+
+def _preview(body: bytes, limit: int = 100) -> str:
+    text = body[:limit].decode("utf-8", "replace")
+    return text + ("..." if len(body) > limit else "")

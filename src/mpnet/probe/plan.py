@@ -1,0 +1,90 @@
+"""Probe planning: which exchange x target pairs to probe, with the decisions made up front.
+
+Decisions are made before any I/O, so a bad proxy URL in any layer stops the run with exit 2
+before a single packet is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mpnet.config.layers import NetworkOptions, decide
+from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.proxy import ProxyDecision
+from mpnet.core.tls import TLSDecision
+from mpnet.errors import UsageError
+
+TARGETS = ("rest", "ws")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One exchange x target, ready to dial."""
+
+    profile: Profile
+    target: str  # "rest" | "ws"
+    url: str
+    proxy: ProxyDecision
+    tls: TLSDecision
+
+    @property
+    def label(self) -> str:
+        return f"{self.profile.name} {self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePlan:
+    targets: tuple[ProbeTarget, ...]
+    count: int = 1
+    timeout: float = 10.0
+    concurrency: int = 32
+
+
+def build_plan(
+    profiles: Sequence[Profile],
+    *,
+    config: ConfigFile,
+    options: NetworkOptions,
+    env: Mapping[str, str],
+    rest: bool = True,
+    ws: bool = True,
+    count: int = 1,
+    timeout: float = 10.0,
+    concurrency: int = 32,
+    system_store: bool = True,
+) -> ProbePlan:
+    """Plan probes of every profile's REST and/or WebSocket target.
+
+    Raises:
+        UsageError: nothing to probe, or count/timeout out of range.
+        InvalidProxyURL: a proxy URL in any layer is malformed.
+    """
+    if count < 1:
+        raise UsageError(f"-n/--count must be at least 1, not {count}")
+    if not timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
+    if not (rest or ws):
+        raise UsageError("--no-rest and --no-ws together leave nothing to probe")
+    wanted = tuple(t for t, on in (("rest", rest), ("ws", ws)) if on)
+    targets: list[ProbeTarget] = []
+    for profile in profiles:
+        for target in wanted:
+            url = profile.url_for(target)
+            if url is None:
+                continue
+            proxy, tls = decide(
+                url,
+                target,
+                profile=profile,
+                config=config,
+                options=options,
+                env=env,
+                system_store=system_store,
+            )
+            targets.append(
+                ProbeTarget(profile=profile, target=target, url=url, proxy=proxy, tls=tls)
+            )
+    if not targets:
+        raise UsageError("the chosen profiles have no target left to probe")
+    return ProbePlan(targets=tuple(targets), count=count, timeout=timeout, concurrency=concurrency)
