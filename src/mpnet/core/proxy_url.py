@@ -50,7 +50,10 @@ class ProxyURL:
 
     def redacted(self) -> str:
         """``scheme://user:***@host:port``: safe for every output."""
-        auth = f"{self.username}:{REDACTED}@" if self.username is not None else ""
+        from urllib.parse import quote
+
+        # The user name is quoted so the output stays one unambiguous URL.
+        auth = f"{quote(self.username, safe='')}:{REDACTED}@" if self.username is not None else ""
         return f"{self.scheme}://{auth}{self._netloc_host}:{self.port}"
 
     def with_credentials(self) -> str:
@@ -76,6 +79,25 @@ def redact_url_text(text: str) -> str:
     return re.sub(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]*@", r"\g<pre>:***@", text)
 
 
+def redact_proxy_text(text: str) -> str:
+    """Mask the credentials of one proxy URL as typed, parseable or not, with or without a scheme.
+
+    Everything between the first ``:`` of the user information and the last ``@`` is masked, so
+    a password holding ``/``, ``@`` or ``:`` is masked too (:func:`redact_url_text` is for URLs
+    inside free text and needs a scheme).
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return text
+    user, colon, _ = userinfo.partition(":")
+    if not colon:
+        return text
+    return f"{scheme}{sep}{user}:{REDACTED}@{hostpart}"
+
+
 def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     """Parse and validate a proxy URL.
 
@@ -87,7 +109,9 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     Raises:
         InvalidProxyURL: with a message that says what is wrong, never the password.
     """
-    shown = redact_url_text(text.strip())
+    # Not redact_url_text: a password with '/' or '@' in it, or a URL without a scheme, would
+    # slip past its pattern.
+    shown = redact_proxy_text(text.strip())
     raw = text.strip()
     if not raw:
         raise InvalidProxyURL(f"{where}: empty proxy URL")
