@@ -68,7 +68,9 @@ def parse_yaml(text: str, path: str, error_class: type[ConfigError]) -> YamlDocu
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
+        # An error found at the end of the stream is reported on the last line, not past it.
+        last = max(1, len(text.splitlines()))
+        line = f":{min(mark.line + 1, last)}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error_class(f"{path}{line}: invalid YAML: {problem}") from None
     doc = YamlDocument(path=path, data=None, error_class=error_class)
