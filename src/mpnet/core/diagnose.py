@@ -1,0 +1,1371 @@
+"""Diagnosis (pure): probe results in, findings a person can act on out.
+
+A finding explains an error line rather than repeating it: ``message`` carries the evidence
+(status, header values, issuer, clock offset, the proxy and the layer that chose it) and ``hint``
+the action (a flag, a config key, a command). Failures get ``error`` findings; healthy probes can
+still carry ``warning`` findings (clock skew, a certificate about to expire, verification off,
+REST and WebSocket leaving by different paths).
+
+Every hint is written once, in :data:`CATALOGUE` (code -> variants -> template), so renderers and
+the docs can list them. Nothing here does I/O or reads the clock: pass ``now`` to let a
+certificate's ``not_after`` stand in for a missing ``cert_days_left``.
+
+Passwords: findings are built from redacted proxy URLs only, and every message and hint is
+scrubbed of the result's proxy password and of any ``user:pass@`` in quoted server text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+from mpnet.core.proxy import ProxyDecision
+from mpnet.core.proxy_url import REDACTED, redact_url_text
+from mpnet.core.result import Attempt, ErrorInfo, Finding, ProbeResult
+
+Severity = Literal["error", "warning"]
+
+#: A certificate with this many days left or fewer gets CERT_EXPIRING.
+CERT_EXPIRY_WARNING_DAYS = 14
+#: Clock offsets beyond this many seconds (after allowing for the Date header's 1 s resolution
+#: and the request's round trip) get CLOCK_SKEW.
+CLOCK_SKEW_TOLERANCE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FindingCode:
+    """One diagnosis code: what it means and what to do, per variant.
+
+    ``hints`` maps a variant name to a template; ``"default"`` is always present. Templates use
+    the fields listed in :data:`HINT_FIELDS` (``str.format`` syntax).
+    """
+
+    code: str
+    severity: Severity
+    meaning: str
+    hints: Mapping[str, str]
+
+
+def _code(code: str, severity: Severity, meaning: str, **hints: str) -> FindingCode:
+    return FindingCode(code, severity, meaning, hints)
+
+
+#: Placeholders a hint template may use.
+HINT_FIELDS = frozenset(
+    {
+        "exchange",
+        "url",
+        "host",
+        "port",
+        "proxy",
+        "proxy_host",
+        "proxy_port",
+        "proxy_scheme",
+        "origin",
+        "setting",
+        "wait",
+        "cdn",
+        "reference",
+        "location",
+        "not_after",
+        "no_proxy",
+    }
+)
+
+_SEE_PROXY = "`mpnet proxy explain {exchange}` shows why it was chosen"
+
+#: Every code mpnet emits, in the order a connection meets them. The single source of hint text.
+CATALOGUE: Mapping[str, FindingCode] = {
+    c.code: c
+    for c in (
+        _code(
+            "DNS_FAILURE",
+            "error",
+            "the target's name did not resolve",
+            default="check the host name in the URL {url} and the resolver (`getent hosts {host}`)",
+            no_resolver=(
+                "check the network link and /etc/resolv.conf (`getent hosts {host}`); where only "
+                "a proxy gets out, let it resolve names: `--proxy socks5h://HOST:PORT` or an "
+                "HTTP proxy (`proxy.https` in the config file)"
+            ),
+            nxdomain=(
+                "check the host in {url} for a typo (`mpnet profiles show {exchange}`); if the "
+                "name resolves on another network, your resolver filters it"
+            ),
+            timeout=(
+                "the resolver is slow or unreachable: check /etc/resolv.conf "
+                "(`getent hosts {host}`), or let a socks5h:// / HTTP proxy resolve the name"
+            ),
+            local_dns=(
+                "use socks5h:// instead of {proxy_scheme}:// in {setting} so the proxy resolves "
+                "the name itself"
+            ),
+        ),
+        _code(
+            "PROXY_UNREACHABLE",
+            "error",
+            "the proxy server itself could not be reached",
+            default=(
+                "check the proxy is running and reachable (`nc -vz {proxy_host} {proxy_port}`); "
+                + _SEE_PROXY
+                + "; `mpnet probe {exchange} --no-proxy` tests the direct path"
+            ),
+        ),
+        _code(
+            "PROXY_TIMEOUT",
+            "error",
+            "the proxy accepted TCP but never completed its handshake",
+            default=(
+                "check that the proxy speaks {proxy_scheme}:// on port {proxy_port} (an HTTP "
+                "proxy addressed as socks5://, or the reverse, stalls like this), then the "
+                "proxy's logs; " + _SEE_PROXY
+            ),
+        ),
+        _code(
+            "PROXY_AUTH_REQUIRED",
+            "error",
+            "the proxy wants (other) credentials",
+            default=(
+                "put credentials in the proxy URL in {setting}: "
+                "{proxy_scheme}://USER:PASSWORD@{proxy_host}:{proxy_port}"
+            ),
+            rejected=(
+                "check the user name and password in {setting}; percent-encode @ : / % in the "
+                "password (p@ss -> p%40ss)"
+            ),
+            negotiate=(
+                "the proxy offers only NTLM/Negotiate, which mpnet cannot speak: run a local "
+                "bridge (cntlm, px) and point {setting} at it"
+            ),
+            transparent=(
+                "no proxy is configured, so a transparent proxy on this network intercepts: ask "
+                "for its address and credentials and set them with `--proxy` or `proxy.https`"
+            ),
+        ),
+        _code(
+            "PROXY_DENIED",
+            "error",
+            "the proxy refused to open the tunnel",
+            default=("ask the proxy's admin to allow-list {host}:{port} (CONNECT); " + _SEE_PROXY),
+            port=(
+                "ask the proxy's admin to allow-list {host}:{port}: many proxies allow CONNECT "
+                "to port 443 only; " + _SEE_PROXY
+            ),
+            upstream=(
+                "the proxy itself cannot reach {host}:{port} (its DNS or egress): ask its admin, "
+                "or compare with `mpnet probe {exchange} --no-proxy`"
+            ),
+        ),
+        _code(
+            "CONNECT_REFUSED",
+            "error",
+            "the target actively refused the TCP connection",
+            default=(
+                "check the port in {url} and that the service is up (`nc -vz {host} {port}`); a "
+                "firewall that rejects with a reset looks the same"
+            ),
+        ),
+        _code(
+            "CONNECT_TIMEOUT",
+            "error",
+            "TCP to the target got no answer: packets are dropped",
+            default=(
+                "a firewall dropping outbound traffic to port {port} is the usual cause; if this "
+                "network only gets out through a proxy, set one (`--proxy URL`, `proxy.https` or "
+                "HTTPS_PROXY)"
+            ),
+            no_proxy=(
+                "the no_proxy entry {no_proxy} sent this connection direct: drop it if this "
+                "network only gets out through the proxy; `mpnet proxy explain {exchange}`"
+            ),
+        ),
+        _code(
+            "CONNECT_UNREACHABLE",
+            "error",
+            "no route to the target",
+            default="check the network link and routes (`ip route get {host}`)",
+            ipv6=("this machine has no IPv6 route: check `ip -6 route`, or reach {host} over IPv4"),
+        ),
+        _code(
+            "TLS_UNTRUSTED",
+            "error",
+            "the certificate chain is not trusted",
+            default=(
+                "pass the issuing CA with `--ca-bundle PATH` or `ssl.ca_bundle` "
+                "(one exchange: `exchanges.{exchange}.ssl.ca_bundle`)"
+            ),
+            inspection=(
+                "get the inspection root CA from your IT team (`openssl s_client -showcerts "
+                "-connect {host}:{port} -servername {host}` shows the chain) and trust it with "
+                "`--ca-bundle PATH` or `ssl.ca_bundle` (one exchange: "
+                "`exchanges.{exchange}.ssl.ca_bundle`)"
+            ),
+            public=(
+                "the trust store in use lacks this CA or the server omits an intermediate: "
+                "update ca-certificates / certifi, or point `--ca-bundle` / `ssl.ca_bundle` at a "
+                "current bundle"
+            ),
+        ),
+        _code(
+            "TLS_EXPIRED",
+            "error",
+            "the certificate has expired",
+            default=(
+                "check this machine's clock first (`date -u`: a clock far ahead makes valid "
+                "certificates look expired); if it is right, the server's certificate has "
+                "expired and only its owner can fix it"
+            ),
+            inspection=(
+                "the certificate comes from a TLS-inspecting proxy, not from the exchange: tell "
+                "its admin (and check `date -u` here first)"
+            ),
+        ),
+        _code(
+            "TLS_NOT_YET_VALID",
+            "error",
+            "the certificate is not valid yet: usually the local clock is behind",
+            default="sync this machine's clock (`timedatectl status`, `chronyc tracking`)",
+        ),
+        _code(
+            "TLS_HOSTNAME_MISMATCH",
+            "error",
+            "the certificate does not name the host that was dialled",
+            default=(
+                "check the host in {url} (`mpnet profiles show {exchange}`); an /etc/hosts "
+                "entry or DNS override may be sending {host} to another server"
+            ),
+            inspection=(
+                "a TLS-inspecting proxy or firewall is answering for {host} with its own "
+                "certificate: ask its admin to exempt {host}, or trust its CA with `--ca-bundle`"
+            ),
+        ),
+        _code(
+            "TLS_HANDSHAKE",
+            "error",
+            "the TLS handshake failed before certificates were checked",
+            default=(
+                "see where it breaks with `openssl s_client -connect {host}:{port} -servername "
+                "{host}`; a middlebox filtering by SNI resets handshakes like this"
+            ),
+            plaintext=(
+                "the port speaks plain text, not TLS: use http:// or ws:// if that is intended, "
+                "or fix the port in {url}; an https:// proxy URL for a plain HTTP proxy does the "
+                "same (use http://)"
+            ),
+        ),
+        _code(
+            "GEO_BLOCKED",
+            "error",
+            "the exchange refuses the country the connection comes from",
+            default=(
+                "{exchange} blocks requests by the egress IP's country; that is its policy, not "
+                "a network fault. Where you are entitled to access, route this exchange through "
+                "an egress in a served region with `exchanges.{exchange}.proxy` (its terms apply)"
+            ),
+        ),
+        _code(
+            "WAF_BLOCKED",
+            "error",
+            "a CDN/WAF in front of the exchange refused the request",
+            default=(
+                "{cdn} rejects this client, usually for the egress IP's reputation (cloud, VPN "
+                "or shared-proxy ranges), the request rate, or the User-Agent (`rest.headers` "
+                "in the profile); try another egress with `exchanges.{exchange}.proxy`, slow "
+                "down, and quote {reference} if you contact the exchange"
+            ),
+        ),
+        _code(
+            "RATE_LIMITED",
+            "error",
+            "the exchange rate-limits or bans this IP",
+            default=(
+                "wait {wait} before probing again and probe less often (lower `-n`); every "
+                "program on this egress IP shares the limit"
+            ),
+        ),
+        _code(
+            "WS_UPGRADE_REJECTED",
+            "error",
+            "the WebSocket upgrade got no 101",
+            default=(
+                "check `websocket.url` and `websocket.headers` in the profile (`mpnet profiles "
+                "show {exchange}`) and try the endpoint by hand: `mpnet ws {url}`"
+            ),
+            redirect="the server redirects to {location}: update `websocket.url` in the profile",
+            not_websocket=(
+                "the path answers plain HTTP: check `websocket.url`, and whether a proxy in "
+                "between strips the Upgrade header (`mpnet probe {exchange} --no-proxy`)"
+            ),
+        ),
+        _code(
+            "HTTP_ERROR",
+            "error",
+            "the REST endpoint answered an unexpected status",
+            default=(
+                "compare with `health.expect_status` in the profile (`mpnet profiles show "
+                "{exchange}`) and fetch {url} by hand"
+            ),
+            redirect=(
+                "the server redirects to {location}: update `rest.base_url` / `health.path` "
+                "in the profile"
+            ),
+            not_found="check `rest.base_url` and `health.path` (`mpnet profiles show {exchange}`)",
+            server=(
+                "the exchange side is failing or in maintenance: check its status page and "
+                "retry later"
+            ),
+            from_proxy=(
+                "the proxy answered, not the exchange: read its error page or logs; " + _SEE_PROXY
+            ),
+        ),
+        _code(
+            "UNEXPECTED_RESPONSE",
+            "error",
+            "the peer answered, but not as the profile expects",
+            default=(
+                "fetch {url} by hand and compare with the profile "
+                "(`mpnet profiles show {exchange}`)"
+            ),
+            portal=(
+                "a captive portal, a proxy login page or a wrong URL answers instead of the API: "
+                "open {url} in a browser from this machine"
+            ),
+            json_keys=(
+                "the API changed or the path is wrong: compare the answer with "
+                "`health.expect_json_keys` (`mpnet profiles show {exchange}`)"
+            ),
+            not_http=(
+                "something other than an HTTP server answers: check the scheme and port in "
+                "{url} (http vs https)"
+            ),
+            closed=(
+                "an idle-timeout middlebox or a server rejecting this client closes like this: "
+                "retry, then compare with `mpnet probe {exchange} --no-proxy`"
+            ),
+            ws_not_json=(
+                "if frames are compressed, set `websocket.compression` in the profile; watch "
+                "what arrives with `mpnet ws {url}`"
+            ),
+        ),
+        _code(
+            "NO_DATA",
+            "error",
+            "subscribed, but no data message arrived",
+            default=(
+                "check the subscription and symbol (`websocket.subscribe`, `data_match`: "
+                "`mpnet profiles show {exchange}`) and watch what the server sends with "
+                "`mpnet ws {url} --send '<subscribe JSON>'`"
+            ),
+        ),
+        _code(
+            "TIMEOUT",
+            "error",
+            "time ran out in a phase with no more specific explanation",
+            default="retry with a larger `--timeout`",
+            tls=(
+                "a middlebox filtering by SNI often drops handshakes silently: compare with "
+                "`openssl s_client -connect {host}:{port} -servername {host}`"
+            ),
+            http=(
+                "the server or the proxy accepted the request but is slow: retry with a larger "
+                "`--timeout` and check the exchange's status page"
+            ),
+            ws_upgrade=(
+                "some proxies and firewalls hold WebSocket upgrades: retry with a larger "
+                "`--timeout` and compare with `mpnet probe {exchange} --no-proxy`"
+            ),
+            ping_rtt=(
+                "the server may not answer that message: check `websocket.ping` (send / expect) "
+                "in the profile"
+            ),
+        ),
+        _code(
+            "CLOCK_SKEW",
+            "warning",
+            "the local clock differs from the server's by more than a second",
+            default=(
+                "sync this machine's clock (`timedatectl status`, `chronyc tracking`): signed "
+                "requests (recvWindow, expires) fail when it is off"
+            ),
+        ),
+        _code(
+            "CERT_EXPIRING",
+            "warning",
+            "the certificate is valid but expires soon",
+            default=(
+                "nothing to change here if its owner renews in time; after {not_after} "
+                "connections fail with TLS_EXPIRED"
+            ),
+            inspection=(
+                "the certificate comes from a TLS-inspecting proxy: tell its admin; after "
+                "{not_after} connections fail with TLS_EXPIRED"
+            ),
+        ),
+        _code(
+            "INSECURE_TLS",
+            "warning",
+            "certificate verification is off for this connection",
+            default=(
+                "remove the setting in {setting}; if it is there because of TLS inspection, "
+                "trust the inspection CA with `ssl.ca_bundle` instead"
+            ),
+        ),
+        _code(
+            "PATH_DIVERGENCE",
+            "warning",
+            "REST and WebSocket of one exchange leave through different paths",
+            default=(
+                "give both one path with `exchanges.{exchange}.proxy` (a URL, or `direct`) and "
+                "confirm with `mpnet proxy explain {exchange}`"
+            ),
+            env=(
+                "HTTPS_PROXY serves https/wss targets and HTTP_PROXY http/ws ones: set both, or "
+                "give both one path with `exchanges.{exchange}.proxy`; confirm with "
+                "`mpnet proxy explain {exchange}`"
+            ),
+        ),
+    )
+}
+
+
+def hint_text(code: str, variant: str = "default", **fields: object) -> str:
+    """The hint of ``code`` (falling back to its default variant) filled with ``fields``.
+
+    A field the template needs but ``fields`` lacks shows as ``?``; this never raises for a
+    code in :data:`CATALOGUE`.
+    """
+    hints = CATALOGUE[code].hints
+    template = hints.get(variant, hints["default"])
+    return string.Formatter().vformat(template, (), _Fields(fields))
+
+
+class _Fields(dict[str, object]):
+    def __missing__(self, key: str) -> object:
+        return "?"
+
+
+# -- public entry points ------------------------------------------------------------------------
+
+
+def diagnose(
+    results: Sequence[ProbeResult], *, now: float | None = None
+) -> tuple[ProbeResult, ...]:
+    """Attach findings to every result, in the same order.
+
+    Args:
+        results: the probe results of one run; cross-result findings (PATH_DIVERGENCE) compare
+            the results of the same exchange.
+        now: Unix time, used only to compute a certificate's days left from ``cert_not_after``
+            when ``cert_days_left`` is missing.
+
+    Returns:
+        The results, each with ``findings`` replaced by its diagnosis.
+    """
+    findings = [list(diagnose_one(result, now=now)) for result in results]
+    for index, finding in _path_divergence(results):
+        findings[index].append(finding)
+    return tuple(result.with_findings(f) for result, f in zip(results, findings, strict=True))
+
+
+def diagnose_one(result: ProbeResult, *, now: float | None = None) -> tuple[Finding, ...]:
+    """The findings of one result alone: failures explained first, then warnings."""
+    ctx = _Context.of(result)
+    findings: list[Finding] = []
+    failed = [a for a in result.attempts if not a.ok and a.error is not None]
+    counts: dict[str, int] = {}
+    first: dict[str, Finding] = {}
+    for attempt in failed:
+        assert attempt.error is not None
+        finding = _explain(ctx, attempt, attempt.error)
+        if finding is None:
+            continue
+        counts[finding.code] = counts.get(finding.code, 0) + 1
+        first.setdefault(finding.code, finding)
+    total = len(result.attempts)
+    for code, finding in first.items():
+        if total > 1 and counts[code] < total:
+            finding = Finding(
+                finding.code,
+                f"{finding.message} (in {counts[code]} of {total} attempts)",
+                finding.hint,
+                finding.severity,
+            )
+        findings.append(finding)
+    for warning in (_clock_skew(ctx), _cert_expiring(ctx, now), _insecure_tls(ctx)):
+        if warning is not None:
+            findings.append(warning)
+    return tuple(findings)
+
+
+# -- context ------------------------------------------------------------------------------------
+
+
+_DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+_LOCAL_DNS_SCHEMES = ("socks4", "socks5")
+_TARGET_LABEL = {"rest": "REST", "ws": "WebSocket"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every rule needs about one result, computed once."""
+
+    result: ProbeResult
+    host: str
+    port: int | None
+    secrets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> _Context:
+        host, port = _host_port(result.url)
+        proxy = result.proxy.proxy
+        secrets = (proxy.password,) if proxy is not None and proxy.password else ()
+        return cls(result, host, port, secrets)
+
+    @property
+    def exchange(self) -> str:
+        return self.result.exchange
+
+    @property
+    def label(self) -> str:
+        return _TARGET_LABEL.get(self.result.target, self.result.target)
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}" if self.port is not None else self.host
+
+    @property
+    def via(self) -> str:
+        """`` via PROXY (chosen by ORIGIN)`` or empty for a direct connection."""
+        decision = self.result.proxy
+        if decision.proxy is None:
+            return ""
+        return f" via {decision.proxy.redacted()} (chosen by {proxy_origin(decision)})"
+
+    def fields(self, **extra: object) -> dict[str, object]:
+        decision = self.result.proxy
+        proxy = decision.proxy
+        values: dict[str, object] = {
+            "exchange": self.exchange,
+            "url": self.result.url,
+            "host": self.host,
+            "port": self.port if self.port is not None else "?",
+            "proxy": proxy.redacted() if proxy else "direct",
+            "proxy_host": proxy.host if proxy else "?",
+            "proxy_port": proxy.port if proxy else "?",
+            "proxy_scheme": proxy.scheme if proxy else "?",
+            "origin": proxy_origin(decision),
+            "setting": _proxy_setting(decision, self.exchange),
+        }
+        values.update(extra)
+        return values
+
+    def finding(
+        self, code: str, message: str, variant: str = "default", **extra: object
+    ) -> Finding:
+        return _make_finding(code, message, variant, self.fields(**extra), self.secrets)
+
+
+def _make_finding(
+    code: str, message: str, variant: str, fields: Mapping[str, object], secrets: Sequence[str]
+) -> Finding:
+    entry = CATALOGUE[code]
+    hint = hint_text(code, variant, **fields)
+    return Finding(code, _scrub(message, secrets), _scrub(hint, secrets), entry.severity)
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    # Server text (bodies, headers) is quoted verbatim: mask anything that looks like a password.
+    text = redact_url_text(text)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _host_port(url: str) -> tuple[str, int | None]:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or url
+        port = parts.port
+    except ValueError:
+        return url, None
+    if port is None:
+        port = _DEFAULT_PORTS.get(parts.scheme.lower())
+    return host, port
+
+
+def proxy_origin(decision: ProxyDecision) -> str:
+    """Which layer (and setting) chose the path: ``env HTTPS_PROXY``, ``cli --proxy``, ..."""
+    if decision.source:
+        return f"{decision.layer} {decision.source}"
+    return f"the {decision.layer} layer"
+
+
+def _proxy_setting(decision: ProxyDecision, exchange: str) -> str:
+    """Where a person edits the proxy this decision used."""
+    if decision.source:
+        return f"`{decision.source}`" if decision.layer != "env" else decision.source
+    return {
+        "cli": "`--proxy`",
+        "exchange": f"`exchanges.{exchange}.proxy`",
+        "service": "`proxy:` in the config file",
+        "env": "the *_proxy environment variable",
+    }.get(decision.layer, "`--proxy`")
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+_STATUS_PHASES = ("http", "ws_upgrade", "bootstrap")
+
+
+def _explain(ctx: _Context, attempt: Attempt, error: ErrorInfo) -> Finding | None:
+    phase, kind = str(error.phase), str(error.kind)
+    proxied = ctx.result.proxy.proxy is not None
+    if kind == "proxy_unreachable" or (
+        proxied and phase == "tcp" and kind in ("refused", "timeout", "unreachable", "reset")
+    ):
+        return _proxy_unreachable(ctx, error)
+    if phase == "dns":
+        return _dns_failure(ctx, kind)
+    if phase == "tcp":
+        return _connect_failure(ctx, attempt, kind)
+    if phase == "proxy":
+        return _proxy_failure(ctx, error)
+    if phase == "tls":
+        return _tls_failure(ctx, error)
+    if phase in _STATUS_PHASES:
+        return _answer_failure(ctx, error)
+    if phase == "first_message":
+        return _first_message_failure(ctx, kind)
+    if kind == "timeout":
+        return _timeout(ctx, phase)
+    return None
+
+
+def _dns_failure(ctx: _Context, kind: str) -> Finding | None:
+    proxy = ctx.result.proxy.proxy
+    if proxy is not None and proxy.scheme in _LOCAL_DNS_SCHEMES and kind != "timeout":
+        return ctx.finding(
+            "DNS_FAILURE",
+            f"{ctx.host} did not resolve here; with a {proxy.scheme}:// proxy "
+            f"({proxy.redacted()}, chosen by {proxy_origin(ctx.result.proxy)}) mpnet resolves "
+            "target names itself",
+            "local_dns",
+        )
+    if kind == "nxdomain":
+        return ctx.finding(
+            "DNS_FAILURE",
+            f"{ctx.host} does not exist in DNS (NXDOMAIN): the resolver answered that no such "
+            "name exists",
+            "nxdomain",
+        )
+    if kind == "no_resolver":
+        return ctx.finding(
+            "DNS_FAILURE",
+            f"no DNS resolver answered for {ctx.host}: this machine has no working DNS (no "
+            "network, or DNS is blocked)",
+            "no_resolver",
+        )
+    if kind == "timeout":
+        return ctx.finding(
+            "DNS_FAILURE", f"the lookup of {ctx.host} got no answer in time", "timeout"
+        )
+    return ctx.finding("DNS_FAILURE", f"{ctx.host} did not resolve ({kind})")
+
+
+def _proxy_unreachable(ctx: _Context, error: ErrorInfo) -> Finding:
+    decision = ctx.result.proxy
+    proxy = decision.proxy
+    name = proxy.redacted() if proxy else "the proxy"
+    text = error.message.lower()
+    if str(error.phase) == "dns":
+        how = f"its name {proxy.host} did not resolve" if proxy else "its name did not resolve"
+    elif "refused" in text or error.kind == "refused":
+        how = "it refused the TCP connection (not running, or the wrong port)"
+    elif "timed out" in text or "timeout" in text or error.kind == "timeout":
+        how = "the TCP connection to it timed out (a firewall drops the packets)"
+    elif "unreachable" in text or "no route" in text or error.kind == "unreachable":
+        how = "there is no route to it"
+    else:
+        how = "the TCP connection to it failed"
+    return ctx.finding(
+        "PROXY_UNREACHABLE",
+        f"the proxy {name} (chosen by {proxy_origin(decision)}) could not be reached: {how}",
+    )
+
+
+def _connect_failure(ctx: _Context, attempt: Attempt, kind: str) -> Finding | None:
+    address = f" ({attempt.address})" if attempt.address and attempt.address != ctx.host else ""
+    target = f"{ctx.hostport}{address}"
+    if kind == "refused":
+        return ctx.finding(
+            "CONNECT_REFUSED",
+            f"{target} refused the TCP connection: nothing listens on that port, or a "
+            "firewall rejects it",
+        )
+    if kind == "reset":
+        return ctx.finding(
+            "CONNECT_REFUSED", f"{target} reset the TCP connection while it was being opened"
+        )
+    if kind == "timeout":
+        decision = ctx.result.proxy
+        if decision.no_proxy_match:
+            return ctx.finding(
+                "CONNECT_TIMEOUT",
+                f"TCP connect to {target} got no answer at all; it went direct because the "
+                f"no_proxy entry {decision.no_proxy_match!r} ({decision.layer}) bypassed the "
+                "proxy",
+                "no_proxy",
+                no_proxy=repr(decision.no_proxy_match),
+            )
+        return ctx.finding(
+            "CONNECT_TIMEOUT",
+            f"TCP connect to {target} got no answer at all (a direct connection, "
+            f"{_direct_reason(decision)})",
+        )
+    if kind == "unreachable":
+        ipv6 = attempt.address is not None and ":" in attempt.address
+        return ctx.finding(
+            "CONNECT_UNREACHABLE",
+            f"no route to {target}" + (" (an IPv6 address)" if ipv6 else ""),
+            "ipv6" if ipv6 else "default",
+        )
+    return None
+
+
+def _direct_reason(decision: ProxyDecision) -> str:
+    if decision.layer == "default":
+        return "no proxy is configured"
+    where = f" {decision.source}" if decision.source else ""
+    return f"the {decision.layer} layer{where} says direct"
+
+
+def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
+    kind = error.kind
+    decision = ctx.result.proxy
+    proxy = decision.proxy
+    name = proxy.redacted() if proxy else "the proxy"
+    origin = proxy_origin(decision)
+    if kind == "proxy_auth":
+        return _proxy_auth(ctx, error)
+    if kind == "proxy_denied":
+        status = f" (status {error.status})" if error.status else ""
+        if error.status in (502, 503, 504):
+            return ctx.finding(
+                "PROXY_DENIED",
+                f"the proxy {name} (chosen by {origin}) answered the tunnel request to "
+                f"{ctx.hostport}{status}: it could not reach the target itself",
+                "upstream",
+            )
+        variant = "port" if ctx.port not in (443, None) else "default"
+        return ctx.finding(
+            "PROXY_DENIED",
+            f"the proxy {name} (chosen by {origin}) refused to open a tunnel to "
+            f"{ctx.hostport}{status}",
+            variant,
+        )
+    if kind == "timeout":
+        handshake = "SOCKS" if proxy is not None and proxy.is_socks else "CONNECT"
+        return ctx.finding(
+            "PROXY_TIMEOUT",
+            f"the proxy {name} (chosen by {origin}) accepted the TCP connection but never "
+            f"completed the {handshake} handshake for {ctx.hostport}",
+        )
+    return None
+
+
+_NEGOTIATE_ONLY = re.compile(r"^\s*(ntlm|negotiate|kerberos)\b", re.IGNORECASE)
+
+
+def _proxy_auth(ctx: _Context, error: ErrorInfo) -> Finding:
+    decision = ctx.result.proxy
+    proxy = decision.proxy
+    if proxy is None:
+        return ctx.finding(
+            "PROXY_AUTH_REQUIRED",
+            f"{ctx.hostport} answered {error.status or 407} Proxy Authentication Required "
+            "although no proxy is configured",
+            "transparent",
+        )
+    origin = proxy_origin(decision)
+    answer = (
+        f"answered {error.status}"
+        if error.status
+        else ("refused SOCKS authentication" if proxy.is_socks else "asked for authentication")
+    )
+    asks = _header(error, "proxy-authenticate")
+    asked = f"; it asks for {asks!r}" if asks else ""
+    if proxy.username is not None:
+        sent = f"credentials for user {proxy.username!r} were sent, taken from {origin}"
+        variant = "rejected"
+    else:
+        sent = f"no credentials were sent: the proxy URL from {origin} has no user name"
+        variant = "default"
+    schemes = [s for s in asks.split(",") if s.strip()] if asks else []
+    if schemes and all(_NEGOTIATE_ONLY.match(s) for s in schemes):
+        variant = "negotiate"
+    return ctx.finding(
+        "PROXY_AUTH_REQUIRED", f"the proxy {proxy.redacted()} {answer}; {sent}{asked}", variant
+    )
+
+
+_PUBLIC_CA_NAMES = (
+    "digicert",
+    "let's encrypt",
+    "lets encrypt",
+    "globalsign",
+    "sectigo",
+    "comodo",
+    "amazon",
+    "google trust services",
+    "cloudflare",
+    "entrust",
+    "godaddy",
+    "go daddy",
+    "isrg",
+    "baltimore",
+    "starfield",
+    "microsoft",
+    "usertrust",
+    "geotrust",
+    "thawte",
+    "rapidssl",
+    "quovadis",
+    "identrust",
+    "certum",
+    "buypass",
+    "zerossl",
+    "ssl.com",
+    "actalis",
+    "harica",
+    "trustasia",
+    "verisign",
+    "symantec",
+    "gts ca",
+)
+# Let's Encrypt and Google intermediates go by bare names (CN=R11, CN=E6, CN=WR2).
+_PUBLIC_CA_SHORT = re.compile(r"\b(R[0-9]{1,2}|E[0-9]{1,2}|W[RE][0-9]|GTS)\b")
+
+
+def looks_public_ca(issuer: str) -> bool:
+    """A heuristic: does the issuer name a public web CA (rather than a corporate one)?"""
+    lowered = issuer.lower()
+    return any(name in lowered for name in _PUBLIC_CA_NAMES) or bool(
+        _PUBLIC_CA_SHORT.search(issuer)
+    )
+
+
+def _trust_store(ctx: _Context) -> str:
+    ssl = ctx.result.ssl
+    if ssl.ca_kind in ("file", "dir"):
+        return f"the CA {'bundle' if ssl.ca_kind == 'file' else 'directory'} {ssl.ca} ({ssl.layer})"
+    if ssl.ca_kind == "certifi":
+        return "certifi's CA bundle"
+    return "the system trust store"
+
+
+def _tls_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
+    kind = error.kind
+    issuer = error.issuer
+    intercepted = issuer is not None and not looks_public_ca(issuer)
+    by = f" issued by {issuer!r}" if issuer else ""
+    via = ctx.via
+    if kind == "untrusted":
+        if issuer is None:
+            message = (
+                f"the certificate {ctx.hostport} presented{via} chains to no CA in "
+                f"{_trust_store(ctx)}"
+            )
+            return ctx.finding("TLS_UNTRUSTED", message)
+        if intercepted:
+            message = (
+                f"the certificate {ctx.hostport} presented{via} is{by}, not a public CA, and is "
+                f"not in {_trust_store(ctx)}: this looks like TLS inspection by a corporate "
+                "proxy or firewall"
+            )
+            return ctx.finding("TLS_UNTRUSTED", message, "inspection")
+        message = (
+            f"the certificate {ctx.hostport} presented{via} is{by}, a public CA, yet it does "
+            f"not chain to {_trust_store(ctx)}"
+        )
+        return ctx.finding("TLS_UNTRUSTED", message, "public")
+    if kind == "expired":
+        message = f"the certificate {ctx.hostport} presented{via}{by} has expired"
+        return ctx.finding("TLS_EXPIRED", message, "inspection" if intercepted else "default")
+    if kind == "not_yet_valid":
+        message = (
+            f"the certificate {ctx.hostport} presented{by} is not valid yet by this machine's clock"
+        )
+        return ctx.finding("TLS_NOT_YET_VALID", message)
+    if kind == "hostname_mismatch":
+        message = f"the certificate presented at {ctx.hostport}{via}{by} does not name {ctx.host}"
+        return ctx.finding(
+            "TLS_HOSTNAME_MISMATCH", message, "inspection" if intercepted else "default"
+        )
+    if kind == "handshake":
+        text = error.message.lower()
+        if "wrong version number" in text or "wrong_version_number" in text:
+            return ctx.finding(
+                "TLS_HANDSHAKE",
+                f"{ctx.hostport}{via} answered the TLS hello with something that is not TLS",
+                "plaintext",
+            )
+        return ctx.finding(
+            "TLS_HANDSHAKE",
+            f"the TLS handshake with {ctx.hostport}{via} broke off before any certificate was "
+            "checked",
+        )
+    if kind == "timeout":
+        return _timeout(ctx, "tls")
+    return None
+
+
+_WHERE = {
+    "http": "the REST endpoint",
+    "ws_upgrade": "the WebSocket upgrade",
+    "bootstrap": "the token request before connecting (bootstrap)",
+}
+
+
+def _answer_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
+    """An HTTP-level answer: REST, the WebSocket upgrade, or the bootstrap request."""
+    phase, kind = str(error.phase), error.kind
+    where = f"{_WHERE.get(phase, phase)} at {ctx.host}"
+    status = error.status
+    for rule in (_geo_blocked, _rate_limited, _waf_blocked):
+        found = rule(ctx, error, where)
+        if found is not None:
+            return found
+    if status in (401, 407) and (status == 407 or _header(error, "proxy-authenticate")):
+        return _proxy_auth(ctx, error)
+    if kind == "ws_upgrade_rejected" or (phase == "ws_upgrade" and status is not None):
+        return _ws_rejected(ctx, error)
+    if kind == "http_status" or status is not None:
+        return _http_error(ctx, error, where)
+    if kind == "timeout":
+        return _timeout(ctx, phase)
+    return _unexpected_response(ctx, error, where)
+
+
+_BINANCE_GEO = "restricted location"
+_CLOUDFRONT_GEO = re.compile(r"block(ed)? access from your country|\bcountry\b", re.IGNORECASE)
+
+
+def _geo_blocked(ctx: _Context, error: ErrorInfo, where: str) -> Finding | None:
+    status, body = error.status, error.body
+    lowered = body.lower()
+    evidence: str | None = None
+    if status == 451:
+        evidence = "451 Unavailable For Legal Reasons"
+    if _BINANCE_GEO in lowered:
+        evidence = f"{status or 'an answer'} saying {_excerpt(body, _BINANCE_GEO)!r}"
+    elif status == 403 and _cdn(error) == "CloudFront":
+        match = _CLOUDFRONT_GEO.search(body)
+        if match:
+            evidence = f"403 from CloudFront saying {_excerpt(body, match.group(0))!r}"
+    if evidence is None:
+        return None
+    if status == 451 and body.strip() and _BINANCE_GEO not in lowered:
+        evidence += f" ({_gist(body)!r})"
+    return ctx.finding("GEO_BLOCKED", f"{where} answered {evidence}{ctx.via}")
+
+
+def _rate_limited(ctx: _Context, error: ErrorInfo, where: str) -> Finding | None:
+    status = error.status
+    if status not in (429, 418):
+        return None
+    what = "429 Too Many Requests" if status == 429 else "418, Binance's IP ban after repeated 429s"
+    retry = _header(error, "retry-after")
+    details = [f"Retry-After: {retry}" if retry else "no Retry-After header"]
+    weight = _header(error, "x-mbx-used-weight-1m") or _header(error, "x-mbx-used-weight")
+    if weight:
+        details.append(f"used weight {weight}")
+    if retry and retry.strip().isdigit():
+        wait = f"{int(retry.strip())} s (Retry-After)"
+    elif retry:
+        wait = f"until {retry} (Retry-After)"
+    else:
+        wait = "a minute or more"
+    return ctx.finding("RATE_LIMITED", f"{where} answered {what}; {', '.join(details)}", wait=wait)
+
+
+_CDN_REFERENCE = {
+    "CloudFront": ("x-amz-cf-id", "the X-Amz-Cf-Id"),
+    "Cloudflare": ("cf-ray", "the cf-ray"),
+    "Akamai": ("", "the Reference # on the page"),
+}
+
+
+def _cdn(error: ErrorInfo) -> str | None:
+    """Which CDN produced this answer, by its headers or page; None when no marker is present."""
+    server = _header(error, "server").lower()
+    body = error.body.lower()
+    if (
+        "cloudfront" in server
+        or "cloudfront" in _header(error, "x-cache").lower()
+        or _header(error, "x-amz-cf-id")
+        or "generated by cloudfront" in body
+    ):
+        return "CloudFront"
+    if server == "cloudflare" or _header(error, "cf-ray") or "attention required" in body:
+        return "Cloudflare"
+    if "akamaighost" in server or "reference #" in body or "reference&#32;&#35;" in body:
+        return "Akamai"
+    return None
+
+
+def _waf_blocked(ctx: _Context, error: ErrorInfo, where: str) -> Finding | None:
+    status = error.status
+    cdn = _cdn(error)
+    if cdn is None:
+        return None
+    # Cloudflare's "Just a moment..." challenge comes as a 503 (or 403).
+    challenge = status == 503 and cdn == "Cloudflare" and "just a moment" in error.body.lower()
+    if status != 403 and not challenge:
+        return None
+    evidence = [
+        f"{name}: {value}"
+        for name, value in (
+            ("Server", _header(error, "server")),
+            ("X-Cache", _header(error, "x-cache")),
+            ("cf-ray", _header(error, "cf-ray")),
+            ("X-Amz-Cf-Id", _header(error, "x-amz-cf-id")),
+        )
+        if value
+    ]
+    gist = _gist(error.body)
+    if gist:
+        evidence.append(f"page {gist!r}")
+    header, reference = _CDN_REFERENCE[cdn]
+    ref_value = _header(error, header) if header else ""
+    if ref_value:
+        reference = f"{reference} {ref_value}"
+    return ctx.finding(
+        "WAF_BLOCKED",
+        f"{where} got {status} from {cdn}, before the exchange saw the request"
+        + (f" ({'; '.join(evidence)})" if evidence else ""),
+        cdn=cdn,
+        reference=reference,
+    )
+
+
+def _ws_rejected(ctx: _Context, error: ErrorInfo) -> Finding:
+    status = error.status
+    location = _header(error, "location")
+    gist = _gist(error.body)
+    body = f"; body {gist!r}" if gist else ""
+    got = f"HTTP {status}" if status is not None else "an answer"
+    message = f"the upgrade of {ctx.result.url} got {got} instead of 101{body}{ctx.via}"
+    if status is not None and 300 <= status < 400 and location:
+        return ctx.finding("WS_UPGRADE_REJECTED", message, "redirect", location=location)
+    if status == 200:
+        return ctx.finding("WS_UPGRADE_REJECTED", message, "not_websocket")
+    return ctx.finding("WS_UPGRADE_REJECTED", message)
+
+
+_PROXY_SERVERS = ("squid", "tinyproxy", "privoxy", "bluecoat", "zscaler", "mitmproxy")
+
+
+def _http_error(ctx: _Context, error: ErrorInfo, where: str) -> Finding:
+    status = error.status
+    server = _header(error, "server")
+    location = _header(error, "location")
+    gist = _gist(error.body)
+    details = [f"Server: {server}"] if server else []
+    if gist:
+        details.append(f"body {gist!r}")
+    got = f"{status}" if status is not None else "an unexpected status"
+    message = f"{where} answered {got}" + (f" ({'; '.join(details)})" if details else "")
+    from_proxy = bool(_header(error, "x-squid-error")) or any(
+        name in server.lower() for name in _PROXY_SERVERS
+    )
+    if ctx.result.proxy.proxy is not None and from_proxy:
+        return ctx.finding("HTTP_ERROR", message + ctx.via, "from_proxy")
+    if status is not None and 300 <= status < 400 and location:
+        return ctx.finding("HTTP_ERROR", message, "redirect", location=location)
+    if status == 404:
+        return ctx.finding("HTTP_ERROR", message, "not_found")
+    if status is not None and 500 <= status < 600:
+        return ctx.finding("HTTP_ERROR", message, "server")
+    return ctx.finding("HTTP_ERROR", message)
+
+
+def _unexpected_response(ctx: _Context, error: ErrorInfo, where: str) -> Finding | None:
+    kind = error.kind
+    gist = _gist(error.body)
+    body = f": {gist!r}" if gist else ""
+    if kind == "invalid_json":
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE", f"{where} answered something that is not JSON{body}", "portal"
+        )
+    if kind == "unexpected_json":
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE",
+            f"{where} answered JSON without the keys the profile expects{body}",
+            "json_keys",
+        )
+    if kind == "invalid_http":
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE", f"{where} answered something that is not HTTP", "not_http"
+        )
+    if kind == "closed":
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE",
+            f"{where} closed the connection without an answer{ctx.via}",
+            "closed",
+        )
+    return None
+
+
+def _first_message_failure(ctx: _Context, kind: str) -> Finding | None:
+    if kind in ("timeout", "no_data"):
+        return ctx.finding(
+            "NO_DATA",
+            f"the subscription on {ctx.result.url} was sent, but no message matching "
+            "`data_match` arrived before the timeout",
+        )
+    if kind == "closed":
+        return ctx.finding(
+            "NO_DATA",
+            f"the server closed {ctx.result.url} after the subscription, before any data "
+            "message: it usually rejects the channel or symbol",
+        )
+    if kind == "invalid_json":
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE",
+            f"a message on {ctx.result.url} after the subscription is not JSON",
+            "ws_not_json",
+        )
+    return None
+
+
+_TIMEOUT_WHAT = {
+    "tls": "the TLS handshake with {hostport} started but never finished",
+    "http": "the request to {hostport} was sent but no response arrived",
+    "bootstrap": "the token request (bootstrap) to {hostport} got no response",
+    "ws_upgrade": "the WebSocket upgrade request to {hostport} got no answer",
+    "ping_rtt": "the application ping on {url} got no answer",
+}
+
+
+def _timeout(ctx: _Context, phase: str) -> Finding:
+    what = _TIMEOUT_WHAT.get(phase, "time ran out in phase " + phase)
+    message = what.format(hostport=ctx.hostport, url=ctx.result.url) + ctx.via
+    variant = "http" if phase == "bootstrap" else phase
+    return ctx.finding("TIMEOUT", message, variant)
+
+
+# -- warnings -----------------------------------------------------------------------------------
+
+
+def _clock_skew(ctx: _Context) -> Finding | None:
+    """The local clock's offset from the server's ``Date``, when it is certainly beyond 1 s.
+
+    ``Date`` is truncated to the second and was stamped somewhere between sending the request
+    and the first byte of the answer, so each attempt bounds the offset to an interval; the
+    intervals of all attempts are intersected.
+    """
+    low, high = float("-inf"), float("inf")
+    seen: tuple[float, float] | None = None
+    date_shown = ""
+    for attempt in ctx.result.attempts:
+        bounds = _offset_bounds(attempt)
+        if bounds is None:
+            continue
+        assert attempt.server_date is not None
+        date_shown = attempt.server_date
+        seen = bounds
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    if seen is None:
+        return None
+    if low > high:  # attempts disagree (servers behind a balancer): trust the last one alone
+        low, high = seen
+    if low <= CLOCK_SKEW_TOLERANCE_S and high >= -CLOCK_SKEW_TOLERANCE_S:
+        return None
+    offset = (low + high) / 2
+    side = "ahead of" if offset > 0 else "behind"
+    return ctx.finding(
+        "CLOCK_SKEW",
+        f"the local clock is {abs(offset):.1f} s {side} the server's "
+        f"(±{(high - low) / 2:.1f} s; Date: {date_shown!r})",
+    )
+
+
+def _offset_bounds(attempt: Attempt) -> tuple[float, float] | None:
+    if attempt.server_date is None or attempt.local_time is None:
+        return None
+    try:
+        stamped = parsedate_to_datetime(attempt.server_date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if stamped is None:
+        return None
+    if stamped.tzinfo is None:
+        stamped = stamped.replace(tzinfo=UTC)
+    try:
+        server = stamped.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    # The answer's Date was stamped after the request left: at most one round trip earlier.
+    waited_ms = attempt.phases.get("http") or attempt.phases.get("ws_upgrade") or 0.0
+    waited = max(0.0, float(waited_ms)) / 1000
+    local = float(attempt.local_time)
+    # local - true_server_time lies in (local - waited - (server + 1), local - server].
+    return local - waited - server - 1.0, local - server
+
+
+def _cert_expiring(ctx: _Context, now: float | None) -> Finding | None:
+    tls = ctx.result.tls
+    if tls is None:
+        return None
+    days = tls.cert_days_left
+    if days is None and now is not None and tls.cert_not_after:
+        days = _days_until(tls.cert_not_after, now)
+    if days is None or days > CERT_EXPIRY_WARNING_DAYS:
+        return None
+    issuer = tls.cert_issuer
+    by = f" (issuer {issuer!r})" if issuer else ""
+    when = (
+        f"expires in {days} day{'s' if days != 1 else ''}"
+        if days >= 0
+        else f"expired {-days} day{'s' if days != -1 else ''} ago (accepted because "
+        "verification is off)"
+    )
+    not_after = tls.cert_not_after or "its expiry"
+    variant = "inspection" if issuer and not looks_public_ca(issuer) else "default"
+    return ctx.finding(
+        "CERT_EXPIRING",
+        f"the certificate of {ctx.host}{by} {when}"
+        + (f", not after {tls.cert_not_after}" if tls.cert_not_after else ""),
+        variant,
+        not_after=not_after,
+    )
+
+
+def _days_until(not_after: str, now: float) -> int | None:
+    try:
+        moment = datetime.fromisoformat(not_after.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int((moment.timestamp() - now) // 86400)
+
+
+_INSECURE_SETTING = {
+    "cli": "`--insecure` on the command line",
+    "exchange": "`exchanges.{exchange}.ssl.verify: false` (or the profile's `network.ssl`)",
+    "service": "`ssl.verify: false` in the config file",
+    "env": "the environment",
+    "default": "the defaults",
+}
+
+
+def _insecure_tls(ctx: _Context) -> Finding | None:
+    ssl = ctx.result.ssl
+    if ssl.verify:
+        return None
+    reason = f": {ssl.reason}" if ssl.reason else ""
+    setting = _INSECURE_SETTING.get(ssl.layer, ssl.layer).format(exchange=ctx.exchange)
+    return ctx.finding(
+        "INSECURE_TLS",
+        f"certificates are not verified for {ctx.result.url}; the {ssl.layer} layer turned "
+        f"verification off{reason}",
+        setting=setting,
+    )
+
+
+# -- across results -----------------------------------------------------------------------------
+
+
+def _path_key(decision: ProxyDecision) -> tuple[str, str]:
+    return (decision.proxy.redacted() if decision.proxy else "direct", decision.layer)
+
+
+def _path_divergence(results: Sequence[ProbeResult]) -> list[tuple[int, Finding]]:
+    """PATH_DIVERGENCE on every result of an exchange whose results leave by different paths."""
+    by_exchange: dict[str, list[int]] = {}
+    for index, result in enumerate(results):
+        by_exchange.setdefault(result.exchange, []).append(index)
+    out: list[tuple[int, Finding]] = []
+    for exchange, indexes in by_exchange.items():
+        paths: dict[tuple[str, str], int] = {}
+        for index in indexes:
+            paths.setdefault(_path_key(results[index].proxy), index)
+        if len(paths) < 2:
+            continue
+        described = [_describe_path(results[index]) for index in paths.values()]
+        message = " but ".join(described)
+        involved = [results[index] for index in indexes]
+        secrets = tuple(
+            r.proxy.proxy.password
+            for r in involved
+            if r.proxy.proxy is not None and r.proxy.proxy.password
+        )
+        variant = "env" if any(r.proxy.layer == "env" for r in involved) else "default"
+        finding = _make_finding(
+            "PATH_DIVERGENCE", message, variant, {"exchange": exchange}, secrets
+        )
+        out.extend((index, finding) for index in indexes)
+    return out
+
+
+def _describe_path(result: ProbeResult) -> str:
+    label = _TARGET_LABEL.get(result.target, result.target)
+    decision = result.proxy
+    if decision.proxy is None:
+        how = "goes direct"
+        why = f"{decision.layer}"
+        if decision.no_proxy_match:
+            why += f", no_proxy entry {decision.no_proxy_match!r}"
+        elif decision.source:
+            why += f" {decision.source}"
+    else:
+        how = f"goes via {decision.proxy.redacted()}"
+        why = proxy_origin(decision).removeprefix("the ")
+    return f"{label} ({result.url}) {how} ({why})"
+
+
+# -- text helpers -------------------------------------------------------------------------------
+
+
+def _header(error: ErrorInfo, name: str) -> str:
+    """A response header, matched case-insensitively; empty when absent."""
+    try:
+        items = list(error.headers.items())
+    except AttributeError:
+        return ""
+    for key, value in items:
+        if str(key).lower() == name:
+            return str(value)
+    return ""
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _gist(body: str, limit: int = 120) -> str:
+    """What a person would read first on a page: its title, else its text, shortened."""
+    if not body:
+        return ""
+    title = _TITLE.search(body)
+    text = title.group(1) if title else _TAG.sub(" ", body)
+    text = " ".join(html.unescape(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _excerpt(body: str, marker: str, width: int = 60) -> str:
+    """The text around ``marker`` in ``body`` (case-insensitive), tags stripped."""
+    text = " ".join(html.unescape(_TAG.sub(" ", body)).split())
+    at = text.lower().find(marker.lower())
+    if at < 0:
+        return _gist(body)
+    start, end = max(0, at - width), min(len(text), at + len(marker) + width)
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
