@@ -1,0 +1,183 @@
+"""JUnit XML for CI: one ``<testsuite>``, one ``<testcase>`` per exchange x target.
+
+The shape is the one CI reporters read (GitHub test-reporter actions, GitLab
+``artifacts:reports:junit``, Jenkins): ``classname`` is the exchange, ``name`` the target, a
+failed probe carries a ``<failure>`` whose message names the phase and the likely cause, and the
+full error, findings and hints as its text. Warning findings on a success never fail the case;
+they go to ``<system-out>`` with the phase timings.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from mpnet.core.proxy_url import redact_url_text
+from mpnet.core.result import PHASE_ORDER, Finding, ProbeReport, ProbeResult
+
+SUITE_NAME = "mpnet probe"
+
+# Characters XML 1.0 cannot carry at all, not even escaped; ElementTree would write them raw and
+# produce a file no parser accepts. A server's body can hold any of them.
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def junit_xml(report: ProbeReport) -> str:
+    """Render ``report`` as a JUnit XML document (with its XML declaration).
+
+    Counts: ``tests`` is the number of exchange x target results, ``failures`` those not ok,
+    ``errors`` is always 0 (a failed probe is a failed test, not a broken test run).
+    """
+    cases = [_testcase(result) for result in report.results]
+    failures = sum(1 for result in report.results if not result.ok)
+    seconds = sum(_seconds(result) for result in report.results)
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": SUITE_NAME,
+            "tests": str(len(report.results)),
+            "failures": str(failures),
+            "errors": "0",
+            "skipped": "0",
+            "time": _format_seconds(seconds),
+            "timestamp": report.started_at,
+        },
+    )
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", {"name": "mpnet_version", "value": report.mpnet_version})
+    if report.interrupted:
+        ET.SubElement(properties, "property", {"name": "interrupted", "value": "true"})
+    suite.extend(cases)
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode")
+
+
+def _testcase(result: ProbeResult) -> ET.Element:
+    case = ET.Element(
+        "testcase",
+        {
+            "classname": _clean(result.exchange),
+            "name": _clean(result.target),
+            "time": _format_seconds(_seconds(result)),
+        },
+    )
+    if result.ok:
+        out = ET.SubElement(case, "system-out")
+        out.text = _clean(_success_text(result))
+    else:
+        failure = ET.SubElement(
+            case,
+            "failure",
+            {"message": _clean(_failure_message(result)), "type": _clean(_failure_type(result))},
+        )
+        failure.text = _clean(_failure_text(result))
+    return case
+
+
+def _seconds(result: ProbeResult) -> float:
+    shown = result.shown_attempt
+    return shown.total_ms / 1000 if shown is not None else 0.0
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def _main_finding(result: ProbeResult) -> Finding | None:
+    """The finding that explains the failure: the first error-severity one, else the first."""
+    for finding in result.findings:
+        if finding.severity == "error":
+            return finding
+    return result.findings[0] if result.findings else None
+
+
+def _failure_message(result: ProbeResult) -> str:
+    error = result.error
+    phase = error.phase if error is not None else "probe"
+    finding = _main_finding(result)
+    if finding is not None:
+        return f"{phase}: {finding.code}: {finding.message}"
+    if error is not None:
+        return f"{phase}: {error.message}"
+    return f"{phase}: no attempt completed (interrupted)"
+
+
+def _failure_type(result: ProbeResult) -> str:
+    error = result.error
+    return error.kind if error is not None else "interrupted"
+
+
+def _failure_text(result: ProbeResult) -> str:
+    lines = [f"{result.exchange} {result.target} {result.url}"]
+    error = result.error
+    if error is not None:
+        lines.append(f"error: phase={error.phase} kind={error.kind}")
+        lines.append(f"  {error.message}")
+        if error.status is not None:
+            lines.append(f"  status: {error.status}")
+        if error.issuer:
+            lines.append(f"  certificate issuer: {error.issuer}")
+        if error.body:
+            lines.append(f"  body: {error.body[:500]}")
+    lines.append(f"attempts: {result.successes}/{len(result.attempts)} ok")
+    lines.extend(_findings_lines(result.findings))
+    lines.extend(_context_lines(result))
+    if result.phases:
+        lines.append(f"phases (ms, up to the failure): {_phases_text(result)}")
+    return "\n".join(lines)
+
+
+def _success_text(result: ProbeResult) -> str:
+    lines = [
+        f"{result.exchange} {result.target} {result.url}",
+        f"phases (ms): {_phases_text(result)}",
+        f"attempts: {result.successes}/{len(result.attempts)} ok",
+    ]
+    latency = result.latency
+    if latency is not None and len(result.attempts) > 1:
+        lines.append(
+            f"latency (ms): min {latency.min:.1f} p50 {latency.p50:.1f} "
+            f"p95 {latency.p95:.1f} max {latency.max:.1f}"
+        )
+    tls = result.tls
+    if tls is not None and tls.version:
+        expiry = f", certificate valid until {tls.cert_not_after}" if tls.cert_not_after else ""
+        lines.append(f"tls: {tls.version} {tls.cipher or ''}{expiry}".rstrip())
+    lines.extend(_findings_lines(result.findings))
+    lines.extend(_context_lines(result))
+    return "\n".join(lines)
+
+
+def _findings_lines(findings: tuple[Finding, ...]) -> list[str]:
+    lines: list[str] = []
+    for finding in findings:
+        lines.append(f"{finding.severity} {finding.code}: {finding.message}")
+        if finding.hint:
+            lines.append(f"  hint: {finding.hint}")
+    return lines
+
+
+def _context_lines(result: ProbeResult) -> list[str]:
+    proxy = result.proxy
+    via = proxy.proxy.redacted() if proxy.proxy is not None else "direct"
+    lines = [f"proxy: {via} (layer {proxy.layer})"]
+    ssl = result.ssl
+    if ssl.verify:
+        lines.append(f"ssl: verify against {ssl.ca} (layer {ssl.layer})")
+    else:
+        lines.append(f"ssl: verification OFF (layer {ssl.layer}: {ssl.reason})")
+    lines.extend(f"warning: {warning}" for warning in ssl.warnings)
+    return lines
+
+
+def _phases_text(result: ProbeResult) -> str:
+    ordered = sorted(
+        result.phases.items(),
+        key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else len(PHASE_ORDER),
+    )
+    return " ".join(f"{name}={ms:.1f}" for name, ms in ordered) or "-"
+
+
+def _clean(text: str) -> str:
+    """Mask proxy passwords and drop characters XML 1.0 cannot represent."""
+    return _XML_INVALID.sub("\ufffd", redact_url_text(text))

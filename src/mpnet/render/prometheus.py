@@ -1,0 +1,158 @@
+"""Prometheus text exposition of a probe report, named the way blackbox_exporter names things.
+
+Every series carries ``exchange`` and ``target`` (``rest`` | ``ws``); no label is ever built from a
+URL, a proxy host or credentials, only from profile names and fixed vocabularies (phase names,
+layer names, proxy schemes, finding codes), so a scrape cannot leak a secret and label
+cardinality stays bounded.
+
+The values describe one probe run, so every metric is a gauge, including the two ``*_total``
+counts (they restart with each probe, like blackbox_exporter's per-probe series).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mpnet.core.result import PHASE_ORDER, ProbeReport, ProbeResult, percentile
+
+#: (name, HELP text, extra labels) of every metric, in exposition order.
+METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "mpnet_probe_success",
+        "1 when every attempt at this exchange target succeeded, else 0.",
+        (),
+    ),
+    (
+        "mpnet_probe_duration_seconds",
+        "Seconds the shown attempt took: the sum of its phases except ping_rtt (the first "
+        "failure, else the last success).",
+        (),
+    ),
+    (
+        "mpnet_probe_phase_seconds",
+        "Seconds each phase of the shown attempt took (dns, tcp, proxy, tls, http, ws_upgrade, "
+        "first_message, ping_rtt, bootstrap).",
+        ("phase",),
+    ),
+    (
+        "mpnet_probe_tls_cert_expiry_timestamp_seconds",
+        "Unix time at which the server's leaf certificate expires.",
+        (),
+    ),
+    (
+        "mpnet_probe_tls_verify",
+        "1 when the server certificate was verified, 0 when verification was turned off.",
+        (),
+    ),
+    (
+        "mpnet_probe_proxy_info",
+        "Always 1: which configuration layer chose the route and the proxy scheme "
+        "('direct' without a proxy). Never carries the proxy host or credentials.",
+        ("layer", "scheme"),
+    ),
+    (
+        "mpnet_probe_findings",
+        "Number of diagnosis findings with this code (GEO_BLOCKED, WAF_BLOCKED, ...).",
+        ("code",),
+    ),
+    (
+        "mpnet_probe_http_status_code",
+        "HTTP status of the REST answer or the WebSocket upgrade, when one arrived.",
+        (),
+    ),
+    (
+        "mpnet_probe_attempts_total",
+        "Attempts made at this exchange target in this probe.",
+        (),
+    ),
+    (
+        "mpnet_probe_successes_total",
+        "Attempts at this exchange target that succeeded in this probe.",
+        (),
+    ),
+    (
+        "mpnet_probe_latency_seconds",
+        "Quantiles (nearest rank) of the total attempt time over the successful attempts.",
+        ("quantile",),
+    ),
+)
+
+BASE_LABELS = ("exchange", "target")
+QUANTILES = (("0.5", 50.0), ("0.95", 95.0))
+
+
+def prometheus_text(report: ProbeReport) -> str:
+    """Render ``report`` in the Prometheus text format (version 0.0.4)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ReportCollector(report))
+    return generate_latest(registry).decode("utf-8")
+
+
+class _ReportCollector(Collector):
+    def __init__(self, report: ProbeReport) -> None:
+        self.report = report
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = {
+            name: GaugeMetricFamily(name, help_text, labels=BASE_LABELS + extra)
+            for name, help_text, extra in METRICS
+        }
+        for result in self.report.results:
+            base = [result.exchange, result.target]
+            for name, extra, value in _samples(result):
+                families[name].add_metric(base + list(extra), value)
+        yield from families.values()
+
+
+def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]]:
+    """(metric, extra label values, value) for one result."""
+    yield "mpnet_probe_success", (), 1.0 if result.ok else 0.0
+    shown = result.shown_attempt
+    if shown is not None:
+        yield "mpnet_probe_duration_seconds", (), shown.total_ms / 1000
+        for phase, ms in sorted(shown.phases.items(), key=lambda kv: _phase_rank(kv[0])):
+            yield "mpnet_probe_phase_seconds", (phase,), ms / 1000
+        status = shown.status if shown.status is not None else _error_status(result)
+        if status is not None:
+            yield "mpnet_probe_http_status_code", (), float(status)
+    tls = result.tls
+    expiry = _timestamp(tls.cert_not_after) if tls is not None else None
+    if expiry is not None:
+        yield "mpnet_probe_tls_cert_expiry_timestamp_seconds", (), expiry
+    yield "mpnet_probe_tls_verify", (), 1.0 if result.ssl.verify else 0.0
+    yield "mpnet_probe_proxy_info", (result.proxy.layer, result.proxy.scheme or "direct"), 1.0
+    for code, count in sorted(Counter(f.code for f in result.findings).items()):
+        yield "mpnet_probe_findings", (code,), float(count)
+    yield "mpnet_probe_attempts_total", (), float(len(result.attempts))
+    yield "mpnet_probe_successes_total", (), float(result.successes)
+    totals = [a.total_ms for a in result.attempts if a.ok]
+    if totals:
+        for label, q in QUANTILES:
+            yield "mpnet_probe_latency_seconds", (label,), percentile(totals, q) / 1000
+
+
+def _phase_rank(phase: str) -> int:
+    return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER)
+
+
+def _error_status(result: ProbeResult) -> int | None:
+    error = result.error
+    return error.status if error is not None else None
+
+
+def _timestamp(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
