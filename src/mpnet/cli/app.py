@@ -59,6 +59,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "profiles_cmd",
     "ssl_cmd",
     "probe_cmd",
+    "lab_cmd",
 )
 
 
