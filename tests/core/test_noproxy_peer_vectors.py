@@ -1,8 +1,8 @@
 """mpnet's NO_PROXY matcher against curl's own expectations (curl tests/unit/unit1614.c).
 
-The vectors live in ``shared/peer-vectors/curl-noproxy.tsv`` beside the repository checkout and are
-read at test time, never copied here. Columns: host, no_proxy value, expected match. Values may carry
-significant spaces, so lines are split on tabs only.
+The vectors live in ``shared/peer-vectors/curl-noproxy.tsv`` beside the repository checkout and
+are read at test time, never copied here. Columns: host, no_proxy value, expected match. Values
+may carry significant spaces, so lines are split on tabs only.
 """
 
 from __future__ import annotations
