@@ -60,6 +60,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ssl_cmd",
     "probe_cmd",
     "lab_cmd",
+    "proxy_cmd",
 )
 
 
