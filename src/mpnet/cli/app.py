@@ -61,6 +61,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "probe_cmd",
     "lab_cmd",
     "proxy_cmd",
+    "serve_cmd",
+    "watch_cmd",
 )
 
 

@@ -115,9 +115,9 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     yield "mpnet_probe_success", (), 1.0 if result.ok else 0.0
     shown = result.shown_attempt
     if shown is not None:
-        yield "mpnet_probe_duration_seconds", (), shown.total_ms / 1000
+        yield "mpnet_probe_duration_seconds", (), _seconds(shown.total_ms)
         for phase, ms in sorted(shown.phases.items(), key=lambda kv: _phase_rank(kv[0])):
-            yield "mpnet_probe_phase_seconds", (phase,), ms / 1000
+            yield "mpnet_probe_phase_seconds", (phase,), _seconds(ms)
         status = shown.status if shown.status is not None else _error_status(result)
         if status is not None:
             yield "mpnet_probe_http_status_code", (), float(status)
@@ -134,7 +134,12 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     totals = [a.total_ms for a in result.attempts if a.ok]
     if totals:
         for label, q in QUANTILES:
-            yield "mpnet_probe_latency_seconds", (label,), percentile(totals, q) / 1000
+            yield "mpnet_probe_latency_seconds", (label,), _seconds(percentile(totals, q))
+
+
+def _seconds(ms: float) -> float:
+    # Microseconds are finer than any network phase; more digits are float noise in the text.
+    return round(ms / 1000, 6)
 
 
 def _phase_rank(phase: str) -> int:

@@ -1,0 +1,104 @@
+"""What the long-running commands (``serve``, ``watch``) share: Ctrl-C handling and lab set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from mpnet.config.layers import NetworkOptions
+from mpnet.errors import UsageError
+
+if TYPE_CHECKING:
+    from mpnet.lab.faults import Fault
+
+T = TypeVar("T")
+
+FaultOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fault",
+        metavar="EXCHANGE=MODE",
+        help="With --lab: make one simulated exchange misbehave (geo_block, waf, rate_limit, "
+        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S).",
+    ),
+]
+
+
+def run_interruptibly(
+    factory: Callable[[], Awaitable[T]], *, stop_signals: Sequence[signal.Signals] = ()
+) -> T:
+    """Run a coroutine on a fresh loop until it ends.
+
+    SIGINT (Ctrl-C) cancels it and raises KeyboardInterrupt here once it has cleaned up, so the
+    caller can print what it has and exit 130. Each of ``stop_signals`` (SIGTERM for a service)
+    cancels it too, and raises :class:`Stopped` instead: a requested, normal end.
+    """
+    loop = asyncio.new_event_loop()
+    stopped_by: list[signal.Signals] = []
+    try:
+        task = loop.create_task(_as_coroutine(factory))
+
+        def cancel(signum: signal.Signals) -> None:
+            stopped_by.append(signum)
+            task.cancel()
+
+        for signum in (signal.SIGINT, *stop_signals):
+            # Not the main thread (tests) or no signal support: Ctrl-C stays KeyboardInterrupt.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, cancel, signum)
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if stopped_by and stopped_by[0] != signal.SIGINT:
+                raise Stopped(stopped_by[0]) from None
+            raise KeyboardInterrupt from None
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+class Stopped(Exception):
+    """The run was stopped by a signal asking for a normal end (SIGTERM)."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signum = signum
+
+
+async def _as_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
+    return await factory()
+
+
+def parse_fault_assignments(values: Sequence[str] | None, *, lab: bool) -> dict[str, Fault]:
+    """``["binance=geo_block", "okx=slow:3"]`` -> exchange name -> fault, as ``mpnet lab`` reads
+    them. Unknown exchange names are refused by the lab when it starts.
+
+    Raises:
+        UsageError: ``--fault`` without ``--lab``, or an item that is not EXCHANGE=MODE.
+    """
+    if not values:
+        return {}
+    if not lab:
+        raise UsageError("--fault only applies to the simulators: add --lab")
+    from mpnet.lab.faults import parse_fault_assignment
+
+    return dict(parse_fault_assignment(value) for value in values)
+
+
+def lab_network_options(options: NetworkOptions, ca_file: str | None) -> NetworkOptions:
+    """The command line's options, trusting the lab's CA unless the user chose a TLS policy."""
+    if options.ca_bundle or options.insecure or not ca_file:
+        return options
+    return NetworkOptions(
+        proxy=options.proxy,
+        no_proxy=options.no_proxy,
+        ca_bundle=ca_file,
+        ca_origin="--lab (the lab's own CA)",
+    )

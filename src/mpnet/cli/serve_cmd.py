@@ -1,0 +1,166 @@
+"""``mpnet serve``: a Prometheus exporter that probes an exchange per scrape (like blackbox)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mpnet.cli.app import app
+from mpnet.cli.console import err, guarded
+from mpnet.cli.exit_codes import ExitCode
+from mpnet.cli.live import (
+    FaultOption,
+    Stopped,
+    lab_network_options,
+    parse_fault_assignments,
+    run_interruptibly,
+)
+from mpnet.cli.options import (
+    CABundleOption,
+    ConfigOption,
+    InsecureOption,
+    NoProxyOption,
+    ProfilesOption,
+    ProxyOption,
+    load_context,
+)
+from mpnet.config.layers import NetworkOptions, cli_proxy_choice
+from mpnet.config.model import ConfigFile, Profile
+
+if TYPE_CHECKING:
+    from mpnet.lab.faults import Fault
+    from mpnet.probe.exporter import Listen
+
+DEFAULT_LISTEN = "127.0.0.1:9115"
+
+
+@app.command()
+def serve(
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="Address to listen on (port 0 picks a free one). Loopback unless you say so.",
+        ),
+    ] = DEFAULT_LISTEN,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds allowed for one probe; cut to Prometheus' scrape timeout minus 0.5 s.",
+        ),
+    ] = 10.0,
+    proxy: ProxyOption = None,
+    no_proxy: NoProxyOption = False,
+    config: ConfigOption = None,
+    profiles: ProfilesOption = None,
+    ca_bundle: CABundleOption = None,
+    insecure: InsecureOption = False,
+    lab: Annotated[
+        bool,
+        typer.Option("--lab", help="Serve probes of local simulators (try Prometheus offline)."),
+    ] = False,
+    fault: FaultOption = None,
+) -> None:
+    """Prometheus exporter: GET /probe?exchange=NAME[&target=rest|ws] probes while you wait.
+
+    /metrics has the exporter's own process metrics; / lists the exchanges.
+    """
+    with guarded():
+        from mpnet.probe.exporter import parse_listen
+
+        address = parse_listen(listen)
+        faults = parse_fault_assignments(fault, lab=lab)
+        options = NetworkOptions(
+            proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
+        )
+        # Refuse a malformed --proxy before binding anything.
+        cli_proxy_choice(proxy, no_proxy)
+        cfg, found = load_context(config, profiles)
+        if not address.loopback:
+            err.print(
+                f"mpnet: warning: listening on {address.host}, not loopback: anyone who can reach "
+                "this port can make mpnet probe exchanges (and see your proxy layers' schemes)",
+                highlight=False,
+            )
+        try:
+            run_interruptibly(
+                lambda: _serve(address, list(found), cfg, options, timeout, lab, faults),
+                stop_signals=(signal.SIGTERM,),
+            )
+        except Stopped:
+            err.print("mpnet: stopped", highlight=False)
+            raise typer.Exit(ExitCode.OK) from None
+
+
+async def _serve(
+    address: Listen,
+    profiles: Sequence[Profile],
+    cfg: ConfigFile,
+    options: NetworkOptions,
+    timeout: float,
+    lab: bool,
+    faults: dict[str, Fault],
+) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    from mpnet.net.tls import system_trust_store_available
+    from mpnet.probe.exporter import ProbeExporter, build_app
+
+    system_store = system_trust_store_available()
+
+    async def run(served: Sequence[Profile], network: NetworkOptions) -> None:
+        exporter = ProbeExporter(
+            served,
+            config=cfg,
+            options=network,
+            env=os.environ,
+            timeout=timeout,
+            system_store=system_store,
+        )
+        # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
+        # at start (exit 2) rather than failing every scrape.
+        for name in exporter.names():
+            exporter.plan(name, None, timeout)
+        runner = web.AppRunner(build_app(exporter), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, address.host, address.port)
+            await site.start()
+            port = _bound_port(runner.addresses, address.port)
+            err.print(
+                f"mpnet: serving probes of {len(served)} exchange(s) on {address.url(port)} "
+                f"(GET /probe?exchange=NAME, /metrics); Ctrl-C stops",
+                highlight=False,
+            )
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    if not lab:
+        await run(profiles, options)
+        return
+    from mpnet.lab import Lab
+
+    async with Lab(profiles, tls=True, faults=faults) as running:
+        shown = ", ".join(f"{name}={mode}" for name, mode in faults.items())
+        err.print(
+            f"mpnet: lab: {len(running.names())} simulated exchange(s) on 127.0.0.1"
+            + (f" (faults: {shown})" if shown else ""),
+            highlight=False,
+        )
+        await run(running.profiles(), lab_network_options(options, running.ca_file))
+
+
+def _bound_port(addresses: Sequence[object], asked: int) -> int:
+    for sockname in addresses:
+        if isinstance(sockname, tuple) and len(sockname) >= 2:
+            return int(sockname[1])
+    return asked

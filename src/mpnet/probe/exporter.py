@@ -1,0 +1,302 @@
+"""The Prometheus exporter behind ``mpnet serve``, in the manner of blackbox_exporter.
+
+``GET /probe?exchange=NAME[&target=rest|ws]`` probes one exchange while Prometheus waits and
+answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`);
+``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
+
+Every scrape plans and runs its own probe, so concurrent scrapes do not share state. A probe
+never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Timeout-Seconds -
+0.5)``, and a probe cut off by it reports ``mpnet_probe_success 0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from ipaddress import ip_address
+
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client.core import GaugeMetricFamily
+
+from mpnet.config.layers import NetworkOptions
+from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.result import ProbeReport, ProbeResult
+from mpnet.errors import ConfigError, UnknownExchange, UsageError
+from mpnet.probe.plan import TARGETS, ProbePlan, build_plan
+from mpnet.render.prometheus import prometheus_text
+
+#: Seconds kept back from Prometheus' scrape timeout for the answer to travel (blackbox's
+#: default ``--timeout-offset``).
+SCRAPE_TIMEOUT_OFFSET = 0.5
+#: The least budget a probe gets, however short the scrape timeout.
+MIN_PROBE_TIMEOUT = 0.1
+#: Extra time the whole probe run may take over its budget before it is cut off from outside
+#: (each attempt already stops itself at its budget plus the engine's own grace).
+CUTOFF_GRACE = 0.5
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where ``mpnet serve`` listens."""
+
+    host: str
+    port: int
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def url(self, port: int | None = None) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port if port is None else port}/"
+
+
+def parse_listen(text: str) -> Listen:
+    """Parse ``HOST:PORT`` (``[::1]:9115`` for IPv6; port 0 picks a free one).
+
+    Raises:
+        UsageError: not HOST:PORT, or the port is not 0..65535.
+    """
+    raw = text.strip()
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or not host:
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9115")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"--listen {text!r}: write an IPv6 address in brackets, e.g. [::1]:9115")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"--listen {text!r}: port must be a number from 0 to 65535")
+    if not host or any(ch.isspace() or ch in "/@[]" for ch in host):
+        raise UsageError(f"--listen {text!r}: {host!r} is not a host name or address")
+    return Listen(host=host, port=int(port_text))
+
+
+def probe_budget(timeout: float, scrape_timeout_header: str | None) -> float:
+    """Seconds a probe may take: ``--timeout``, cut to the scrape timeout minus the offset."""
+    if scrape_timeout_header is None:
+        return timeout
+    try:
+        scrape_timeout = float(scrape_timeout_header)
+    except ValueError:
+        return timeout
+    if not math.isfinite(scrape_timeout) or scrape_timeout <= 0:
+        return timeout
+    return max(MIN_PROBE_TIMEOUT, min(timeout, scrape_timeout - SCRAPE_TIMEOUT_OFFSET))
+
+
+@cache
+def probes_served() -> PromCounter:
+    """The exporter's own counter of probes, by exchange and result (one per process)."""
+    return PromCounter(
+        "mpnet_exporter_probes",
+        "Probes served by this exporter, by exchange and result (success, failure).",
+        ["exchange", "result"],
+    )
+
+
+@cache
+def bad_requests() -> PromCounter:
+    return PromCounter(
+        "mpnet_exporter_bad_requests",
+        "Probe requests refused with 400 (unknown exchange, bad target, missing parameter).",
+    )
+
+
+class ProbeExporter:
+    """Plans and runs one probe per scrape.
+
+    Args:
+        profiles: the exchanges that may be probed (by name).
+        config: the config file (proxy and TLS layers).
+        options: the command-line network layer of ``mpnet serve``.
+        env: the environment (proxy and CA variables).
+        timeout: seconds allowed for one attempt, before any scrape-timeout cut.
+        system_store: whether the system trust store is available (TLS default layer).
+    """
+
+    def __init__(
+        self,
+        profiles: Sequence[Profile],
+        *,
+        config: ConfigFile,
+        options: NetworkOptions,
+        env: Mapping[str, str],
+        timeout: float,
+        system_store: bool = True,
+    ) -> None:
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
+        self.profiles = {p.name.lower(): p for p in profiles}
+        self.config = config
+        self.options = options
+        self.env = dict(env)
+        self.timeout = timeout
+        self.system_store = system_store
+
+    def names(self) -> list[str]:
+        return sorted(self.profiles)
+
+    def plan(self, exchange: str, target: str | None, timeout: float) -> ProbePlan:
+        """The plan of one scrape.
+
+        Raises:
+            UnknownExchange: no profile has that name.
+            UsageError: ``target`` is not rest or ws, or the exchange has no such target.
+            InvalidProxyURL: a proxy layer holds a malformed URL.
+        """
+        profile = self.profiles.get(exchange.strip().lower())
+        if profile is None:
+            raise UnknownExchange(exchange, self.names())
+        if target is not None and target not in TARGETS:
+            raise UsageError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
+        if target is not None and profile.url_for(target) is None:
+            raise UsageError(f"exchange {profile.name!r} has no {target} target")
+        return build_plan(
+            [profile],
+            config=self.config,
+            options=self.options,
+            env=self.env,
+            rest=target in (None, "rest"),
+            ws=target in (None, "ws"),
+            count=1,
+            timeout=timeout,
+            system_store=self.system_store,
+        )
+
+    async def probe(self, plan: ProbePlan) -> ProbeReport:
+        """Run ``plan``; a run that overstays its budget is cut off and reported as failed."""
+        from mpnet.probe.engine import run_probes
+
+        try:
+            async with asyncio.timeout(plan.timeout + CUTOFF_GRACE):
+                return await run_probes(plan)
+        except TimeoutError:
+            return _cut_off_report(plan)
+
+
+def _cut_off_report(plan: ProbePlan) -> ProbeReport:
+    from datetime import UTC, datetime
+
+    from mpnet import __version__
+
+    results = tuple(
+        ProbeResult(
+            exchange=t.profile.name,
+            target=t.target,
+            url=t.url,
+            attempts=(),
+            proxy=t.proxy,
+            ssl=t.tls,
+        )
+        for t in plan.targets
+    )
+    return ProbeReport(
+        mpnet_version=__version__,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        results=results,
+        interrupted=True,
+    )
+
+
+def budget_text(budget: float) -> str:
+    """The exporter's note of the budget it gave the probe, in exposition format."""
+    registry = CollectorRegistry(auto_describe=False)
+
+    class _Budget:
+        def collect(self) -> list[GaugeMetricFamily]:
+            return [
+                GaugeMetricFamily(
+                    "mpnet_probe_timeout_seconds",
+                    "Seconds the probe was allowed: --timeout, cut to the scrape timeout minus "
+                    f"{SCRAPE_TIMEOUT_OFFSET} s.",
+                    value=budget,
+                )
+            ]
+
+    registry.register(_Budget())
+    return generate_latest(registry).decode("utf-8")
+
+
+def build_app(exporter: ProbeExporter) -> web.Application:
+    """The aiohttp application: ``/``, ``/probe`` and ``/metrics``."""
+    app = web.Application()
+    app.router.add_get("/", _index_handler(exporter))
+    app.router.add_get("/probe", _probe_handler(exporter))
+    app.router.add_get("/metrics", _metrics)
+    # Both counters exist (at 0) from the start, so /metrics shows them before any probe.
+    probes_served()
+    bad_requests()
+    return app
+
+
+def _bad_request(message: str) -> web.Response:
+    bad_requests().inc()
+    return web.Response(status=400, text=message + "\n")
+
+
+def _probe_handler(exporter: ProbeExporter) -> Handler:
+    async def probe(request: web.Request) -> web.Response:
+        exchange = request.query.get("exchange", "").strip()
+        if not exchange:
+            return _bad_request(
+                f"missing ?exchange=NAME; known exchanges: {', '.join(exporter.names())}"
+            )
+        target = request.query.get("target") or None
+        budget = probe_budget(exporter.timeout, request.headers.get(SCRAPE_TIMEOUT_HEADER))
+        try:
+            plan = exporter.plan(exchange, target, budget)
+        except ConfigError as exc:
+            return _bad_request(str(exc))
+        report = await exporter.probe(plan)
+        probes_served().labels(
+            exchange=plan.targets[0].profile.name, result="success" if report.ok else "failure"
+        ).inc()
+        body = prometheus_text(report) + budget_text(budget)
+        return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+
+    return probe
+
+
+#: The classic text exposition format that ``generate_latest`` writes (prometheus-client's own
+#: CONTENT_TYPE_LATEST now says version=1.0.0 for the same bytes; 0.0.4 is what every Prometheus
+#: version understands).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _index_handler(exporter: ProbeExporter) -> Handler:
+    async def index(request: web.Request) -> web.Response:
+        links = "\n".join(
+            f'<li><a href="/probe?exchange={html.escape(name)}">{html.escape(name)}</a> '
+            f'(<a href="/probe?exchange={html.escape(name)}&amp;target=rest">rest</a>, '
+            f'<a href="/probe?exchange={html.escape(name)}&amp;target=ws">ws</a>)</li>'
+            for name in exporter.names()
+        )
+        page = (
+            "<!doctype html>\n<html><head><title>mpnet exporter</title></head><body>\n"
+            "<h1>mpnet exporter</h1>\n"
+            "<p>Probe an exchange: <code>/probe?exchange=NAME[&amp;target=rest|ws]</code>. "
+            'The exporter\'s own metrics: <a href="/metrics">/metrics</a>.</p>\n'
+            f"<ul>\n{links}\n</ul>\n</body></html>\n"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    return index
