@@ -58,6 +58,12 @@ def guarded() -> Iterator[None]:
             err.print_exception()
         error_line(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
         raise typer.Exit(ExitCode.USAGE) from None
+    except Exception as exc:
+        # A bug, not a user error: one line by default, the traceback with --debug.
+        if state.debug:
+            err.print_exception()
+        error_line(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")
+        raise typer.Exit(ExitCode.PROBE_FAILED) from None
 
 
 def write_output(text: str, output: str | None) -> None:
