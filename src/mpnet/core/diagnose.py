@@ -468,15 +468,29 @@ def diagnose(
     Returns:
         The results, each with ``findings`` replaced by its diagnosis.
     """
-    findings = [list(diagnose_one(result, now=now)) for result in results]
-    for index, finding in _path_divergence(results):
+    # Every password of the run is masked in every finding, whichever result it came from.
+    secrets = _passwords(results)
+    findings = [list(_diagnose_one(result, now, secrets)) for result in results]
+    for index, finding in _path_divergence(results, secrets):
         findings[index].append(finding)
     return tuple(result.with_findings(f) for result, f in zip(results, findings, strict=True))
 
 
 def diagnose_one(result: ProbeResult, *, now: float | None = None) -> tuple[Finding, ...]:
     """The findings of one result alone: failures explained first, then warnings."""
-    ctx = _Context.of(result)
+    return _diagnose_one(result, now, _passwords([result]))
+
+
+def _passwords(results: Sequence[ProbeResult]) -> tuple[str, ...]:
+    found = {r.proxy.proxy.password for r in results if r.proxy.proxy is not None}
+    # Longest first, so a password containing another is masked whole.
+    return tuple(sorted((p for p in found if p), key=len, reverse=True))
+
+
+def _diagnose_one(
+    result: ProbeResult, now: float | None, secrets: tuple[str, ...]
+) -> tuple[Finding, ...]:
+    ctx = _Context.of(result, secrets)
     findings: list[Finding] = []
     failed = [a for a in result.attempts if not a.ok and a.error is not None]
     counts: dict[str, int] = {}
@@ -522,10 +536,8 @@ class _Context:
     secrets: tuple[str, ...]
 
     @classmethod
-    def of(cls, result: ProbeResult) -> _Context:
+    def of(cls, result: ProbeResult, secrets: tuple[str, ...]) -> _Context:
         host, port = _host_port(result.url)
-        proxy = result.proxy.proxy
-        secrets = (proxy.password,) if proxy is not None and proxy.password else ()
         return cls(result, host, port, secrets)
 
     @property
@@ -576,8 +588,11 @@ def _make_finding(
     code: str, message: str, variant: str, fields: Mapping[str, object], secrets: Sequence[str]
 ) -> Finding:
     entry = CATALOGUE[code]
-    hint = hint_text(code, variant, **fields)
-    return Finding(code, _scrub(message, secrets), _scrub(hint, secrets), entry.severity)
+    # Scrub the values, not the template: a template may show the shape USER:PASSWORD@host.
+    hint = hint_text(code, variant, **{k: _scrub(str(v), secrets) for k, v in fields.items()})
+    for secret in secrets:
+        hint = hint.replace(secret, REDACTED)
+    return Finding(code, _scrub(message, secrets), hint, entry.severity)
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
@@ -1288,7 +1303,9 @@ def _path_key(decision: ProxyDecision) -> tuple[str, str]:
     return (decision.proxy.redacted() if decision.proxy else "direct", decision.layer)
 
 
-def _path_divergence(results: Sequence[ProbeResult]) -> list[tuple[int, Finding]]:
+def _path_divergence(
+    results: Sequence[ProbeResult], secrets: tuple[str, ...]
+) -> list[tuple[int, Finding]]:
     """PATH_DIVERGENCE on every result of an exchange whose results leave by different paths."""
     by_exchange: dict[str, list[int]] = {}
     for index, result in enumerate(results):
@@ -1303,11 +1320,6 @@ def _path_divergence(results: Sequence[ProbeResult]) -> list[tuple[int, Finding]
         described = [_describe_path(results[index]) for index in paths.values()]
         message = " but ".join(described)
         involved = [results[index] for index in indexes]
-        secrets = tuple(
-            r.proxy.proxy.password
-            for r in involved
-            if r.proxy.proxy is not None and r.proxy.proxy.password
-        )
         variant = "env" if any(r.proxy.layer == "env" for r in involved) else "default"
         finding = _make_finding(
             "PATH_DIVERGENCE", message, variant, {"exchange": exchange}, secrets
