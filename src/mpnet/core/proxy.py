@@ -267,7 +267,7 @@ def resolve_proxy(
         trace.append(TraceEntry("service", None, "unset"))
     else:
         key, proxy = chosen
-        where = f"{service.origin} {key}" if service and service.origin else key
+        where = f"{key} ({service.origin})" if service and service.origin else key
         if winner is not None:
             trace.append(TraceEntry("service", proxy.redacted(), "shadowed", where))
         else:
