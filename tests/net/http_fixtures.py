@@ -1,0 +1,156 @@
+"""HTTP servers on 127.0.0.1 for the net/http and net/manager tests.
+
+- :func:`running_app`: an aiohttp.web server (plain or TLS) with scripted answers;
+- :func:`running_raw_server`: a TCP server that reads the request head and answers with
+  exact bytes, for malformed HTTP and early closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class ScriptedApp:
+    """Routes:
+
+    - ``/json``: ``{"ok": true}`` with Content-Length;
+    - ``/chunked``: a JSON list sent in several chunks;
+    - ``/text``: a non-JSON body;
+    - ``/gzip``: a gzip-encoded JSON body;
+    - ``/echo``: the request's method, headers and body as JSON;
+    - ``/status/{code}``: that status, with any ``?retry_after=`` as Retry-After;
+    - ``/script``: pops the next ``(status, headers)`` from ``script`` (200 when empty);
+    - ``/hang``: never answers.
+
+    ``requests`` counts requests per path.
+    """
+
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+    scheme: str = "http"
+    _runner: web.AppRunner | None = None
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def build(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/json", self._json)
+        app.router.add_get("/chunked", self._chunked)
+        app.router.add_get("/text", self._text)
+        app.router.add_get("/gzip", self._gzip)
+        app.router.add_route("*", "/echo", self._echo)
+        app.router.add_get("/status/{code}", self._status)
+        app.router.add_get("/script", self._script)
+        app.router.add_get("/hang", self._hang)
+        app.middlewares.append(self._count)
+        return app
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests[request.path] = self.requests.get(request.path, 0) + 1
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _json(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _chunked(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"[1,", b"2,", b"3]"):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    async def _text(self, request: web.Request) -> web.Response:
+        return web.Response(text="<html>Access denied by the edge</html>" * 10)
+
+    async def _gzip(self, request: web.Request) -> web.Response:
+        body = gzip.compress(json.dumps({"zipped": True}).encode())
+        return web.Response(
+            body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {
+                "method": request.method,
+                "path": request.path_qs,
+                "headers": dict(request.headers),
+                "body": body.decode(),
+            }
+        )
+
+    async def _status(self, request: web.Request) -> web.Response:
+        headers = {}
+        if "retry_after" in request.query:
+            headers["Retry-After"] = request.query["retry_after"]
+        return web.Response(status=int(request.match_info["code"]), text="x", headers=headers)
+
+    async def _script(self, request: web.Request) -> web.Response:
+        status, headers = self.script.pop(0) if self.script else (200, {})
+        return web.Response(status=status, text=f"answer {status}", headers=headers)
+
+    async def _hang(self, request: web.Request) -> web.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@contextlib.asynccontextmanager
+async def running_app(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[ScriptedApp]:
+    scripted = ScriptedApp(scheme="https" if ssl_context else "http")
+    runner = web.AppRunner(scripted.build(), handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    scripted.port = runner.addresses[0][1]
+    try:
+        yield scripted
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class RawServer:
+    """Answers every connection with ``answer`` (after reading the request head), then closes."""
+
+    answer: bytes
+    port: int = 0
+    connections: int = 0
+
+
+@contextlib.asynccontextmanager
+async def running_raw_server(answer: bytes) -> AsyncIterator[RawServer]:
+    raw = RawServer(answer=answer)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw.connections += 1
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(raw.answer)
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    raw.port = server.sockets[0].getsockname()[1]
+    try:
+        yield raw
+    finally:
+        server.close()
+        await server.wait_closed()
