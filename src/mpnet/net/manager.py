@@ -1,0 +1,562 @@
+"""NetworkConnectionManager: the library facade over dial, HTTP sessions and WebSockets.
+
+Every connection it opens goes through the configuration layers (command line arguments, the
+exchange layer, the config file's service layer, the environment, the default), exactly as
+``mpnet probe`` does, and it keeps a record of each one for :meth:`get_network_stats`.
+
+.. code-block:: python
+
+    from mpnet import network_manager
+
+    result = await network_manager.test_connectivity("https://www.deribit.com/api/v2/public/test",
+                                                     connection_type="http")
+    print(result.to_dict())
+
+The ``proxy`` argument of every method has three meanings, like websockets' ``proxy=``:
+
+- ``USE_CONFIG`` (the default): the layers decide (exchange layer, config file, environment);
+- ``None``: no proxy, whatever the layers say (``--no-proxy``);
+- a URL string (``"socks5h://127.0.0.1:1080"``): this proxy, whatever the layers say
+  (``--proxy URL``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from mpnet.core.proxy import ProxyDecision
+from mpnet.core.result import ErrorInfo
+from mpnet.core.tls import TLSDecision
+from mpnet.errors import HTTPStatusError, ProbeError, TLSError, UnknownExchange, UsageError
+from mpnet.net.dial import PeerInfo
+from mpnet.net.http import HTTPSessionManager, RetryResponse
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from mpnet.config.model import ConfigFile, ExchangeNetwork, Profile
+    from mpnet.config.profiles import ProfileSet
+    from mpnet.net.ws import WebSocketWrapper
+
+
+class _UseConfig:
+    """The type of :data:`USE_CONFIG`."""
+
+    _instance: _UseConfig | None = None
+
+    def __new__(cls) -> _UseConfig:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "USE_CONFIG"
+
+
+#: ``proxy=USE_CONFIG``: let the configuration layers choose the proxy (the default).
+USE_CONFIG: Final = _UseConfig()
+
+ProxyArgument = str | None | _UseConfig
+
+
+def _error_info(error: ProbeError) -> ErrorInfo:
+    status = getattr(error, "status", None)
+    body = getattr(error, "body", b"") or b""
+    return ErrorInfo(
+        phase=str(error.phase),
+        kind=error.kind,
+        message=error.message,
+        status=status,
+        headers=dict(getattr(error, "headers", {}) or {}),
+        body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
+        issuer=error.issuer if isinstance(error, TLSError) else None,
+    )
+
+
+def _peer_dict(peer: PeerInfo | None) -> dict[str, Any] | None:
+    if peer is None:
+        return None
+    return {
+        "addresses": list(peer.addresses),
+        "address": peer.address,
+        "via_proxy": peer.via_proxy,
+        "tls": peer.tls.to_dict() if peer.tls else None,
+        "tls_verified": peer.tls_verified,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectivityResult:
+    """The outcome of :meth:`NetworkConnectionManager.test_connectivity`.
+
+    ``success`` is True when the connection was established and, for http, the answer's status
+    was 2xx or 3xx (``status`` holds it). ``phases`` are milliseconds of the phases that
+    completed, also on failure. ``error`` says where and why it failed.
+    """
+
+    url: str
+    connection_type: str
+    success: bool
+    phases: Mapping[str, float]
+    proxy: ProxyDecision
+    tls: TLSDecision
+    peer: PeerInfo | None = None
+    error: ErrorInfo | None = None
+    status: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the proxy URL is redacted."""
+        return {
+            "url": self.url,
+            "connection_type": self.connection_type,
+            "success": self.success,
+            "status": self.status,
+            "phases": {name: round(ms, 3) for name, ms in self.phases.items()},
+            "proxy": self.proxy.to_dict(),
+            "ssl": self.tls.to_dict(),
+            "peer": _peer_dict(self.peer),
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+@dataclass(slots=True)
+class _Connection:
+    """What the manager remembers of one connection it opened (or failed to open)."""
+
+    id: int
+    type: str  # "websocket" | "http"
+    exchange: str | None
+    url: str
+    proxy: ProxyDecision
+    created_at: float  # time.monotonic()
+    state: str  # "open", "closed", "failed"
+    handle: Any = field(default=None, repr=False)
+    session_name: str | None = None
+
+    def current_state(self) -> str:
+        if self.state != "open" or self.handle is None:
+            return self.state
+        closed = getattr(self.handle, "closed", False)
+        return "closed" if closed else "open"
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        proxy = self.proxy.proxy
+        return {
+            "id": self.id,
+            "type": self.type,
+            "exchange": self.exchange,
+            "url": self.url,
+            "session": self.session_name,
+            "proxy": proxy.redacted() if proxy else None,
+            "proxy_layer": self.proxy.layer,
+            "age_seconds": round(now - self.created_at, 3),
+            "state": self.current_state(),
+        }
+
+
+class NetworkConnectionManager:
+    """Opens WebSockets and HTTP sessions as the configuration layers decide, and tracks them.
+
+    Args:
+        config: the config file; loaded on first use (``$MPNET_CONFIG``, ``./mpnet.yaml``,
+            ``$XDG_CONFIG_HOME/mpnet/config.yaml``) when omitted.
+        profiles: the exchange profiles; the shipped ones (plus ``$MPNET_PROFILES``) when
+            omitted.
+        env: the environment for proxy and CA variables; ``os.environ`` when omitted.
+
+    Use it as ``async with NetworkConnectionManager() as nm:`` or call :meth:`close_all`.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: ConfigFile | None = None,
+        profiles: ProfileSet | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._config = config
+        self._profiles = profiles
+        self._env = env
+        self._http = HTTPSessionManager()
+        self._connections: list[_Connection] = []
+        self._ids = itertools.count(1)
+
+    # -- configuration --------------------------------------------------------------------------
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env if self._env is not None else os.environ
+
+    @property
+    def config(self) -> ConfigFile:
+        if self._config is None:
+            from mpnet.config.file import load_config
+
+            self._config = load_config(None, env=self.env)
+        return self._config
+
+    @property
+    def profiles(self) -> ProfileSet:
+        if self._profiles is None:
+            from mpnet.config.profiles import load_profiles
+
+            self._profiles = load_profiles(env=self.env)
+        return self._profiles
+
+    def _profile(self, exchange_name: str | None) -> Profile | None:
+        if exchange_name is None:
+            return None
+        try:
+            return self.profiles.get(exchange_name)
+        except UnknownExchange:
+            # An exchange the config file configures needs no profile to have a network layer.
+            name = exchange_name.strip().lower()
+            if name in self.config.exchanges:
+                from mpnet.config.model import Profile
+
+                return Profile(name=name, title=exchange_name)
+            raise
+
+    def decide(
+        self,
+        url: str,
+        *,
+        exchange_name: str | None = None,
+        network_config: ExchangeNetwork | None = None,
+        proxy: ProxyArgument = USE_CONFIG,
+        ca_bundle: str | None = None,
+        insecure: bool = False,
+    ) -> tuple[ProxyDecision, TLSDecision]:
+        """The proxy and TLS decisions for ``url``, as every method of this class takes them.
+
+        ``network_config`` is an explicit exchange layer; it wins over the config file's and
+        the profile's.
+
+        Raises:
+            UsageError: ``ca_bundle`` together with ``insecure``.
+            InvalidProxyURL: ``proxy`` is not a valid proxy URL.
+            UnknownExchange: no profile and no config entry has that name.
+        """
+        from mpnet.config.layers import NetworkOptions, decide
+
+        options = NetworkOptions(
+            proxy=proxy if isinstance(proxy, str) else None,
+            no_proxy=proxy is None,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+            ca_origin="ca_bundle=",
+        )
+        profile = self._profile(exchange_name)
+        config = self.config
+        if network_config is not None:
+            if profile is None:
+                from mpnet.config.model import Profile
+
+                profile = Profile(name="<network_config>", title="network_config")
+            config = replace(config, exchanges={**config.exchanges, profile.name: network_config})
+        target = "ws" if urlsplit(url).scheme.lower() in ("ws", "wss") else "rest"
+        return decide(url, target, profile=profile, config=config, options=options, env=self.env)
+
+    def _track(
+        self,
+        kind: str,
+        exchange: str | None,
+        url: str,
+        proxy: ProxyDecision,
+        state: str,
+        handle: Any = None,
+        session_name: str | None = None,
+    ) -> _Connection:
+        record = _Connection(
+            id=next(self._ids),
+            type=kind,
+            exchange=exchange,
+            url=url,
+            proxy=proxy,
+            created_at=time.monotonic(),
+            state=state,
+            handle=handle,
+            session_name=session_name,
+        )
+        self._connections.append(record)
+        return record
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def create_websocket_connection(
+        self,
+        url: str,
+        exchange_name: str | None = None,
+        network_config: ExchangeNetwork | None = None,
+        proxy: ProxyArgument = USE_CONFIG,
+        ca_bundle: str | None = None,
+        insecure: bool = False,
+        backend: str = "websockets",
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> WebSocketWrapper:
+        """Open a WebSocket to ``url`` through the proxy and TLS policy the layers decide.
+
+        Raises:
+            ConfigError: bad arguments (see :meth:`decide`).
+            ProbeError: the connection failed (counted in ``failed_connections``).
+        """
+        from mpnet.net.ws import WebSocketWrapper
+
+        proxy_decision, tls_decision = self.decide(
+            url,
+            exchange_name=exchange_name,
+            network_config=network_config,
+            proxy=proxy,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+        )
+        try:
+            ws = await WebSocketWrapper.connect(
+                url,
+                proxy=proxy_decision,
+                tls=tls_decision,
+                timeout=timeout,
+                backend=backend,
+                headers=headers,
+            )
+        except ProbeError:
+            self._track("websocket", exchange_name, url, proxy_decision, "failed")
+            raise
+        self._track("websocket", exchange_name, url, proxy_decision, "open", handle=ws)
+        return ws
+
+    async def create_http_session(
+        self,
+        session_name: str = "default",
+        exchange_name: str | None = None,
+        url: str | None = None,
+        proxy: ProxyArgument = USE_CONFIG,
+        ca_bundle: str | None = None,
+        insecure: bool = False,
+        timeout: float = 10.0,
+    ) -> aiohttp.ClientSession:
+        """The pooled aiohttp session ``session_name``, created on first use.
+
+        The decisions are made once, for ``url`` (or the exchange's REST base URL), and hold
+        for every request of the session: use one session per destination when proxies or
+        ``no_proxy`` differ between destinations.
+
+        Raises:
+            UsageError: neither ``url`` nor an exchange with a REST base URL is given, or the
+                session is already open with another proxy or TLS policy.
+        """
+        if url is None:
+            profile = self._profile(exchange_name)
+            if profile is None or profile.rest is None:
+                raise UsageError(
+                    "create_http_session needs url= (or an exchange_name whose profile has a "
+                    "REST base URL) to decide the proxy and TLS policy"
+                )
+            url = profile.rest.base_url
+        proxy_decision, tls_decision = self.decide(
+            url, exchange_name=exchange_name, proxy=proxy, ca_bundle=ca_bundle, insecure=insecure
+        )
+        existing = self._http.existing(session_name)
+        session = await self._http.get_session(
+            session_name, proxy=proxy_decision, tls=tls_decision, timeout=timeout
+        )
+        if session is not existing:
+            self._track(
+                "http",
+                exchange_name,
+                url,
+                proxy_decision,
+                "open",
+                handle=session,
+                session_name=session_name,
+            )
+        return session
+
+    async def request_with_retry(
+        self,
+        method: str,
+        url: str,
+        *,
+        exchange_name: str | None = None,
+        session_name: str = "default",
+        max_attempts: int = 3,
+        proxy: ProxyArgument = USE_CONFIG,
+        **kwargs: Any,
+    ) -> RetryResponse:
+        """:func:`mpnet.net.http.request_with_retry` on the session ``session_name``, which is
+        created for ``url`` when it is not open yet. ``kwargs`` go to it (``json``,
+        ``headers``, ``base_delay``, ``sleep`` ...)."""
+        from mpnet.net.http import request_with_retry
+
+        session = self._http.existing(session_name)
+        if session is None:
+            session = await self.create_http_session(
+                session_name, exchange_name=exchange_name, url=url, proxy=proxy
+            )
+        return await request_with_retry(
+            method, url, session=session, max_attempts=max_attempts, **kwargs
+        )
+
+    # -- diagnostics ----------------------------------------------------------------------------
+
+    async def test_connectivity(
+        self,
+        url: str,
+        connection_type: str = "websocket",
+        exchange_name: str | None = None,
+        timeout: float = 10.0,
+        proxy: ProxyArgument = USE_CONFIG,
+        ca_bundle: str | None = None,
+        insecure: bool = False,
+    ) -> ConnectivityResult:
+        """Connect once to ``url`` and report each phase; never raises for a network failure.
+
+        ``connection_type`` ``"http"`` sends a GET (:func:`mpnet.net.http.timed_request`) and
+        succeeds on a 2xx/3xx answer; ``"websocket"`` opens and closes a WebSocket.
+
+        Raises:
+            ConfigError: bad arguments: an unknown connection type, an invalid URL or proxy
+                URL, an unknown exchange, an unreadable CA bundle.
+        """
+        if connection_type not in ("http", "websocket"):
+            raise UsageError(
+                f"connection_type must be 'http' or 'websocket', not {connection_type!r}"
+            )
+        proxy_decision, tls_decision = self.decide(
+            url, exchange_name=exchange_name, proxy=proxy, ca_bundle=ca_bundle, insecure=insecure
+        )
+        if connection_type == "http":
+            return await self._test_http(url, proxy_decision, tls_decision, timeout)
+        return await self._test_websocket(url, proxy_decision, tls_decision, timeout)
+
+    async def _test_http(
+        self, url: str, proxy: ProxyDecision, tls: TLSDecision, timeout: float
+    ) -> ConnectivityResult:
+        from mpnet.net.http import timed_request
+
+        try:
+            response = await timed_request("GET", url, proxy=proxy, tls=tls, timeout=timeout)
+        except ProbeError as exc:
+            return self._failure(url, "http", proxy, tls, exc)
+        success = 200 <= response.status < 400
+        refused = None
+        if not success:
+            refused = _error_info(
+                HTTPStatusError(
+                    f"HTTP {response.status} {response.reason}".strip(),
+                    status=response.status,
+                    headers=response.headers,
+                    body=response.body,
+                )
+            )
+        return ConnectivityResult(
+            url=url,
+            connection_type="http",
+            success=success,
+            phases=response.timings.to_dict(),
+            proxy=proxy,
+            tls=tls,
+            peer=response.peer,
+            error=refused,
+            status=response.status,
+        )
+
+    async def _test_websocket(
+        self, url: str, proxy: ProxyDecision, tls: TLSDecision, timeout: float
+    ) -> ConnectivityResult:
+        from mpnet.net.ws import WebSocketWrapper
+
+        try:
+            ws = await WebSocketWrapper.connect(url, proxy=proxy, tls=tls, timeout=timeout)
+        except ProbeError as exc:
+            return self._failure(url, "websocket", proxy, tls, exc)
+        try:
+            phases = ws.timings.to_dict()
+            peer = getattr(ws, "peer", None)
+        finally:
+            await ws.close()
+        return ConnectivityResult(
+            url=url,
+            connection_type="websocket",
+            success=True,
+            phases=phases,
+            proxy=proxy,
+            tls=tls,
+            peer=peer,
+        )
+
+    @staticmethod
+    def _failure(
+        url: str, kind: str, proxy: ProxyDecision, tls: TLSDecision, error: ProbeError
+    ) -> ConnectivityResult:
+        timings = getattr(error, "timings", None)
+        return ConnectivityResult(
+            url=url,
+            connection_type=kind,
+            success=False,
+            phases=timings.to_dict() if timings is not None else {},
+            proxy=proxy,
+            tls=tls,
+            error=_error_info(error),
+            status=getattr(error, "status", None),
+        )
+
+    def get_network_stats(self) -> dict[str, Any]:
+        """Counts and one entry per connection opened (or attempted) by this manager.
+
+        ``overview``: ``total_connections`` (every attempt), ``active_connections`` (open now),
+        ``failed_connections``, ``websocket_connections`` and ``http_sessions`` (open now),
+        ``proxy_connections`` / ``direct_connections`` (open now). ``connections``: ``type``,
+        ``exchange``, ``url``, ``proxy`` (redacted), ``proxy_layer``, ``age_seconds``,
+        ``state``.
+        """
+        now = time.monotonic()
+        entries = [record.to_dict(now) for record in self._connections]
+        active = [e for e in entries if e["state"] == "open"]
+        return {
+            "overview": {
+                "total_connections": len(entries),
+                "active_connections": len(active),
+                "failed_connections": sum(1 for e in entries if e["state"] == "failed"),
+                "websocket_connections": sum(1 for e in active if e["type"] == "websocket"),
+                "http_sessions": sum(1 for e in active if e["type"] == "http"),
+                "proxy_connections": sum(1 for e in active if e["proxy"] is not None),
+                "direct_connections": sum(1 for e in active if e["proxy"] is None),
+            },
+            "connections": entries,
+        }
+
+    async def close_all(self) -> None:
+        """Close every WebSocket and HTTP session this manager opened."""
+        for record in self._connections:
+            if record.state != "open":
+                continue
+            if record.type == "websocket" and record.handle is not None:
+                await record.handle.close()
+            record.state = "closed"
+        await self._http.close_all()
+
+    async def __aenter__(self) -> NetworkConnectionManager:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close_all()
+
+
+#: The process-wide manager (configuration loaded on first use).
+network_manager = NetworkConnectionManager()
+
+__all__ = [
+    "USE_CONFIG",
+    "ConnectivityResult",
+    "NetworkConnectionManager",
+    "ProxyArgument",
+    "network_manager",
+]

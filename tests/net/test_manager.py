@@ -1,0 +1,297 @@
+"""NetworkConnectionManager: layer decisions, sessions, stats and test_connectivity against
+servers and pproxy on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from http_fixtures import ScriptedApp, running_app
+
+import mpnet
+from fixtures_servers import PROXY_PASSWORD, TLSMaterial, WebSocketServer, closed_port
+from mpnet.config.model import ConfigFile, ExchangeNetwork
+from mpnet.config.profiles import ProfileSet
+from mpnet.core.proxy_url import parse_proxy_url
+from mpnet.errors import InvalidProxyURL, UnknownExchange, UsageError
+from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager, network_manager
+
+
+def _manager(env: dict[str, str] | None = None) -> NetworkConnectionManager:
+    # An empty config and profile set: nothing from the developer's machine is read.
+    return NetworkConnectionManager(config=ConfigFile(), profiles=ProfileSet({}), env=env or {})
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[ScriptedApp]:
+    async with running_app() as server:
+        yield server
+
+
+@pytest.fixture
+async def nm() -> AsyncIterator[NetworkConnectionManager]:
+    async with _manager() as manager:
+        yield manager
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("proxy", "env", "layer", "proxied"),
+    [
+        (USE_CONFIG, {}, "default", False),
+        (USE_CONFIG, {"https_proxy": "http://127.0.0.1:3128"}, "env", True),
+        (None, {"https_proxy": "http://127.0.0.1:3128"}, "cli", False),
+        ("socks5h://127.0.0.1:1080", {}, "cli", True),
+    ],
+    ids=["default", "env", "none-forces-direct", "explicit"],
+)
+def test_proxy_argument_has_three_meanings(
+    proxy: object, env: dict[str, str], layer: str, proxied: bool
+) -> None:
+    decision, _ = _manager(env).decide("https://api.example.test/", proxy=proxy)  # type: ignore[arg-type]
+    assert decision.layer == layer
+    assert (decision.proxy is not None) is proxied
+
+
+def test_network_config_is_the_exchange_layer() -> None:
+    network = ExchangeNetwork(
+        proxy_rest=parse_proxy_url("http://127.0.0.1:3128"), origin="test network_config"
+    )
+    env = {"https_proxy": "http://127.0.0.1:9999"}
+    decision, _ = _manager(env).decide("https://api.example.test/", network_config=network)
+    assert decision.layer == "exchange"
+    assert decision.proxy is not None and decision.proxy.port == 3128
+
+
+def test_insecure_and_ca_bundle_decide_tls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, tls = _manager().decide("https://x.test/", insecure=True)
+    assert not tls.verify and tls.warnings
+    with pytest.raises(UsageError):
+        _manager().decide("https://x.test/", insecure=True, ca_bundle=str(tmp_path / "ca.pem"))
+
+
+def test_unknown_exchange_is_refused() -> None:
+    with pytest.raises(UnknownExchange):
+        _manager().decide("https://x.test/", exchange_name="nosuchexchange")
+
+
+def test_exchange_known_only_to_the_config_file() -> None:
+    config = ConfigFile(
+        exchanges={"custom": ExchangeNetwork(proxy_rest="direct", proxy_ws="direct")}
+    )
+    nm = NetworkConnectionManager(
+        config=config, profiles=ProfileSet({}), env={"https_proxy": "http://127.0.0.1:1"}
+    )
+    decision, _ = nm.decide("https://x.test/", exchange_name="custom")
+    assert decision.layer == "exchange"
+    assert decision.proxy is None
+
+
+def test_use_config_is_a_named_singleton() -> None:
+    assert repr(USE_CONFIG) == "USE_CONFIG"
+    assert type(USE_CONFIG)() is USE_CONFIG
+
+
+def test_package_exports_the_manager() -> None:
+    assert mpnet.network_manager is network_manager
+    assert isinstance(network_manager, mpnet.NetworkConnectionManager)
+
+
+# -- test_connectivity --------------------------------------------------------------------------
+
+
+async def test_http_connectivity_reports_phases(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    result = await nm.test_connectivity(app.url("/json"), connection_type="http")
+    assert result.success
+    assert result.status == 200
+    assert {"dns", "tcp", "http"} <= set(result.phases)
+    assert result.error is None
+    assert result.peer is not None
+    assert result.to_dict()["proxy"]["layer"] == "default"
+
+
+async def test_https_connectivity_through_an_authenticated_proxy(
+    nm: NetworkConnectionManager, proxies: dict[str, str], tls_material: TLSMaterial
+) -> None:
+    async with running_app(tls_material.server_context()) as server:
+        result = await nm.test_connectivity(
+            server.url("/json"),
+            connection_type="http",
+            proxy=proxies["http_auth"],
+            ca_bundle=str(tls_material.ca_pem),
+        )
+    assert result.success
+    assert {"dns", "tcp", "proxy", "tls", "http"} <= set(result.phases)
+    shown = json.dumps(result.to_dict())
+    assert PROXY_PASSWORD not in shown
+    assert result.to_dict()["proxy"]["layer"] == "cli"
+    assert result.to_dict()["ssl"]["verify"] is True
+
+
+async def test_http_error_status_is_not_success(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    result = await nm.test_connectivity(app.url("/status/451"), connection_type="http")
+    assert not result.success
+    assert result.status == 451
+    assert result.error is not None
+    assert (result.error.phase, result.error.kind) == ("http", "http_status")
+
+
+@pytest.mark.parametrize("connection_type", ["http", "websocket"])
+async def test_connectivity_never_raises_for_a_closed_port(
+    nm: NetworkConnectionManager, connection_type: str
+) -> None:
+    if connection_type == "websocket":
+        pytest.importorskip("mpnet.net.ws")
+    scheme = "http" if connection_type == "http" else "ws"
+    result = await nm.test_connectivity(
+        f"{scheme}://127.0.0.1:{closed_port()}/", connection_type=connection_type, timeout=5
+    )
+    assert not result.success
+    assert result.error is not None
+    assert (result.error.phase, result.error.kind) == ("tcp", "refused")
+    assert "dns" in result.phases
+
+
+@pytest.mark.parametrize("connection_type", ["http", "websocket"])
+async def test_connectivity_never_raises_for_an_unresolvable_name(
+    nm: NetworkConnectionManager, connection_type: str
+) -> None:
+    if connection_type == "websocket":
+        pytest.importorskip("mpnet.net.ws")
+    scheme = "http" if connection_type == "http" else "ws"
+    result = await nm.test_connectivity(
+        f"{scheme}://name.invalid/", connection_type=connection_type, timeout=5
+    )
+    assert not result.success
+    assert result.error is not None
+    assert result.error.phase == "dns"
+
+
+async def test_connectivity_through_a_dead_proxy(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    result = await nm.test_connectivity(
+        app.url("/json"),
+        connection_type="http",
+        proxy=f"http://user:{PROXY_PASSWORD}@127.0.0.1:{closed_port()}",
+    )
+    assert not result.success
+    assert result.error is not None
+    assert PROXY_PASSWORD not in json.dumps(result.to_dict())
+
+
+async def test_websocket_connectivity(
+    nm: NetworkConnectionManager, ws_server: WebSocketServer
+) -> None:
+    pytest.importorskip("mpnet.net.ws")
+    result = await nm.test_connectivity(ws_server.url("/echo"), connection_type="websocket")
+    assert result.success, result.error
+    assert {"dns", "tcp", "ws_upgrade"} <= set(result.phases)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"connection_type": "ftp"}, UsageError),
+        ({"proxy": "ftp://127.0.0.1:21"}, InvalidProxyURL),
+        ({"exchange_name": "nosuchexchange"}, UnknownExchange),
+    ],
+)
+async def test_bad_input_raises(
+    nm: NetworkConnectionManager, kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await nm.test_connectivity("http://127.0.0.1:1/", **kwargs)  # type: ignore[arg-type]
+
+
+# -- sessions, retries, stats -------------------------------------------------------------------
+
+
+async def test_request_with_retry_creates_the_session(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    app.script.append((503, {"Retry-After": "3"}))
+    response = await nm.request_with_retry(
+        "GET", app.url("/script"), session_name="api", sleep=sleep
+    )
+    assert response.status == 200
+    assert response.attempts == 2
+    assert delays == [3.0]
+    sessions = nm.get_network_stats()["connections"]
+    assert [(c["type"], c["session"]) for c in sessions] == [("http", "api")]
+
+
+async def test_stats_count_sessions_by_proxy(
+    nm: NetworkConnectionManager, proxies: dict[str, str], app: ScriptedApp
+) -> None:
+    direct = await nm.create_http_session("direct", url=app.url("/"), proxy=None)
+    proxied = await nm.create_http_session("proxied", url=app.url("/"), proxy=proxies["http_auth"])
+    again = await nm.create_http_session("direct", url=app.url("/"), proxy=None)
+    assert again is direct
+    async with proxied.get(app.url("/json")) as response:
+        assert response.status == 200
+    stats = nm.get_network_stats()
+    overview = stats["overview"]
+    assert overview["total_connections"] == 2
+    assert overview["active_connections"] == 2
+    assert overview["http_sessions"] == 2
+    assert overview["proxy_connections"] == 1
+    assert overview["direct_connections"] == 1
+    assert overview["failed_connections"] == 0
+    by_session = {c["session"]: c for c in stats["connections"]}
+    assert by_session["direct"]["proxy"] is None
+    assert by_session["direct"]["proxy_layer"] == "cli"
+    assert by_session["proxied"]["proxy"].endswith(f"@127.0.0.1:{proxies['http_auth'][-5:]}")
+    assert PROXY_PASSWORD not in json.dumps(stats)
+    assert all(c["state"] == "open" and c["age_seconds"] >= 0 for c in stats["connections"])
+
+    await nm.close_all()
+    assert direct.closed and proxied.closed
+    overview = nm.get_network_stats()["overview"]
+    assert overview["active_connections"] == 0
+    assert overview["total_connections"] == 2
+
+
+async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None:
+    pytest.importorskip("mpnet.net.ws")
+    from mpnet.errors import ConnectError
+
+    with pytest.raises(ConnectError):
+        await nm.create_websocket_connection(f"ws://127.0.0.1:{closed_port()}/", timeout=5)
+    overview = nm.get_network_stats()["overview"]
+    assert (overview["failed_connections"], overview["active_connections"]) == (1, 0)
+
+
+async def test_websocket_is_tracked_and_closed(
+    nm: NetworkConnectionManager, ws_server: WebSocketServer
+) -> None:
+    pytest.importorskip("mpnet.net.ws")
+    ws = await nm.create_websocket_connection(ws_server.url("/echo"), proxy=None)
+    overview = nm.get_network_stats()["overview"]
+    assert (overview["websocket_connections"], overview["active_connections"]) == (1, 1)
+    await nm.close_all()
+    assert nm.get_network_stats()["overview"]["active_connections"] == 0
+    assert ws is not None
+
+
+async def test_http_session_needs_a_url(nm: NetworkConnectionManager) -> None:
+    with pytest.raises(UsageError):
+        await nm.create_http_session("x")
+
+
+async def test_context_manager_closes_sessions(app: ScriptedApp) -> None:
+    async with _manager() as manager:
+        session = await manager.create_http_session("s", url=app.url("/"))
+    assert session.closed
