@@ -265,9 +265,9 @@ CATALOGUE: Mapping[str, FindingCode] = {
             "error",
             "the exchange refuses the country the connection comes from",
             default=(
-                "{exchange} blocks requests by the egress IP's country; that is its policy, not "
-                "a network fault. Where you are entitled to access, route this exchange through "
-                "an egress in a served region with `exchanges.{exchange}.proxy` (its terms apply)"
+                "{exchange} refuses requests by the country of your egress IP: its policy, not "
+                "a network fault. Where you are entitled to access, route {exchange} through an "
+                "egress in a region it serves with `exchanges.{exchange}.proxy` (its terms apply)"
             ),
         ),
         _code(
@@ -413,8 +413,8 @@ CATALOGUE: Mapping[str, FindingCode] = {
             "warning",
             "certificate verification is off for this connection",
             default=(
-                "remove the setting in {setting}; if it is there because of TLS inspection, "
-                "trust the inspection CA with `ssl.ca_bundle` instead"
+                "drop {setting}; if it is there because of TLS inspection, trust the "
+                "inspection CA with `ssl.ca_bundle` instead"
             ),
         ),
         _code(
@@ -716,7 +716,10 @@ def _proxy_unreachable(ctx: _Context, error: ErrorInfo) -> Finding:
 
 
 def _connect_failure(ctx: _Context, attempt: Attempt, kind: str) -> Finding | None:
-    address = f" ({attempt.address})" if attempt.address and attempt.address != ctx.host else ""
+    ipv6 = attempt.address is not None and ":" in attempt.address
+    address = ""
+    if attempt.address and attempt.address != ctx.host:
+        address = f" (IPv6 address {attempt.address})" if ipv6 else f" ({attempt.address})"
     target = f"{ctx.hostport}{address}"
     if kind == "refused":
         return ctx.finding(
@@ -745,10 +748,9 @@ def _connect_failure(ctx: _Context, attempt: Attempt, kind: str) -> Finding | No
             f"{_direct_reason(decision)})",
         )
     if kind == "unreachable":
-        ipv6 = attempt.address is not None and ":" in attempt.address
         return ctx.finding(
             "CONNECT_UNREACHABLE",
-            f"no route to {target}" + (" (an IPv6 address)" if ipv6 else ""),
+            f"no route to {target}",
             "ipv6" if ipv6 else "default",
         )
     return None
@@ -879,7 +881,8 @@ def looks_public_ca(issuer: str) -> bool:
 def _trust_store(ctx: _Context) -> str:
     ssl = ctx.result.ssl
     if ssl.ca_kind in ("file", "dir"):
-        return f"the CA {'bundle' if ssl.ca_kind == 'file' else 'directory'} {ssl.ca} ({ssl.layer})"
+        what = "bundle" if ssl.ca_kind == "file" else "directory"
+        return f"the CA {what} {ssl.ca} (from the {ssl.layer} layer)"
     if ssl.ca_kind == "certifi":
         return "certifi's CA bundle"
     return "the system trust store"
@@ -889,37 +892,32 @@ def _tls_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     kind = error.kind
     issuer = error.issuer
     intercepted = issuer is not None and not looks_public_ca(issuer)
-    by = f" issued by {issuer!r}" if issuer else ""
-    via = ctx.via
+    by = f" (issued by {issuer!r})" if issuer else ""
+    cert = f"the certificate for {ctx.hostport}{ctx.via}"
     if kind == "untrusted":
         if issuer is None:
-            message = (
-                f"the certificate {ctx.hostport} presented{via} chains to no CA in "
-                f"{_trust_store(ctx)}"
-            )
+            message = f"{cert} chains to no CA in {_trust_store(ctx)}"
             return ctx.finding("TLS_UNTRUSTED", message)
         if intercepted:
             message = (
-                f"the certificate {ctx.hostport} presented{via} is{by}, not a public CA, and is "
-                f"not in {_trust_store(ctx)}: this looks like TLS inspection by a corporate "
-                "proxy or firewall"
+                f"{cert} is issued by {issuer!r}, which is not a public CA and not in "
+                f"{_trust_store(ctx)}: this looks like TLS inspection by a corporate proxy or "
+                "firewall"
             )
             return ctx.finding("TLS_UNTRUSTED", message, "inspection")
         message = (
-            f"the certificate {ctx.hostport} presented{via} is{by}, a public CA, yet it does "
-            f"not chain to {_trust_store(ctx)}"
+            f"{cert} is issued by {issuer!r}, a public CA, yet does not chain to "
+            f"{_trust_store(ctx)}"
         )
         return ctx.finding("TLS_UNTRUSTED", message, "public")
     if kind == "expired":
-        message = f"the certificate {ctx.hostport} presented{via}{by} has expired"
+        message = f"{cert}{by} has expired"
         return ctx.finding("TLS_EXPIRED", message, "inspection" if intercepted else "default")
     if kind == "not_yet_valid":
-        message = (
-            f"the certificate {ctx.hostport} presented{by} is not valid yet by this machine's clock"
-        )
+        message = f"{cert}{by} is not valid yet by this machine's clock"
         return ctx.finding("TLS_NOT_YET_VALID", message)
     if kind == "hostname_mismatch":
-        message = f"the certificate presented at {ctx.hostport}{via}{by} does not name {ctx.host}"
+        message = f"{cert}{by} does not list {ctx.host} among its names"
         return ctx.finding(
             "TLS_HOSTNAME_MISMATCH", message, "inspection" if intercepted else "default"
         )
@@ -928,12 +926,12 @@ def _tls_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
         if "wrong version number" in text or "wrong_version_number" in text:
             return ctx.finding(
                 "TLS_HANDSHAKE",
-                f"{ctx.hostport}{via} answered the TLS hello with something that is not TLS",
+                f"{ctx.hostport}{ctx.via} answered the TLS hello with something that is not TLS",
                 "plaintext",
             )
         return ctx.finding(
             "TLS_HANDSHAKE",
-            f"the TLS handshake with {ctx.hostport}{via} broke off before any certificate was "
+            f"the TLS handshake with {ctx.hostport}{ctx.via} broke off before any certificate was "
             "checked",
         )
     if kind == "timeout":
@@ -1076,7 +1074,8 @@ def _ws_rejected(ctx: _Context, error: ErrorInfo) -> Finding:
     gist = _gist(error.body)
     body = f"; body {gist!r}" if gist else ""
     got = f"HTTP {status}" if status is not None else "an answer"
-    message = f"the upgrade of {ctx.result.url} got {got} instead of 101{body}{ctx.via}"
+    moved = f" (Location: {location})" if location else ""
+    message = f"the upgrade of {ctx.result.url} got {got}{moved} instead of 101{body}{ctx.via}"
     if status is not None and 300 <= status < 400 and location:
         return ctx.finding("WS_UPGRADE_REJECTED", message, "redirect", location=location)
     if status == 200:
@@ -1092,7 +1091,15 @@ def _http_error(ctx: _Context, error: ErrorInfo, where: str) -> Finding:
     server = _header(error, "server")
     location = _header(error, "location")
     gist = _gist(error.body)
-    details = [f"Server: {server}"] if server else []
+    details = [
+        f"{name}: {value}"
+        for name, value in (
+            ("Server", server),
+            ("X-Squid-Error", _header(error, "x-squid-error")),
+            ("Location", location),
+        )
+        if value
+    ]
     if gist:
         details.append(f"body {gist!r}")
     got = f"{status}" if status is not None else "an unexpected status"
@@ -1274,11 +1281,9 @@ def _days_until(not_after: str, now: float) -> int | None:
 
 
 _INSECURE_SETTING = {
-    "cli": "`--insecure` on the command line",
-    "exchange": "`exchanges.{exchange}.ssl.verify: false` (or the profile's `network.ssl`)",
-    "service": "`ssl.verify: false` in the config file",
-    "env": "the environment",
-    "default": "the defaults",
+    "cli": "`--insecure`",
+    "exchange": "`ssl.verify: false` from `exchanges.{exchange}` (or the profile's `network.ssl`)",
+    "service": "`ssl.verify: false` from the config file",
 }
 
 
@@ -1287,7 +1292,9 @@ def _insecure_tls(ctx: _Context) -> Finding | None:
     if ssl.verify:
         return None
     reason = f": {ssl.reason}" if ssl.reason else ""
-    setting = _INSECURE_SETTING.get(ssl.layer, ssl.layer).format(exchange=ctx.exchange)
+    setting = _INSECURE_SETTING.get(ssl.layer, f"the {ssl.layer} layer's setting").format(
+        exchange=ctx.exchange
+    )
     return ctx.finding(
         "INSECURE_TLS",
         f"certificates are not verified for {ctx.result.url}; the {ssl.layer} layer turned "
@@ -1380,4 +1387,11 @@ def _excerpt(body: str, marker: str, width: int = 60) -> str:
     if at < 0:
         return _gist(body)
     start, end = max(0, at - width), min(len(text), at + len(marker) + width)
+    # Cut at word boundaries, so the excerpt starts and ends with whole words.
+    if start:
+        space = text.find(" ", start, at)
+        start = space + 1 if space >= 0 else start
+    if end < len(text):
+        space = text.rfind(" ", at + len(marker), end)
+        end = space if space >= 0 else end
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
