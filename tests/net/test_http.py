@@ -16,6 +16,7 @@ from fixtures_servers import (
     direct_decision,
     insecure_decision,
     proxy_decision,
+    start_pproxy,
     with_scheme,
 )
 from mpnet import __version__
@@ -637,3 +638,44 @@ async def test_a_session_is_required(manager: HTTPSessionManager) -> None:
 )
 def test_retryable_statuses(status: int, retryable: bool) -> None:
     assert is_retryable_status(status) is retryable
+
+
+# -- https:// proxy -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def https_proxy(
+    tls_material: TLSMaterial, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """pproxy speaking HTTP CONNECT over TLS, with a certificate from the test CA."""
+    directory = tmp_path_factory.mktemp("https-proxy")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in tls_material.server.cert_chain_pems))
+    key.write_bytes(tls_material.server.private_key_pem.bytes())
+    process = start_pproxy({"https": "http+ssl"}, ssl_files=(str(cert), str(key)))
+    try:
+        yield process.urls["https"]
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+async def test_https_proxy(
+    https_proxy: str, tls_material: TLSMaterial, manager: HTTPSessionManager, secure: bool
+) -> None:
+    assert https_proxy.startswith("https://")
+    async with running_app(tls_material.server_context() if secure else None) as server:
+        timed = await timed_request(
+            "GET",
+            server.url("/json"),
+            proxy=proxy_decision(https_proxy),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+        session = await manager.get_session(
+            "https-proxy", proxy=proxy_decision(https_proxy), tls=tls_material.verify_decision()
+        )
+        pooled = await request_with_retry("GET", server.url("/json"), session=session)
+    assert timed.json() == pooled.json() == {"ok": True}
+    assert "proxy" in timed.timings.to_dict()
+    assert server.requests == {"/json": 2}
