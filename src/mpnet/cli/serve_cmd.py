@@ -75,6 +75,12 @@ def serve(
         from mpnet.probe.exporter import parse_listen
 
         address = parse_listen(listen)
+        if not address.loopback:
+            err.print(
+                f"mpnet: warning: listening on {address.host}, not loopback: anyone who can reach "
+                "this port can make mpnet probe exchanges (and see your proxy layers' schemes)",
+                highlight=False,
+            )
         faults = parse_fault_assignments(fault, lab=lab)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
@@ -82,12 +88,6 @@ def serve(
         # Refuse a malformed --proxy before binding anything.
         cli_proxy_choice(proxy, no_proxy)
         cfg, found = load_context(config, profiles)
-        if not address.loopback:
-            err.print(
-                f"mpnet: warning: listening on {address.host}, not loopback: anyone who can reach "
-                "this port can make mpnet probe exchanges (and see your proxy layers' schemes)",
-                highlight=False,
-            )
         try:
             run_interruptibly(
                 lambda: _serve(address, list(found), cfg, options, timeout, lab, faults),

@@ -189,6 +189,8 @@ class _Session:
                 else:
                     for row in self.state.rows():
                         out.print(watch_line(row, cycle=self.state.cycles), highlight=False)
+                    # A pipe is block-buffered: `| tee` and log shippers see each cycle now.
+                    out.file.flush()
                 if self.count is not None and self.state.cycles >= self.count:
                     break
                 await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
