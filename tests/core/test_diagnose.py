@@ -197,6 +197,126 @@ CASES = [
         "PROXY_UNREACHABLE",
         message=["its name proxy.corp did not resolve", "chosen by service proxy.https"],
     ),
+    # The net layer's own vocabulary: proxy_-prefixed kinds and its message wording.
+    Case(
+        "net-proxy-refused",
+        result(
+            err(
+                "tcp",
+                "proxy_refused",
+                "cannot connect to proxy http://alice:***@proxy.corp:3128 (10.0.0.3:3128): "
+                "Connection refused",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_UNREACHABLE",
+        message=["refused the TCP connection", "env HTTPS_PROXY"],
+    ),
+    Case(
+        "net-proxy-timeout-on-tcp",
+        result(err("tcp", "proxy_timeout"), proxy=via(CORP_PROXY)),
+        "PROXY_UNREACHABLE",
+        message=["timed out"],
+    ),
+    Case(
+        "net-proxy-nxdomain",
+        result(err("dns", "proxy_nxdomain"), proxy=via(SOCKS_PROXY, "cli", "--proxy")),
+        "PROXY_UNREACHABLE",
+        message=["its name 127.0.0.1 does not exist in DNS"],
+    ),
+    Case(
+        "http-proxy-name-unresolved-plain-kind",
+        result(err("dns", "no_resolver"), proxy=via(CORP_PROXY)),
+        "PROXY_UNREACHABLE",
+        message=["no DNS resolver answered for its name proxy.corp"],
+    ),
+    Case(
+        "http-proxy-name-unresolved-is-not-target-dns",
+        result(err("dns", "nxdomain"), proxy=via(CORP_PROXY)),
+        "DNS_FAILURE",
+        present=False,
+    ),
+    Case(
+        "net-proxy-closed",
+        result(
+            err(
+                "proxy",
+                "proxy_closed",
+                "proxy x closed the connection during the CONNECT handshake",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_HANDSHAKE",
+        message=["closed the connection during the CONNECT handshake", "api.binance.com:443"],
+        hint=["http:// on port 3128", "mpnet proxy explain binance"],
+    ),
+    Case(
+        "net-proxy-protocol",
+        result(err("proxy", "proxy_protocol"), proxy=via(SOCKS_H_PROXY, "cli", "--proxy")),
+        "PROXY_HANDSHAKE",
+        message=["SOCKS request", "other than socks5h"],
+    ),
+    Case(
+        "proxy-denied-is-not-a-handshake-problem",
+        result(err("proxy", "proxy_denied", status=403), proxy=via(CORP_PROXY)),
+        "PROXY_HANDSHAKE",
+        present=False,
+    ),
+    Case(
+        "net-proxy-denied-status-in-message",
+        result(
+            err(
+                "proxy",
+                "proxy_denied",
+                "proxy http://alice:***@proxy.corp:3128 refused CONNECT api.binance.com:443: "
+                "403 Forbidden",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_DENIED",
+        message=["(status 403)"],
+        hint=["allow-list api.binance.com:443"],
+    ),
+    Case(
+        "net-proxy-upstream-status-in-message",
+        result(
+            err(
+                "proxy",
+                "proxy_denied",
+                "proxy p refused CONNECT api.binance.com:443: 502 Bad Gateway",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_DENIED",
+        message=["could not reach the target itself"],
+    ),
+    Case(
+        "net-proxy-auth-status-in-message",
+        result(
+            err(
+                "proxy",
+                "proxy_auth",
+                "proxy p rejected the credentials of CONNECT h:443: 401 Unauthorized",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_AUTH_REQUIRED",
+        message=["answered 401", "user 'alice'"],
+    ),
+    Case(
+        "https-proxy-own-certificate-untrusted",
+        result(
+            err("proxy", "untrusted", issuer="CN=Corp Root CA"),
+            proxy=via(ProxyURL("https", "secure-proxy.corp", 8443), "service", "proxy.https"),
+        ),
+        "TLS_UNTRUSTED",
+        message=[
+            "https proxy https://secure-proxy.corp:8443",
+            "service proxy.https",
+            "Corp Root CA",
+        ],
+        hint=["-connect secure-proxy.corp:8443 -servername secure-proxy.corp"],
+    ),
     Case(
         "direct-refusal-is-not-proxy-unreachable",
         result(err("tcp", "refused")),
@@ -615,6 +735,26 @@ CASES = [
         "UNEXPECTED_RESPONSE",
         hint=["health.expect_json_keys"],
     ),
+    Case(
+        "net-reset-mid-answer",
+        result(err("http", "reset", "https://x: connection failed: reset")),
+        "UNEXPECTED_RESPONSE",
+        message=["reset the connection without a complete answer"],
+        hint=["--no-proxy"],
+    ),
+    Case(
+        "net-truncated-body",
+        result(err("http", "invalid_body")),
+        "UNEXPECTED_RESPONSE",
+        message=["cut off"],
+    ),
+    Case(
+        "net-ws-frame-not-gzip",
+        result(err("first_message", "invalid_frame", "binary frame is not gzip"), target="ws"),
+        "UNEXPECTED_RESPONSE",
+        message=["invalid frame"],
+        hint=["websocket.compression"],
+    ),
     # -- WebSocket data -------------------------------------------------------------------
     Case(
         "no-data-timeout",
@@ -1020,7 +1160,9 @@ def test_hint_text_falls_back_to_default_and_marks_missing_fields() -> None:
 
 KNOWN_KINDS = [
     "nxdomain", "no_resolver", "refused", "unreachable", "timeout", "proxy_unreachable",
-    "proxy_auth", "proxy_denied", "untrusted", "expired", "not_yet_valid", "hostname_mismatch",
+    "proxy_auth", "proxy_denied", "proxy_closed", "proxy_protocol", "proxy_refused",
+    "proxy_nxdomain", "proxy_no_resolver", "proxy_timeout", "invalid_body", "invalid_frame",
+    "untrusted", "expired", "not_yet_valid", "hostname_mismatch",
     "handshake", "http_status", "invalid_json", "invalid_http", "closed", "unexpected_json",
     "ws_upgrade_rejected", "no_data", "reset",
 ]  # fmt: skip

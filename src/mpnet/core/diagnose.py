@@ -129,6 +129,16 @@ CATALOGUE: Mapping[str, FindingCode] = {
             ),
         ),
         _code(
+            "PROXY_HANDSHAKE",
+            "error",
+            "the proxy broke off or garbled its handshake",
+            default=(
+                "check that the proxy speaks {proxy_scheme}:// on port {proxy_port} (a SOCKS "
+                "port addressed as http://, or the reverse, fails like this); if it does, its "
+                "policy closed the tunnel: read its logs; " + _SEE_PROXY
+            ),
+        ),
+        _code(
             "PROXY_AUTH_REQUIRED",
             "error",
             "the proxy wants (other) credentials",
@@ -639,11 +649,20 @@ def _proxy_setting(decision: ProxyDecision, exchange: str) -> str:
 _STATUS_PHASES = ("http", "ws_upgrade", "bootstrap")
 
 
+_PROXY_HANDSHAKE_KINDS = ("proxy_auth", "proxy_denied", "proxy_closed", "proxy_protocol")
+_TLS_KINDS = ("untrusted", "expired", "not_yet_valid", "hostname_mismatch", "handshake")
+
+
 def _explain(ctx: _Context, attempt: Attempt, error: ErrorInfo) -> Finding | None:
     phase, kind = str(error.phase), str(error.kind)
-    proxied = ctx.result.proxy.proxy is not None
-    if kind == "proxy_unreachable" or (
-        proxied and phase == "tcp" and kind in ("refused", "timeout", "unreachable", "reset")
+    proxy = ctx.result.proxy.proxy
+    # Through a proxy, dns and tcp are the proxy's own: net/ marks them with a proxy_ kind.
+    # Only with socks4/socks5 (local DNS) does mpnet still resolve the target's name.
+    reaching_proxy = kind.startswith("proxy_") and kind not in _PROXY_HANDSHAKE_KINDS
+    if reaching_proxy or (
+        proxy is not None
+        and (phase == "tcp" or (phase == "dns" and proxy.remote_dns))
+        and kind not in _PROXY_HANDSHAKE_KINDS
     ):
         return _proxy_unreachable(ctx, error)
     if phase == "dns":
@@ -698,15 +717,22 @@ def _proxy_unreachable(ctx: _Context, error: ErrorInfo) -> Finding:
     decision = ctx.result.proxy
     proxy = decision.proxy
     name = proxy.redacted() if proxy else "the proxy"
+    its_name = f"its name {proxy.host}" if proxy else "its name"
     text = error.message.lower()
+    why = str(error.kind).removeprefix("proxy_")
     if str(error.phase) == "dns":
-        how = f"its name {proxy.host} did not resolve" if proxy else "its name did not resolve"
-    elif "refused" in text or error.kind == "refused":
+        how = {
+            "nxdomain": f"{its_name} does not exist in DNS (NXDOMAIN)",
+            "no_resolver": f"no DNS resolver answered for {its_name} (no network, or DNS blocked)",
+        }.get(why, f"{its_name} did not resolve")
+    elif why == "refused" or "refused" in text:
         how = "it refused the TCP connection (not running, or the wrong port)"
-    elif "timed out" in text or "timeout" in text or error.kind == "timeout":
+    elif why == "timeout" or "timed out" in text:
         how = "the TCP connection to it timed out (a firewall drops the packets)"
-    elif "unreachable" in text or "no route" in text or error.kind == "unreachable":
+    elif why == "unreachable" or "unreachable" in text or "no route" in text:
         how = "there is no route to it"
+    elif why == "reset" or "reset" in text:
+        how = "it reset the TCP connection"
     else:
         how = "the TCP connection to it failed"
     return ctx.finding(
@@ -771,9 +797,13 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     origin = proxy_origin(decision)
     if kind == "proxy_auth":
         return _proxy_auth(ctx, error)
+    if kind in _TLS_KINDS:  # an https:// proxy's own certificate
+        return _tls_failure(ctx, error, of_proxy=True)
+    handshake = "SOCKS" if proxy is not None and proxy.is_socks else "CONNECT"
     if kind == "proxy_denied":
-        status = f" (status {error.status})" if error.status else ""
-        if error.status in (502, 503, 504):
+        code = error.status or _status_in(error.message)
+        status = f" (status {code})" if code else ""
+        if code in (502, 503, 504):
             return ctx.finding(
                 "PROXY_DENIED",
                 f"the proxy {name} (chosen by {origin}) answered the tunnel request to "
@@ -787,14 +817,34 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
             f"{ctx.hostport}{status}",
             variant,
         )
+    if kind == "proxy_closed":
+        return ctx.finding(
+            "PROXY_HANDSHAKE",
+            f"the proxy {name} (chosen by {origin}) closed the connection during the "
+            f"{handshake} handshake for {ctx.hostport}",
+        )
+    if kind == "proxy_protocol":
+        return ctx.finding(
+            "PROXY_HANDSHAKE",
+            f"the proxy {name} (chosen by {origin}) answered the {handshake} request for "
+            f"{ctx.hostport} in a protocol other than {ctx.result.proxy.scheme}",
+        )
     if kind == "timeout":
-        handshake = "SOCKS" if proxy is not None and proxy.is_socks else "CONNECT"
         return ctx.finding(
             "PROXY_TIMEOUT",
             f"the proxy {name} (chosen by {origin}) accepted the TCP connection but never "
             f"completed the {handshake} handshake for {ctx.hostport}",
         )
     return None
+
+
+_TRAILING_STATUS = re.compile(r"\b([1-5][0-9]{2})\b[^:0-9]*$")
+
+
+def _status_in(message: str) -> int | None:
+    """The status at the end of a proxy's error line (``refused CONNECT h:443: 403 Forbidden``)."""
+    match = _TRAILING_STATUS.search(message)
+    return int(match.group(1)) if match else None
 
 
 _NEGOTIATE_ONLY = re.compile(r"^\s*(ntlm|negotiate|kerberos)\b", re.IGNORECASE)
@@ -811,9 +861,10 @@ def _proxy_auth(ctx: _Context, error: ErrorInfo) -> Finding:
             "transparent",
         )
     origin = proxy_origin(decision)
+    status = error.status or _status_in(error.message)
     answer = (
-        f"answered {error.status}"
-        if error.status
+        f"answered {status}"
+        if status
         else ("refused SOCKS authentication" if proxy.is_socks else "asked for authentication")
     )
     asks = _header(error, "proxy-authenticate")
@@ -888,51 +939,64 @@ def _trust_store(ctx: _Context) -> str:
     return "the system trust store"
 
 
-def _tls_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
+def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> Finding | None:
     kind = error.kind
     issuer = error.issuer
     intercepted = issuer is not None and not looks_public_ca(issuer)
     by = f" (issued by {issuer!r})" if issuer else ""
-    cert = f"the certificate for {ctx.hostport}{ctx.via}"
+    proxy = ctx.result.proxy.proxy
+    if of_proxy and proxy is not None:
+        # The https proxy's own certificate: the hints' host and port become the proxy's.
+        peer_host, peer = proxy.host, f"{proxy.host}:{proxy.port}"
+        cert = (
+            f"the certificate of the https proxy {proxy.redacted()} (chosen by "
+            f"{proxy_origin(ctx.result.proxy)})"
+        )
+        peer_fields: dict[str, object] = {"host": proxy.host, "port": proxy.port}
+    else:
+        peer_host, peer = ctx.host, f"{ctx.hostport}{ctx.via}"
+        cert = f"the certificate for {peer}"
+        peer_fields = {}
+
+    def finding(code: str, message: str, variant: str = "default") -> Finding:
+        return ctx.finding(code, message, variant, **peer_fields)
+
     if kind == "untrusted":
         if issuer is None:
             message = f"{cert} chains to no CA in {_trust_store(ctx)}"
-            return ctx.finding("TLS_UNTRUSTED", message)
+            return finding("TLS_UNTRUSTED", message)
         if intercepted:
             message = (
                 f"{cert} is issued by {issuer!r}, which is not a public CA and not in "
                 f"{_trust_store(ctx)}: this looks like TLS inspection by a corporate proxy or "
                 "firewall"
             )
-            return ctx.finding("TLS_UNTRUSTED", message, "inspection")
+            return finding("TLS_UNTRUSTED", message, "inspection")
         message = (
             f"{cert} is issued by {issuer!r}, a public CA, yet does not chain to "
             f"{_trust_store(ctx)}"
         )
-        return ctx.finding("TLS_UNTRUSTED", message, "public")
+        return finding("TLS_UNTRUSTED", message, "public")
     if kind == "expired":
         message = f"{cert}{by} has expired"
-        return ctx.finding("TLS_EXPIRED", message, "inspection" if intercepted else "default")
+        return finding("TLS_EXPIRED", message, "inspection" if intercepted else "default")
     if kind == "not_yet_valid":
         message = f"{cert}{by} is not valid yet by this machine's clock"
-        return ctx.finding("TLS_NOT_YET_VALID", message)
+        return finding("TLS_NOT_YET_VALID", message)
     if kind == "hostname_mismatch":
-        message = f"{cert}{by} does not list {ctx.host} among its names"
-        return ctx.finding(
-            "TLS_HOSTNAME_MISMATCH", message, "inspection" if intercepted else "default"
-        )
+        message = f"{cert}{by} does not list {peer_host} among its names"
+        return finding("TLS_HOSTNAME_MISMATCH", message, "inspection" if intercepted else "default")
     if kind == "handshake":
         text = error.message.lower()
         if "wrong version number" in text or "wrong_version_number" in text:
-            return ctx.finding(
+            return finding(
                 "TLS_HANDSHAKE",
-                f"{ctx.hostport}{ctx.via} answered the TLS hello with something that is not TLS",
+                f"{peer} answered the TLS hello with something that is not TLS",
                 "plaintext",
             )
-        return ctx.finding(
+        return finding(
             "TLS_HANDSHAKE",
-            f"the TLS handshake with {ctx.hostport}{ctx.via} broke off before any certificate was "
-            "checked",
+            f"the TLS handshake with {peer} broke off before any certificate was checked",
         )
     if kind == "timeout":
         return _timeout(ctx, "tls")
@@ -1136,10 +1200,17 @@ def _unexpected_response(ctx: _Context, error: ErrorInfo, where: str) -> Finding
         return ctx.finding(
             "UNEXPECTED_RESPONSE", f"{where} answered something that is not HTTP", "not_http"
         )
-    if kind == "closed":
+    if kind in ("closed", "reset"):
+        how = "closed" if kind == "closed" else "reset"
         return ctx.finding(
             "UNEXPECTED_RESPONSE",
-            f"{where} closed the connection without an answer{ctx.via}",
+            f"{where} {how} the connection without a complete answer{ctx.via}",
+            "closed",
+        )
+    if kind == "invalid_body":
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE",
+            f"{where} sent a body that was cut off or malformed{ctx.via}",
             "closed",
         )
     return None
@@ -1152,16 +1223,17 @@ def _first_message_failure(ctx: _Context, kind: str) -> Finding | None:
             f"the subscription on {ctx.result.url} was sent, but no message matching "
             "`data_match` arrived before the timeout",
         )
-    if kind == "closed":
+    if kind in ("closed", "reset"):
         return ctx.finding(
             "NO_DATA",
             f"the server closed {ctx.result.url} after the subscription, before any data "
             "message: it usually rejects the channel or symbol",
         )
-    if kind == "invalid_json":
+    if kind in ("invalid_json", "invalid_frame", "invalid_encoding"):
         return ctx.finding(
             "UNEXPECTED_RESPONSE",
-            f"a message on {ctx.result.url} after the subscription is not JSON",
+            f"a message on {ctx.result.url} after the subscription could not be decoded "
+            f"({kind.replace('_', ' ')})",
             "ws_not_json",
         )
     return None
