@@ -178,7 +178,11 @@ def websockets_verdict(target: ProxyTarget, env: Mapping[str, str]) -> str:
             continue
         if key == "socks" and raw.startswith("http://"):
             raw = "socks5h://" + raw[len("http://") :]
-        scheme = urlsplit(raw).scheme
+        try:
+            scheme = urlsplit(raw).scheme
+        except ValueError:
+            # websockets' parse_proxy lets urlparse's ValueError escape.
+            return f"error: websockets cannot parse {_shown(raw)!r} (ValueError)"
         if scheme not in _WEBSOCKETS_SCHEMES:
             return f"error: websockets refuses {_shown(raw)!r}: scheme {scheme!r} isn't supported"
         return _shown(raw)
