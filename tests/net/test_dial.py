@@ -1,0 +1,322 @@
+"""dial(): phases, peers and error translation against real servers and pproxy on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fixtures_servers import (
+    PROXY_PASSWORD,
+    EchoServer,
+    TLSMaterial,
+    closed_port,
+    direct_decision,
+    insecure_decision,
+    proxy_decision,
+    start_echo_server,
+    with_scheme,
+)
+from mpnet.errors import (
+    ConnectError,
+    DNSError,
+    Phase,
+    ProbeTimeout,
+    ProxyAuthError,
+    ProxyUnreachable,
+    TLSError,
+    UsageError,
+)
+from mpnet.net.dial import PhaseTimings, dial, parse_target
+
+# proxy listener name in the `proxies` fixture, client-side scheme (None: as listed)
+PROXY_CASES = [
+    pytest.param(None, None, id="direct"),
+    pytest.param("http", None, id="http-connect"),
+    pytest.param("http_auth", None, id="http-connect-auth"),
+    pytest.param("socks5", None, id="socks5"),
+    pytest.param("socks5_auth", "socks5h", id="socks5h-auth"),
+    pytest.param("socks5_auth", None, id="socks5-auth"),
+    pytest.param("socks4", None, id="socks4"),
+]
+
+
+def _proxy(proxies: dict[str, str], name: str | None, scheme: str | None):  # type: ignore[no-untyped-def]
+    if name is None:
+        return direct_decision()
+    url = proxies[name]
+    return proxy_decision(with_scheme(url, scheme) if scheme else url)
+
+
+async def _echo_round_trip(conn) -> bytes:  # type: ignore[no-untyped-def]
+    conn.writer.write(b"hello")
+    await conn.writer.drain()
+    return await conn.reader.readexactly(5)
+
+
+@pytest.mark.parametrize(("proxy_name", "scheme"), PROXY_CASES)
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
+async def test_dial_matrix(
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    echo_server: EchoServer,
+    tls_echo_server: EchoServer,
+    proxy_name: str | None,
+    scheme: str | None,
+    secure: bool,
+) -> None:
+    server = tls_echo_server if secure else echo_server
+    url = f"{'https' if secure else 'http'}://127.0.0.1:{server.port}/"
+    decision = _proxy(proxies, proxy_name, scheme)
+
+    conn = await dial(url, proxy=decision, tls=tls_material.verify_decision(), timeout=10)
+    try:
+        assert await _echo_round_trip(conn) == b"hello"
+    finally:
+        await conn.aclose()
+
+    phases = conn.timings.to_dict()
+    expected = ["dns", "tcp"] + (["proxy"] if proxy_name else []) + (["tls"] if secure else [])
+    assert list(phases) == expected
+    assert all(value >= 0 for value in phases.values())
+    connected_port = decision.proxy.port if decision.proxy else server.port
+    assert conn.peer.address == f"127.0.0.1:{connected_port}"
+    assert conn.peer.via_proxy == (decision.proxy.redacted() if decision.proxy else None)
+    if secure:
+        assert conn.peer.tls is not None
+        assert conn.peer.tls.version in ("TLSv1.2", "TLSv1.3")
+        assert conn.peer.tls.cert_issuer and "trustme" in conn.peer.tls.cert_issuer
+        assert conn.peer.tls_verified is True
+    else:
+        assert conn.peer.tls is None
+
+
+async def test_localhost_resolves_and_sni_names_the_target(
+    tls_material: TLSMaterial, tls_echo_server: EchoServer
+) -> None:
+    conn = await dial(
+        f"https://localhost:{tls_echo_server.port}/",
+        proxy=direct_decision(),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    assert f"127.0.0.1:{tls_echo_server.port}" in conn.peer.addresses
+
+
+@pytest.mark.parametrize("listener", ["http_auth", "socks5_auth"])
+async def test_wrong_proxy_credentials(
+    proxies: dict[str, str], tls_material: TLSMaterial, echo_server: EchoServer, listener: str
+) -> None:
+    bad = proxies[listener].replace(PROXY_PASSWORD, "wrong-password")
+    with pytest.raises(ProxyAuthError) as caught:
+        await dial(
+            f"http://127.0.0.1:{echo_server.port}/",
+            proxy=proxy_decision(bad),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert caught.value.phase is Phase.PROXY
+    assert "wrong-password" not in str(caught.value)
+    assert PROXY_PASSWORD not in str(caught.value)
+
+
+async def test_missing_http_proxy_credentials(
+    proxies: dict[str, str], tls_material: TLSMaterial, echo_server: EchoServer
+) -> None:
+    anonymous = proxies["http_auth"].split("@")[-1]
+    with pytest.raises(ProxyAuthError) as caught:
+        await dial(
+            f"http://127.0.0.1:{echo_server.port}/",
+            proxy=proxy_decision(f"http://{anonymous}"),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert "407" in str(caught.value)
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5h"])
+async def test_closed_proxy_port(tls_material: TLSMaterial, scheme: str) -> None:
+    with pytest.raises(ProxyUnreachable) as caught:
+        await dial(
+            "https://127.0.0.1:443/",
+            proxy=proxy_decision(f"{scheme}://user:pw@127.0.0.1:{closed_port()}"),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert caught.value.phase is Phase.TCP
+    assert caught.value.kind == "proxy_refused"
+    assert ":pw@" not in str(caught.value)
+
+
+async def test_unresolvable_proxy_name(tls_material: TLSMaterial) -> None:
+    with pytest.raises(ProxyUnreachable) as caught:
+        await dial(
+            "https://127.0.0.1:443/",
+            proxy=proxy_decision("http://proxy.invalid:3128"),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert caught.value.phase is Phase.DNS
+
+
+async def test_refused_target() -> None:
+    with pytest.raises(ConnectError) as caught:
+        await dial(
+            f"http://127.0.0.1:{closed_port()}/",
+            proxy=direct_decision(),
+            tls=insecure_decision(),
+            timeout=10,
+        )
+    assert (caught.value.phase, caught.value.kind) == (Phase.TCP, "refused")
+
+
+async def test_unresolvable_name() -> None:
+    with pytest.raises(DNSError) as caught:
+        await dial(
+            "wss://name.invalid/", proxy=direct_decision(), tls=insecure_decision(), timeout=10
+        )
+    assert caught.value.phase is Phase.DNS
+    assert caught.value.kind in ("nxdomain", "no_resolver")
+    assert "name.invalid" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("context", "kind"),
+    [
+        ("expired_context", "expired"),
+        ("untrusted_context", "untrusted"),
+        ("wrong_host_context", "hostname_mismatch"),
+    ],
+)
+async def test_certificate_failures(tls_material: TLSMaterial, context: str, kind: str) -> None:
+    server = await start_echo_server(getattr(tls_material, context)())
+    try:
+        with pytest.raises(TLSError) as caught:
+            await dial(
+                f"https://127.0.0.1:{server.port}/",
+                proxy=direct_decision(),
+                tls=tls_material.verify_decision(),
+                timeout=10,
+            )
+    finally:
+        await server.close()
+    assert (caught.value.phase, caught.value.kind) == (Phase.TLS, kind)
+    assert caught.value.issuer and "trustme" in caught.value.issuer
+
+
+async def test_certificate_failure_through_proxy(
+    proxies: dict[str, str], tls_material: TLSMaterial
+) -> None:
+    server = await start_echo_server(tls_material.expired_context())
+    try:
+        with pytest.raises(TLSError) as caught:
+            await dial(
+                f"https://127.0.0.1:{server.port}/",
+                proxy=proxy_decision(proxies["socks5"]),
+                tls=tls_material.verify_decision(),
+                timeout=10,
+            )
+    finally:
+        await server.close()
+    assert (caught.value.phase, caught.value.kind) == (Phase.TLS, "expired")
+
+
+async def test_insecure_still_reports_the_certificate(tls_material: TLSMaterial) -> None:
+    server = await start_echo_server(tls_material.expired_context())
+    try:
+        conn = await dial(
+            f"https://127.0.0.1:{server.port}/",
+            proxy=direct_decision(),
+            tls=insecure_decision(),
+            timeout=10,
+        )
+        await conn.aclose()
+    finally:
+        await server.close()
+    assert conn.peer.tls_verified is False
+    assert conn.peer.tls is not None
+    assert conn.peer.tls.cert_not_after == "2021-01-01T00:00:00Z"
+    assert conn.peer.tls.cert_days_left is not None and conn.peer.tls.cert_days_left < 0
+
+
+async def test_tls_to_a_plain_server_is_a_handshake_error(
+    tls_material: TLSMaterial, echo_server: EchoServer
+) -> None:
+    with pytest.raises(TLSError) as caught:
+        await dial(
+            f"https://127.0.0.1:{echo_server.port}/",
+            proxy=direct_decision(),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert (caught.value.phase, caught.value.kind) == (Phase.TLS, "handshake")
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """Accepts TCP connections and never says a word."""
+    hold = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await hold.wait()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        hold.set()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("via_proxy", "phase"), [(False, Phase.TLS), (True, Phase.PROXY)], ids=["tls", "proxy"]
+)
+async def test_timeout_names_the_running_phase(
+    tls_material: TLSMaterial, silent_server: int, via_proxy: bool, phase: Phase
+) -> None:
+    timings = PhaseTimings()
+    if via_proxy:
+        url, decision = (
+            "https://127.0.0.1:443/",
+            proxy_decision(f"http://127.0.0.1:{silent_server}"),
+        )
+    else:
+        url, decision = f"https://127.0.0.1:{silent_server}/", direct_decision()
+    with pytest.raises(ProbeTimeout) as caught:
+        await dial(
+            url, proxy=decision, tls=tls_material.verify_decision(), timeout=0.2, timings=timings
+        )
+    assert caught.value.phase is phase
+    assert timings.tcp is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("wss://h.example/ws", ("h.example", 443, True)),
+        ("ws://h.example:8080", ("h.example", 8080, False)),
+        ("https://[::1]:8443/x", ("::1", 8443, True)),
+        ("http://H.Example/", ("h.example", 80, False)),
+    ],
+)
+def test_parse_target(url: str, expected: tuple[str, int, bool]) -> None:
+    target = parse_target(url)
+    assert (target.host, target.port, target.secure) == expected
+
+
+@pytest.mark.parametrize("url", ["ftp://h/", "wss://", "h.example:443", "wss://h:99999/"])
+def test_parse_target_rejects(url: str) -> None:
+    with pytest.raises(UsageError):
+        parse_target(url)
+
+
+def test_phase_timings_to_dict_keeps_phase_order() -> None:
+    timings = PhaseTimings(ws_upgrade=3.0, dns=1.0, bootstrap=9.0, tls=2.0)
+    assert list(timings.to_dict()) == ["bootstrap", "dns", "tls", "ws_upgrade"]
