@@ -63,20 +63,42 @@ def pick(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, frozenset(labels.items())]
 
 
-async def test_probe_of_a_lab_exchange_succeeds(exporter: str) -> None:
-    status, content_type, body = await get(exporter + "probe?exchange=okx")
+async def test_probe_of_a_lab_exchange_rest_succeeds(exporter: str) -> None:
+    status, content_type, body = await get(exporter + "probe?exchange=okx&target=rest")
     assert status == 200, body
     assert content_type.startswith("text/plain; version=0.0.4")
     samples = parse(body)
+    labels = {"exchange": "okx", "target": "rest"}
+    assert pick(samples, "mpnet_probe_success", **labels) == 1
+    assert pick(samples, "mpnet_probe_http_status_code", **labels) == 200
+    assert pick(samples, "mpnet_probe_attempts_total", **labels) == 1
+    assert pick(samples, "mpnet_probe_proxy_info", layer="default", scheme="direct", **labels) == 1
+    assert pick(samples, "mpnet_probe_tls_verify", **labels) == 1
+    # The lab's certificates carry a real expiry date.
+    assert pick(samples, "mpnet_probe_tls_cert_expiry_timestamp_seconds", **labels) > 0
+    phases = {
+        dict(labels)["phase"]: value
+        for (name, labels), value in samples.items()
+        if name == "mpnet_probe_phase_seconds"
+    }
+    assert {"tcp", "tls", "http"} <= set(phases)
+    duration = pick(samples, "mpnet_probe_duration_seconds", **labels)
+    assert duration == pytest.approx(sum(phases.values()), abs=1e-5)
+
+
+async def test_probe_of_a_lab_exchange_covers_both_targets(exporter: str) -> None:
+    pytest.importorskip("mpnet.net.ws")
+    status, _, body = await get(exporter + "probe?exchange=okx")
+    assert status == 200, body
+    samples = parse(body)
     for target in ("rest", "ws"):
-        labels = {"exchange": "okx", "target": target}
-        assert pick(samples, "mpnet_probe_success", **labels) == 1
-        assert pick(samples, "mpnet_probe_duration_seconds", **labels) > 0
-        assert pick(samples, "mpnet_probe_proxy_info", layer="default", scheme="direct", **labels)
-        assert pick(samples, "mpnet_probe_tls_verify", **labels) == 1
-    phases = {dict(labels)["phase"] for (name, labels) in samples if name.endswith("phase_seconds")}
-    assert {"tcp", "tls", "http", "ws_upgrade", "first_message"} <= phases
-    assert pick(samples, "mpnet_probe_http_status_code", exchange="okx", target="rest") == 200
+        assert pick(samples, "mpnet_probe_success", exchange="okx", target=target) == 1
+    ws_phases = {
+        dict(labels)["phase"]
+        for (name, labels) in samples
+        if name == "mpnet_probe_phase_seconds" and dict(labels)["target"] == "ws"
+    }
+    assert {"tcp", "tls", "ws_upgrade", "first_message"} <= ws_phases
 
 
 async def test_target_parameter_limits_the_probe(exporter: str) -> None:
@@ -84,6 +106,17 @@ async def test_target_parameter_limits_the_probe(exporter: str) -> None:
     assert status == 200, body
     targets = {dict(labels)["target"] for (name, labels) in parse(body) if "target" in dict(labels)}
     assert targets == {"rest"}
+
+
+async def test_debug_answers_with_the_json_report(exporter: str) -> None:
+    import json
+
+    status, content_type, body = await get(exporter + "probe?exchange=okx&target=rest&debug=true")
+    assert status == 200 and content_type.startswith("application/json")
+    document = json.loads(body)
+    assert [(r["exchange"], r["target"], r["ok"]) for r in document["results"]] == [
+        ("okx", "rest", True)
+    ]
 
 
 async def test_concurrent_scrapes_are_independent(exporter: str) -> None:

@@ -1,7 +1,8 @@
 """The Prometheus exporter behind ``mpnet serve``, in the manner of blackbox_exporter.
 
 ``GET /probe?exchange=NAME[&target=rest|ws]`` probes one exchange while Prometheus waits and
-answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`);
+answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`), or with the
+JSON report (findings and hints) when ``debug=true`` is added;
 ``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
 
 Every scrape plans and runs its own probe, so concurrent scrapes do not share state. A probe
@@ -266,6 +267,9 @@ def _probe_handler(exporter: ProbeExporter) -> Handler:
         probes_served().labels(
             exchange=plan.targets[0].profile.name, result="success" if report.ok else "failure"
         ).inc()
+        if request.query.get("debug", "").lower() in ("1", "true", "yes"):
+            # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
+            return web.json_response(report.to_dict(), dumps=_indented_json)
         body = prometheus_text(report) + budget_text(budget)
         return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
@@ -282,6 +286,12 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE})
 
 
+def _indented_json(document: object) -> str:
+    import json
+
+    return json.dumps(document, indent=2) + "\n"
+
+
 def _index_handler(exporter: ProbeExporter) -> Handler:
     async def index(request: web.Request) -> web.Response:
         links = "\n".join(
@@ -293,7 +303,8 @@ def _index_handler(exporter: ProbeExporter) -> Handler:
         page = (
             "<!doctype html>\n<html><head><title>mpnet exporter</title></head><body>\n"
             "<h1>mpnet exporter</h1>\n"
-            "<p>Probe an exchange: <code>/probe?exchange=NAME[&amp;target=rest|ws]</code>. "
+            "<p>Probe an exchange: <code>/probe?exchange=NAME[&amp;target=rest|ws]</code> "
+            "(add <code>&amp;debug=true</code> for the JSON report with findings). "
             'The exporter\'s own metrics: <a href="/metrics">/metrics</a>.</p>\n'
             f"<ul>\n{links}\n</ul>\n</body></html>\n"
         )
