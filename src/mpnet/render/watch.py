@@ -43,7 +43,7 @@ def watch_table(
     table.add_column("exchange")
     table.add_column("target")
     table.add_column("last")
-    table.add_column("last phases (ms)")
+    table.add_column("last phases (ms)", no_wrap=True)
     table.add_column("total ms", justify="right")
     table.add_column("p50 ms", justify="right")
     table.add_column("p95 ms", justify="right")
