@@ -78,7 +78,12 @@ class Finding:
     severity: str = "error"
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "hint": self.hint}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "severity": self.severity,
+        }
 
 
 @dataclass(frozen=True, slots=True)
