@@ -1,0 +1,217 @@
+"""The ``aiohttp`` backend: ``ClientSession.ws_connect`` over a connection :func:`dial` made.
+
+aiohttp is handed the dialled (proxied, TLS-wrapped) transport through a one-shot connector,
+so proxies and TLS follow mpnet's decisions exactly, as with the websockets backend, and the
+same phases are measured: ``dns``, ``tcp``, ``proxy``, ``tls`` by :func:`dial`; ``ws_upgrade``
+here is ``ws_connect`` from request to 101, which includes aiohttp's own request setup (a
+fraction of a millisecond more than the websockets backend shows).
+
+Limits of this backend: a refused upgrade carries status and headers but no body (aiohttp does
+not read it), and :meth:`AiohttpBackend.ping` reads frames itself, so it must not run
+concurrently with :meth:`AiohttpBackend.recv` (aiohttp allows one reader at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+
+from mpnet.errors import Phase, ProtocolError, WebSocketHandshakeError
+from mpnet.net.dial import DialedConnection, PhaseTimings
+
+CLOSE_TIMEOUT = 2.0
+
+
+class _DialedConnector(aiohttp.TCPConnector):
+    """Hands aiohttp the one connection :func:`dial` already opened, instead of opening one.
+
+    Overrides aiohttp's connection factory (``_create_connection``), the same seam that
+    aiohttp-socks uses for its proxy connectors.
+    """
+
+    def __init__(self, dialed: DialedConnection) -> None:
+        super().__init__(force_close=True, limit=1)
+        self._dialed: DialedConnection | None = dialed
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> ResponseHandler:
+        dialed, self._dialed = self._dialed, None
+        if dialed is None:
+            raise aiohttp.ClientConnectionError("the dialled connection was already used")
+        protocol = ResponseHandler(asyncio.get_running_loop())
+        transport = dialed.writer.transport
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        return protocol
+
+
+class AiohttpBackend:
+    """One open WebSocket through aiohttp (see :class:`mpnet.net.ws.WebSocketWrapper`)."""
+
+    name = "aiohttp"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        dialed: DialedConnection,
+    ) -> None:
+        self._session = session
+        self._ws = ws
+        # Keeps dial()'s stream writer alive while aiohttp owns its transport (see websockets).
+        self._dialed = dialed
+        # Data frames read while ping() waited for its pong.
+        self._pending: collections.deque[str | bytes] = collections.deque()
+        self._close_reason: str | None = None
+
+    @classmethod
+    async def upgrade(
+        cls,
+        url: str,
+        dialed: DialedConnection,
+        *,
+        headers: Mapping[str, str] | None,
+        max_size: int | None,
+        compression: str | None,
+        timings: PhaseTimings,
+    ) -> AiohttpBackend:
+        """Run ``ws_connect`` over ``dialed``.
+
+        Raises:
+            WebSocketHandshakeError: the server answered with another status than 101.
+            ProtocolError: the answer was not a valid upgrade, or the connection closed.
+        """
+        session = aiohttp.ClientSession(
+            connector=_DialedConnector(dialed),
+            # mpnet has decided proxies and TLS already: nothing from the environment.
+            trust_env=False,
+        )
+        try:
+            with timings.measure(Phase.WS_UPGRADE):
+                ws = await session.ws_connect(
+                    url,
+                    headers=dict(headers or {}),
+                    max_msg_size=max_size or 0,
+                    compress=15 if compression == "deflate" else 0,
+                    # Pongs are needed to time ping(); server pings are answered in recv().
+                    autoping=False,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            await _abandon(session, dialed)
+            raise WebSocketHandshakeError(
+                f"server refused the WebSocket upgrade of {url}: {exc.status} {exc.message}",
+                status=exc.status,
+                headers=dict(exc.headers or {}),
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            await _abandon(session, dialed)
+            raise ProtocolError(
+                f"WebSocket upgrade of {url} failed: {exc}",
+                phase=Phase.WS_UPGRADE,
+                kind="invalid_handshake",
+            ) from exc
+        except BaseException:
+            await _abandon(session, dialed)
+            raise
+        return cls(session, ws, dialed)
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._close_reason
+
+    async def send(self, data: str | bytes) -> None:
+        if self._ws.closed:
+            raise self._closed_error()
+        try:
+            if isinstance(data, str):
+                await self._ws.send_str(data)
+            else:
+                await self._ws.send_bytes(data)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._closed_error() from exc
+
+    async def recv(self) -> str | bytes:
+        if self._pending:
+            return self._pending.popleft()
+        while True:
+            message = await self._next_frame(Phase.FIRST_MESSAGE)
+            if message is not None:
+                return message
+
+    async def ping(self) -> float:
+        payload = os.urandom(4)
+        started = time.perf_counter_ns()
+        try:
+            await self._ws.ping(payload)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._closed_error(Phase.PING_RTT) from exc
+        while True:
+            message = await self._next_frame(Phase.PING_RTT, pong=payload)
+            if message is None:
+                continue
+            if isinstance(message, _Pong):
+                return (time.perf_counter_ns() - started) / 1e6
+            self._pending.append(message)
+
+    async def _next_frame(self, phase: Phase, pong: bytes | None = None) -> Any:
+        """One frame: data as str/bytes, ``_Pong`` for the awaited pong, None for control."""
+        msg = await self._ws.receive()
+        kind = msg.type
+        if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
+            return msg.data
+        if kind is aiohttp.WSMsgType.PING:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self._ws.pong(msg.data)
+            return None
+        if kind is aiohttp.WSMsgType.PONG:
+            return _Pong() if pong is not None and msg.data == pong else None
+        if kind is aiohttp.WSMsgType.CLOSE:
+            self._close_reason = msg.extra or None
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self._ws.close()
+        if kind is aiohttp.WSMsgType.ERROR:
+            raise ProtocolError(
+                f"WebSocket protocol error: {msg.data}", phase=phase, kind="protocol"
+            ) from (msg.data if isinstance(msg.data, BaseException) else None)
+        raise self._closed_error(phase)
+
+    def _closed_error(self, phase: Phase = Phase.FIRST_MESSAGE) -> ProtocolError:
+        code = self._ws.close_code
+        if code is None or code == 1006:
+            text = "the connection was lost without a WebSocket close frame"
+        else:
+            reason = f" ({self._close_reason})" if self._close_reason else ""
+            text = f"the server closed the WebSocket: code {code}{reason}"
+        return ProtocolError(text, phase=phase, kind="closed")
+
+    async def close(self) -> None:
+        try:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self._ws.close()
+        finally:
+            await self._session.close()
+
+
+class _Pong:
+    """Marks the pong that answers ping()."""
+
+
+async def _abandon(session: aiohttp.ClientSession, dialed: DialedConnection) -> None:
+    dialed.writer.transport.abort()
+    await session.close()
