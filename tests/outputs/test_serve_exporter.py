@@ -179,11 +179,13 @@ async def test_index_links_probes_and_metrics(exporter: str) -> None:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
 def test_signals_stop_the_exporter_cleanly(tmp_path, signum: signal.Signals, code: int) -> None:
-    process = MpnetProcess("serve", "--listen", "127.0.0.1:0", cwd=str(tmp_path))
+    process = MpnetProcess("serve", "--listen", "127.0.0.1:0", "--insecure", cwd=str(tmp_path))
     try:
         process.wait_for(r"serving probes of \d+ exchange")
         assert process.interrupt(signum) == code
         assert "Traceback" not in process.stderr
+        # Verification off is announced at start, not only in the metrics.
+        assert "warning: TLS certificate verification is OFF" in process.stderr
     finally:
         process.stop()
 

@@ -62,6 +62,17 @@ def test_ctrl_c_prints_summary_and_exits_130(tmp_path) -> None:
     assert "Traceback" not in process.stderr
 
 
+def test_insecure_is_warned_about(tmp_path) -> None:
+    process = MpnetProcess(
+        "watch", "okx", "--lab", "--no-ws", "--count", "1", "--insecure", cwd=str(tmp_path)
+    )
+    try:
+        assert process.finish() == 0, process.describe()
+    finally:
+        process.stop()
+    assert "warning: TLS certificate verification is OFF" in process.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

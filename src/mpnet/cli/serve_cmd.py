@@ -127,8 +127,13 @@ async def _serve(
         )
         # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
         # at start (exit 2) rather than failing every scrape.
+        warnings: dict[str, None] = {}
         for name in exporter.names():
-            exporter.plan(name, None, timeout)
+            for target in exporter.plan(name, None, timeout).targets:
+                warnings.update(dict.fromkeys(target.tls.warnings))
+        # TLS verification off is never silent: once here, and in every scrape's metrics.
+        for warning in warnings:
+            err.print(f"mpnet: warning: {warning}", highlight=False)
         runner = web.AppRunner(build_app(exporter), access_log=None, handle_signals=False)
         await runner.setup()
         try:

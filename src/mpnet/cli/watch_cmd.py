@@ -165,6 +165,9 @@ class _Session:
 
         planned = [(t.profile.name, t.target) for t in plan.targets]
         assert planned == [(w.exchange, w.target) for w in self.state.targets], planned
+        # TLS verification off is never silent.
+        for warning in dict.fromkeys(w for t in plan.targets for w in t.tls.warnings):
+            err.print(f"mpnet: warning: {warning}", highlight=False)
         live = None
         if out.is_terminal:
             from rich.live import Live
