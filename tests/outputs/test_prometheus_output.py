@@ -178,3 +178,11 @@ def test_label_values_with_quotes_and_newlines_are_escaped() -> None:
     odd = 'ex"\\\nchange'
     found = samples(report(result(odd, "rest", (ok_attempt(REST_PHASES),))))
     assert value(found, "mpnet_probe_success", exchange=odd, target="rest") == 1
+
+
+def test_failure_before_any_phase_has_no_duration() -> None:
+    rep = report(result("binance", "ws", (failed_attempt({}, phase="ws_upgrade"),)))
+    found = samples(rep)
+    assert value(found, "mpnet_probe_success", exchange="binance", target="ws") == 0
+    assert value(found, "mpnet_probe_http_status_code", exchange="binance", target="ws") == 451
+    assert "mpnet_probe_duration_seconds" not in names_for(found, "binance", "ws")

@@ -115,7 +115,9 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     yield "mpnet_probe_success", (), 1.0 if result.ok else 0.0
     shown = result.shown_attempt
     if shown is not None:
-        yield "mpnet_probe_duration_seconds", (), _seconds(shown.total_ms)
+        # An attempt that failed before measuring any phase has no duration, not a zero one.
+        if shown.phases:
+            yield "mpnet_probe_duration_seconds", (), _seconds(shown.total_ms)
         for phase, ms in sorted(shown.phases.items(), key=lambda kv: _phase_rank(kv[0])):
             yield "mpnet_probe_phase_seconds", (phase,), _seconds(ms)
         status = shown.status if shown.status is not None else _error_status(result)
