@@ -147,8 +147,6 @@ async def test_http_error_status_is_not_success(
 async def test_connectivity_never_raises_for_a_closed_port(
     nm: NetworkConnectionManager, connection_type: str
 ) -> None:
-    if connection_type == "websocket":
-        pytest.importorskip("mpnet.net.ws")
     scheme = "http" if connection_type == "http" else "ws"
     result = await nm.test_connectivity(
         f"{scheme}://127.0.0.1:{closed_port()}/", connection_type=connection_type, timeout=5
@@ -163,8 +161,6 @@ async def test_connectivity_never_raises_for_a_closed_port(
 async def test_connectivity_never_raises_for_an_unresolvable_name(
     nm: NetworkConnectionManager, connection_type: str
 ) -> None:
-    if connection_type == "websocket":
-        pytest.importorskip("mpnet.net.ws")
     scheme = "http" if connection_type == "http" else "ws"
     result = await nm.test_connectivity(
         f"{scheme}://name.invalid/", connection_type=connection_type, timeout=5
@@ -190,7 +186,6 @@ async def test_connectivity_through_a_dead_proxy(
 async def test_websocket_connectivity(
     nm: NetworkConnectionManager, ws_server: WebSocketServer
 ) -> None:
-    pytest.importorskip("mpnet.net.ws")
     result = await nm.test_connectivity(ws_server.url("/echo"), connection_type="websocket")
     assert result.success, result.error
     assert {"dns", "tcp", "ws_upgrade"} <= set(result.phases)
@@ -265,7 +260,6 @@ async def test_stats_count_sessions_by_proxy(
 
 
 async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None:
-    pytest.importorskip("mpnet.net.ws")
     from mpnet.errors import ConnectError
 
     with pytest.raises(ConnectError):
@@ -274,16 +268,23 @@ async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None
     assert (overview["failed_connections"], overview["active_connections"]) == (1, 0)
 
 
+@pytest.mark.parametrize("backend", ["websockets", "aiohttp"])
 async def test_websocket_is_tracked_and_closed(
-    nm: NetworkConnectionManager, ws_server: WebSocketServer
+    nm: NetworkConnectionManager, ws_server: WebSocketServer, backend: str
 ) -> None:
-    pytest.importorskip("mpnet.net.ws")
-    ws = await nm.create_websocket_connection(ws_server.url("/echo"), proxy=None)
-    overview = nm.get_network_stats()["overview"]
+    ws = await nm.create_websocket_connection(
+        ws_server.url("/echo"), exchange_name=None, proxy=None, backend=backend
+    )
+    await ws.send("hello")
+    assert await ws.recv(timeout=5) == "hello"
+    stats = nm.get_network_stats()
+    overview = stats["overview"]
     assert (overview["websocket_connections"], overview["active_connections"]) == (1, 1)
+    assert stats["connections"][0]["type"] == "websocket"
+    assert stats["connections"][0]["proxy_layer"] == "cli"
     await nm.close_all()
+    assert ws.closed
     assert nm.get_network_stats()["overview"]["active_connections"] == 0
-    assert ws is not None
 
 
 async def test_http_session_needs_a_url(nm: NetworkConnectionManager) -> None:
@@ -295,3 +296,16 @@ async def test_context_manager_closes_sessions(app: ScriptedApp) -> None:
     async with _manager() as manager:
         session = await manager.create_http_session("s", url=app.url("/"))
     assert session.closed
+
+
+async def test_refused_upgrade_keeps_the_completed_phases(
+    nm: NetworkConnectionManager, ws_server: WebSocketServer, proxies: dict[str, str]
+) -> None:
+    result = await nm.test_connectivity(
+        ws_server.url("/forbidden"), connection_type="websocket", proxy=proxies["socks5"]
+    )
+    assert not result.success
+    assert result.error is not None
+    assert (result.error.phase, result.error.status) == ("ws_upgrade", 403)
+    assert {"dns", "tcp", "proxy"} <= set(result.phases)
+    assert result.to_dict()["error"]["kind"] == "ws_upgrade_rejected"

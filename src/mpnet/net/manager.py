@@ -34,7 +34,7 @@ from mpnet.core.proxy import ProxyDecision
 from mpnet.core.result import ErrorInfo
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import HTTPStatusError, ProbeError, TLSError, UnknownExchange, UsageError
-from mpnet.net.dial import PeerInfo
+from mpnet.net.dial import PeerInfo, PhaseTimings
 from mpnet.net.http import HTTPSessionManager, RetryResponse
 
 if TYPE_CHECKING:
@@ -473,13 +473,16 @@ class NetworkConnectionManager:
     ) -> ConnectivityResult:
         from mpnet.net.ws import WebSocketWrapper
 
+        timings = PhaseTimings()
         try:
-            ws = await WebSocketWrapper.connect(url, proxy=proxy, tls=tls, timeout=timeout)
+            ws = await WebSocketWrapper.connect(
+                url, proxy=proxy, tls=tls, timeout=timeout, timings=timings
+            )
         except ProbeError as exc:
-            return self._failure(url, "websocket", proxy, tls, exc)
+            return self._failure(url, "websocket", proxy, tls, exc, timings)
         try:
             phases = ws.timings.to_dict()
-            peer = getattr(ws, "peer", None)
+            peer = ws.peer
         finally:
             await ws.close()
         return ConnectivityResult(
@@ -494,9 +497,15 @@ class NetworkConnectionManager:
 
     @staticmethod
     def _failure(
-        url: str, kind: str, proxy: ProxyDecision, tls: TLSDecision, error: ProbeError
+        url: str,
+        kind: str,
+        proxy: ProxyDecision,
+        tls: TLSDecision,
+        error: ProbeError,
+        timings: PhaseTimings | None = None,
     ) -> ConnectivityResult:
-        timings = getattr(error, "timings", None)
+        # timed_request attaches the completed phases to its errors; WebSockets fill ours.
+        timings = timings if timings is not None else getattr(error, "timings", None)
         return ConnectivityResult(
             url=url,
             connection_type=kind,
