@@ -18,7 +18,7 @@ from report_builders import (
     via_proxy,
 )
 
-from mpnet.core.result import Finding, ProbeReport
+from mpnet.core.result import Attempt, Finding, ProbeReport
 from mpnet.render.prometheus import METRICS, prometheus_text
 
 Sample = tuple[str, dict[str, str], float]
@@ -186,3 +186,21 @@ def test_failure_before_any_phase_has_no_duration() -> None:
     assert value(found, "mpnet_probe_success", exchange="binance", target="ws") == 0
     assert value(found, "mpnet_probe_http_status_code", exchange="binance", target="ws") == 451
     assert "mpnet_probe_duration_seconds" not in names_for(found, "binance", "ws")
+
+
+@pytest.mark.parametrize(
+    ("attempt", "status"),
+    [
+        (ok_attempt(WS_PHASES, status=None), 101),
+        (failed_attempt(WS_PHASES, phase="first_message", kind="timeout", status=None), 101),
+        (
+            failed_attempt({"dns": 1.0, "tcp": 1.0}, phase="tls", kind="untrusted", status=None),
+            None,
+        ),
+        (failed_attempt({"tcp": 1.0, "ws_upgrade": 2.0}, phase="ws_upgrade", status=403), 403),
+    ],
+)
+def test_websocket_upgrade_status(attempt: Attempt, status: int | None) -> None:
+    found = samples(report(result("okx", "ws", (attempt,))))
+    codes = [v for n, lab, v in found if n == "mpnet_probe_http_status_code"]
+    assert codes == ([] if status is None else [status])

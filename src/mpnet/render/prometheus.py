@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mpnet.core.result import PHASE_ORDER, ProbeReport, ProbeResult, percentile
+from mpnet.core.result import PHASE_ORDER, Attempt, ProbeReport, ProbeResult, percentile
 
 #: (name, HELP text, extra labels) of every metric, in exposition order.
 METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -63,7 +63,8 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "mpnet_probe_http_status_code",
-        "HTTP status of the REST answer or the WebSocket upgrade, when one arrived.",
+        "HTTP status of the REST answer or the WebSocket upgrade (101 once upgraded), when one "
+        "arrived.",
         (),
     ),
     (
@@ -84,6 +85,8 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 BASE_LABELS = ("exchange", "target")
+SWITCHING_PROTOCOLS = 101
+AFTER_UPGRADE = ("first_message", "ping_rtt")
 QUANTILES = (("0.5", 50.0), ("0.95", 95.0))
 
 
@@ -121,6 +124,8 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
         for phase, ms in sorted(shown.phases.items(), key=lambda kv: _phase_rank(kv[0])):
             yield "mpnet_probe_phase_seconds", (phase,), _seconds(ms)
         status = shown.status if shown.status is not None else _error_status(result)
+        if status is None and _upgraded(shown):
+            status = SWITCHING_PROTOCOLS
         if status is not None:
             yield "mpnet_probe_http_status_code", (), float(status)
     tls = result.tls
@@ -146,6 +151,14 @@ def _seconds(ms: float) -> float:
 
 def _phase_rank(phase: str) -> int:
     return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER)
+
+
+def _upgraded(attempt: Attempt) -> bool:
+    """True when the WebSocket upgrade completed (its answer was a 101), even if a later phase
+    failed."""
+    if "ws_upgrade" not in attempt.phases:
+        return False
+    return attempt.error is None or attempt.error.phase in AFTER_UPGRADE
 
 
 def _error_status(result: ProbeResult) -> int | None:
