@@ -69,6 +69,7 @@ class AiohttpBackend:
         self._dialed = dialed
         # Data frames read while ping() waited for its pong.
         self._pending: collections.deque[str | bytes] = collections.deque()
+        self._close_code: int | None = None
         self._close_reason: str | None = None
 
     @classmethod
@@ -129,7 +130,7 @@ class AiohttpBackend:
 
     @property
     def close_code(self) -> int | None:
-        return self._ws.close_code
+        return self._close_code if self._close_code is not None else self._ws.close_code
 
     @property
     def close_reason(self) -> str | None:
@@ -182,6 +183,8 @@ class AiohttpBackend:
         if kind is aiohttp.WSMsgType.PONG:
             return _Pong() if pong is not None and msg.data == pong else None
         if kind is aiohttp.WSMsgType.CLOSE:
+            # Remembered from the frame: aiohttp's close() may overwrite ws.close_code.
+            self._close_code = msg.data if isinstance(msg.data, int) else None
             self._close_reason = msg.extra or None
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 await self._ws.close()
@@ -192,7 +195,7 @@ class AiohttpBackend:
         raise self._closed_error(phase)
 
     def _closed_error(self, phase: Phase = Phase.FIRST_MESSAGE) -> ProtocolError:
-        code = self._ws.close_code
+        code = self.close_code
         if code is None or code == 1006:
             text = "the connection was lost without a WebSocket close frame"
         else:
