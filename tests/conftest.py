@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,3 +41,33 @@ def _clean_network_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory
 def env_clean() -> dict[str, str]:
     """A copy of the cleaned environment, for subprocess tests."""
     return dict(os.environ)
+
+
+_real_getaddrinfo = socket.getaddrinfo
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+
+def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Resolve literals and localhost as usual; refuse every other name without a DNS query.
+
+    Names under the reserved ``.invalid`` TLD get "does not exist" (EAI_NONAME); any other name
+    gets the answer this offline machine gives (EAI_AGAIN, no resolver answered). So no test
+    sends a DNS packet anywhere, yet both DNS failure paths are exercised.
+    """
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is None or name.lower().rstrip(".") in _LOCAL_NAMES:
+        return _real_getaddrinfo(host, *args, **kwargs)
+    try:
+        ipaddress.ip_address(name.strip("[]").split("%")[0])
+    except ValueError:
+        pass
+    else:
+        return _real_getaddrinfo(host, *args, **kwargs)
+    if name.lower().rstrip(".").endswith(".invalid"):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+
+@pytest.fixture(autouse=True)
+def _no_dns_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
