@@ -14,6 +14,9 @@ from mpnet.core.proxy_url import redact_url_text
 from mpnet.errors import MpnetError
 
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
+    # Piped or captured (CI logs): wide enough for the probe table, as curl and pytest assume.
+    out.width = 120
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

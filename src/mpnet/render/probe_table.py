@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +17,7 @@ PHASE_COLUMNS = (
     ("proxy", "proxy"),
     ("tls", "tls"),
     ("http", "http/upg"),
-    ("first_message", "first msg"),
+    ("first_message", "1st msg"),
     ("ping_rtt", "ping"),
 )
 
@@ -27,33 +28,26 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def proxy_cell(result: ProbeResult) -> Text:
+def route_text(result: ProbeResult) -> str:
+    """``direct (default)`` or ``socks5h://u:***@h:1080 (env HTTPS_PROXY)``: proxy and chooser."""
     decision = result.proxy
-    who = decision.source or decision.layer
+    where = decision.layer + (f" {decision.source}" if decision.source else "")
     if decision.proxy is None:
         label = "direct"
         if decision.no_proxy_match:
-            label += f" (no_proxy {decision.no_proxy_match})"
-    else:
-        label = decision.proxy.redacted()
-    text = Text(label)
-    text.append(
-        f"\n{decision.layer}: {who}" if who != decision.layer else f"\n{decision.layer}",
-        style="dim",
-    )
-    return text
+            label += f", no_proxy {decision.no_proxy_match}"
+        return f"{label} ({where})"
+    return f"{decision.proxy.redacted()} ({where})"
 
 
-def tls_cell(result: ProbeResult) -> Text:
+def tls_text(result: ProbeResult) -> str:
+    """``verify: system (default)`` or ``INSECURE (exchange: reason)``."""
     decision = result.ssl
     if not result.url.startswith(("https:", "wss:")):
-        return Text("plain", style="dim")
+        return "plain (no TLS)"
     if not decision.verify:
-        return Text(f"INSECURE\n{decision.layer}", style="bold red")
-    ca = decision.ca or "-"
-    if len(ca) > 24:
-        ca = "…" + ca[-23:]
-    return Text(f"verify {ca}\n", style="").append(decision.layer, style="dim")
+        return f"INSECURE, not verified ({decision.layer}: {decision.reason})"
+    return f"verify against {decision.ca} ({decision.layer})"
 
 
 def result_cell(result: ProbeResult) -> Text:
@@ -62,38 +56,55 @@ def result_cell(result: ProbeResult) -> Text:
     error = result.error
     if error is None:
         return Text("not run", style="yellow")
-    return Text(f"FAIL\n{error.phase}", style="bold red")
+    return Text(f"FAIL {error.phase}", style="bold red")
 
 
-def probe_table(report: ProbeReport) -> Table:
-    """The main table: result, proxy and its layer, TLS policy, phase ms, p50/p95, ratio."""
-    table = Table(title_justify="left", show_lines=False, pad_edge=False)
+def probe_table(report: ProbeReport) -> RenderableType:
+    """The main table: result, phase ms, p50/p95, success ratio; the route (proxy and the layer
+    that chose it) and the TLS policy as columns when targets differ, else one line each below."""
+    results = report.results
+    routes = {route_text(r) for r in results}
+    policies = {tls_text(r) for r in results}
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     table.add_column("exchange", no_wrap=True)
     table.add_column("target", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    table.add_column("proxy (layer)", overflow="fold", max_width=34)
-    table.add_column("TLS", overflow="fold", max_width=28)
     for _, title in PHASE_COLUMNS:
         table.add_column(title, justify="right", no_wrap=True)
     table.add_column("p50/p95", justify="right", no_wrap=True)
     table.add_column("ok", justify="right", no_wrap=True)
-    for result in report.results:
+    if len(routes) > 1:
+        table.add_column("route (layer)", overflow="fold")
+    if len(policies) > 1:
+        table.add_column("TLS", overflow="fold")
+    for result in results:
         phases = result.phases
         http = phases.get("http", phases.get("ws_upgrade"))
-        cells = [_ms(phases.get(key)) if key != "http" else _ms(http) for key, _ in PHASE_COLUMNS]
+        cells = [_ms(http) if key == "http" else _ms(phases.get(key)) for key, _ in PHASE_COLUMNS]
         latency = result.latency
         stats = f"{_ms(latency.p50)}/{_ms(latency.p95)}" if latency else "-"
-        table.add_row(
+        row: list[RenderableType] = [
             result.exchange,
             result.target,
             result_cell(result),
-            proxy_cell(result),
-            tls_cell(result),
             *cells,
             stats,
             f"{result.successes}/{len(result.attempts)}",
-        )
-    return table
+        ]
+        if len(routes) > 1:
+            row.append(route_text(result))
+        if len(policies) > 1:
+            tls = tls_text(result)
+            row.append(Text(tls, style="bold red" if tls.startswith("INSECURE") else ""))
+        table.add_row(*row)
+    shared: list[RenderableType] = []
+    if len(routes) == 1 and results:
+        shared.append(Text.assemble(("route: ", "bold"), routes.pop(), " — all targets"))
+    if len(policies) == 1 and results:
+        policy = policies.pop()
+        style = "bold red" if policy.startswith("INSECURE") else ""
+        shared.append(Text.assemble(("TLS:   ", "bold"), (policy, style), " — all targets"))
+    return Group(table, *shared)
 
 
 def error_lines(results: Sequence[ProbeResult]) -> list[Text]:
