@@ -63,9 +63,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy_cmd",
     "serve_cmd",
     "watch_cmd",
+    "ws_cmd",
 )
-
-
-def main() -> None:
-    """Console-script entry point."""
-    get_app()()

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import datetime as dt
 import errno
+import ipaddress
 import os
 import socket
 import ssl
@@ -307,6 +308,9 @@ async def _resolve(
     proxy: ProxyURL | None = None,
     family: int = socket.AF_UNSPEC,
 ) -> list[AddrInfo]:
+    literal = _ip_literal_info(host, port, family)
+    if literal is not None:
+        return [literal]
     try:
         infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -326,6 +330,20 @@ async def _resolve(
     if not infos:
         raise DNSError(f"cannot resolve {host}: no addresses", kind="nxdomain")
     return infos
+
+
+def _ip_literal_info(host: str, port: int, family: int) -> AddrInfo | None:
+    """The addrinfo of an IP literal, built without getaddrinfo: no lookup happens, and libc's
+    first-call set-up (milliseconds) would otherwise be reported as DNS time."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4 and family in (socket.AF_UNSPEC, socket.AF_INET):
+        return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port))
+    if ip.version == 6 and family in (socket.AF_UNSPEC, socket.AF_INET6):
+        return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port, 0, 0))
+    return None
 
 
 def _format_address(sockaddr: tuple[Any, ...]) -> str:

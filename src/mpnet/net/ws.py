@@ -19,14 +19,17 @@ import contextlib
 import json
 import random as random_module
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
 from mpnet.core.backoff import backoff_delay
 from mpnet.core.proxy import ProxyDecision
+from mpnet.core.proxy_url import redact_url_text
+from mpnet.core.result import ErrorInfo
 from mpnet.core.tls import TLSDecision
+from mpnet.core.ws_session import WebSocketSessionResult
 from mpnet.errors import Phase, ProbeError, ProbeTimeout, ProtocolError, UsageError
 from mpnet.net.dial import PeerInfo, PhaseTimings, dial
 
@@ -462,3 +465,80 @@ class ReconnectingWebSocket:
             if self.gaps and self.gaps[-1].end is None:
                 self.gaps[-1].end = self._clock()
         self._connected_once = True
+
+
+# -- one session --------------------------------------------------------------------------------
+
+
+def error_info(error: ProbeError) -> ErrorInfo:
+    """A probe error as data (status, headers and body for refusals, issuer for TLS)."""
+    body = getattr(error, "body", b"") or b""
+    return ErrorInfo(
+        phase=str(error.phase),
+        kind=error.kind,
+        message=redact_url_text(error.message),
+        status=getattr(error, "status", None),
+        headers=dict(getattr(error, "headers", {}) or {}),
+        body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
+        issuer=getattr(error, "issuer", None),
+    )
+
+
+async def run_session(
+    url: str,
+    *,
+    proxy: ProxyDecision,
+    tls: TLSDecision,
+    timeout: float,
+    backend: str = "websockets",
+    send: Sequence[Outgoing] = (),
+    count: int = 1,
+    headers: Mapping[str, str] | None = None,
+) -> WebSocketSessionResult:
+    """Connect, send each of ``send``, receive ``count`` messages (each within ``timeout``), close.
+
+    Network failures come back in the result (``error``, with the phases that completed);
+    only input errors raise.
+
+    Raises:
+        UsageError, ConfigError: bad URL, backend or CA bundle; nothing was sent.
+    """
+    if count < 0:
+        raise UsageError(f"--count must be 0 or more, not {count}")
+    timings = PhaseTimings()
+    messages: list[str | bytes] = []
+    sent = 0
+    ws: WebSocketWrapper | None = None
+    error: ProbeError | None = None
+    try:
+        ws = await WebSocketWrapper.connect(
+            url,
+            proxy=proxy,
+            tls=tls,
+            timeout=timeout,
+            backend=backend,
+            headers=headers,
+            timings=timings,
+        )
+        for data in send:
+            await ws.send(data)
+            sent += 1
+        while len(messages) < count:
+            messages.append(await ws.recv(timeout=timeout))
+    except ProbeError as exc:
+        error = exc
+    finally:
+        if ws is not None:
+            await ws.close()
+    return WebSocketSessionResult(
+        url=redact_url_text(url),
+        backend=backend,
+        proxy=proxy,
+        ssl=tls,
+        phases=timings.to_dict(),
+        messages=tuple(messages),
+        sent=sent,
+        tls=ws.peer.tls if ws is not None else None,
+        address=ws.peer.address if ws is not None else None,
+        error=error_info(error) if error is not None else None,
+    )
