@@ -1,3 +1,3 @@
-from mpnet.cli.app import main
+from mpnet.cli.entry import main
 
 main()
