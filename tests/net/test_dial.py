@@ -14,8 +14,10 @@ from fixtures_servers import (
     closed_port,
     direct_decision,
     insecure_decision,
+    make_tls_material,
     proxy_decision,
     start_echo_server,
+    start_pproxy,
     with_scheme,
 )
 from mpnet.errors import (
@@ -320,3 +322,58 @@ def test_parse_target_rejects(url: str) -> None:
 def test_phase_timings_to_dict_keeps_phase_order() -> None:
     timings = PhaseTimings(ws_upgrade=3.0, dns=1.0, bootstrap=9.0, tls=2.0)
     assert list(timings.to_dict()) == ["bootstrap", "dns", "tls", "ws_upgrade"]
+
+
+@pytest.fixture(scope="module")
+def https_proxies(tls_material: TLSMaterial, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """pproxy speaking HTTP CONNECT inside TLS, with the trustme server certificate."""
+    pem = tmp_path_factory.mktemp("https-proxy") / "proxy.pem"
+    tls_material.server.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    process = start_pproxy(
+        {"https": "http+ssl", "https_auth": f"http+ssl#user:{PROXY_PASSWORD}"},
+        ssl_files=(str(pem),),
+    )
+    try:
+        yield process.urls
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("listener", ["https", "https_auth"])
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls-in-tls"])
+async def test_https_proxy(
+    https_proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    echo_server: EchoServer,
+    tls_echo_server: EchoServer,
+    listener: str,
+    secure: bool,
+) -> None:
+    server = tls_echo_server if secure else echo_server
+    conn = await dial(
+        f"{'https' if secure else 'http'}://127.0.0.1:{server.port}/",
+        proxy=proxy_decision(https_proxies[listener]),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    try:
+        assert await _echo_round_trip(conn) == b"hello"
+    finally:
+        await conn.aclose()
+    assert list(conn.timings.to_dict()) == ["dns", "tcp", "proxy"] + (["tls"] if secure else [])
+
+
+async def test_https_proxy_with_an_untrusted_certificate(
+    https_proxies: dict[str, str], echo_server: EchoServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Verify against another CA than the one that signed the proxy's certificate.
+    stranger = make_tls_material(tmp_path_factory.mktemp("stranger"))
+    with pytest.raises(TLSError) as caught:
+        await dial(
+            f"http://127.0.0.1:{echo_server.port}/",
+            proxy=proxy_decision(https_proxies["https"]),
+            tls=stranger.verify_decision(),
+            timeout=10,
+        )
+    assert (caught.value.phase, caught.value.kind) == (Phase.PROXY, "untrusted")
+    assert "proxy" in str(caught.value)
