@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mpnet.cli.app import app
 from mpnet.cli.console import err, guarded, out, write_output
 from mpnet.cli.exit_codes import ExitCode
+from mpnet.cli.live import (
+    FaultOption,
+    lab_network_options,
+    parse_fault_assignments,
+    run_interruptibly,
+)
 from mpnet.cli.options import (
     CABundleOption,
     ConfigOption,
@@ -26,12 +29,13 @@ from mpnet.cli.options import (
     load_context,
 )
 from mpnet.config.layers import NetworkOptions
-from mpnet.config.model import ConfigFile, Profile
+from mpnet.config.model import Profile
 from mpnet.core.result import Attempt, ProbeReport
 from mpnet.errors import UsageError
 from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from mpnet.lab.faults import Fault
 
 
 class ProbeFormat(StrEnum):
@@ -71,6 +75,7 @@ def probe(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Add a phase waterfall per target.")
     ] = False,
+    fault: FaultOption = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Targets probed at the same time.")
     ] = 32,
@@ -84,6 +89,7 @@ def probe(
             raise UsageError("name at least one exchange (see `mpnet profiles list`) or use --all")
         if concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+        faults = parse_fault_assignments(fault, lab=lab)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
@@ -108,8 +114,8 @@ def probe(
 
         # Plan (and so validate every proxy URL) before any I/O, lab or not.
         plan = plan_for(chosen, options)
-        report = _run_interruptibly(
-            lambda: _probe(plan, chosen, cfg, options, lab=lab, plan_for=plan_for)
+        report = run_interruptibly(
+            lambda: _probe(plan, chosen, options, lab=lab, faults=faults, plan_for=plan_for)
         )
         _emit(report, format, output, verbose)
         if report.interrupted:
@@ -120,10 +126,10 @@ def probe(
 async def _probe(
     plan: ProbePlan,
     chosen: Sequence[Profile],
-    cfg: ConfigFile,
     options: NetworkOptions,
     *,
     lab: bool,
+    faults: Mapping[str, Fault],
     plan_for: Callable[[Sequence[Profile], NetworkOptions], ProbePlan],
 ) -> ProbeReport:
     from mpnet.probe.engine import run_probes
@@ -133,17 +139,14 @@ async def _probe(
             return await run_probes(plan, on_attempt=on_attempt)
     from mpnet.lab import Lab
 
-    async with Lab(chosen, tls=True) as running:
-        err.print(f"mpnet: lab: {len(chosen)} simulated exchange(s) on 127.0.0.1", highlight=False)
-        lab_options = options
-        if not options.ca_bundle and not options.insecure and running.ca_file:
-            lab_options = NetworkOptions(
-                proxy=options.proxy,
-                no_proxy=options.no_proxy,
-                ca_bundle=running.ca_file,
-                ca_origin="--lab (the lab's own CA)",
-            )
-        lab_plan = plan_for(running.profiles(), lab_options)
+    async with Lab(chosen, tls=True, faults=faults) as running:
+        shown = ", ".join(f"{name}={mode}" for name, mode in faults.items())
+        err.print(
+            f"mpnet: lab: {len(chosen)} simulated exchange(s) on 127.0.0.1"
+            + (f" (faults: {shown})" if shown else ""),
+            highlight=False,
+        )
+        lab_plan = plan_for(running.profiles(), lab_network_options(options, running.ca_file))
         with _progress(lab_plan) as on_attempt:
             return await run_probes(lab_plan, on_attempt=on_attempt)
 
@@ -178,25 +181,6 @@ def _progress(
             yield advance
 
     return bar()
-
-
-def _run_interruptibly(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; Ctrl-C cancels it so it can return partial results."""
-    loop = asyncio.new_event_loop()
-    try:
-        task = loop.create_task(factory())
-        # Not possible off the main thread (tests) or without signal support.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, task.cancel)
-        try:
-            return loop.run_until_complete(task)
-        except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose: bool) -> None:
