@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -68,3 +69,24 @@ async def tls_echo_server(tls_material: TLSMaterial) -> AsyncIterator[EchoServer
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """Accepts TCP connections and never says a word."""
+    hold = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await hold.wait()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        hold.set()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

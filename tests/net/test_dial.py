@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
 
 import pytest
 
@@ -256,27 +256,6 @@ async def test_tls_to_a_plain_server_is_a_handshake_error(
     assert (caught.value.phase, caught.value.kind) == (Phase.TLS, "handshake")
 
 
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts TCP connections and never says a word."""
-    hold = asyncio.Event()
-    writers: list[asyncio.StreamWriter] = []
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await hold.wait()
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        hold.set()
-        for writer in writers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-
-
 @pytest.mark.parametrize(
     ("via_proxy", "phase"), [(False, Phase.TLS), (True, Phase.PROXY)], ids=["tls", "proxy"]
 )
@@ -377,3 +356,29 @@ async def test_https_proxy_with_an_untrusted_certificate(
         )
     assert (caught.value.phase, caught.value.kind) == (Phase.PROXY, "untrusted")
     assert "proxy" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (socket.EAI_NONAME, "nxdomain"),
+        (socket.EAI_AGAIN, "no_resolver"),
+        (socket.EAI_FAIL, "no_resolver"),
+    ],
+)
+async def test_dns_failure_kinds(monkeypatch: pytest.MonkeyPatch, code: int, kind: str) -> None:
+    async def failing_getaddrinfo(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(code, "resolver says no")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", failing_getaddrinfo)
+    with pytest.raises(DNSError) as caught:
+        await dial(
+            "wss://www.deribit.com/ws/api/v2",
+            proxy=direct_decision(),
+            tls=insecure_decision(),
+            timeout=10,
+        )
+    assert caught.value.kind == kind
+    expected = "no DNS resolver answered" if kind == "no_resolver" else "does not exist"
+    assert expected in str(caught.value)
+    assert "www.deribit.com" in str(caught.value)

@@ -310,3 +310,21 @@ async def test_bad_input_is_refused_before_any_io(
 )
 def test_encode_message(data: object, expected: str | bytes) -> None:
     assert encode_message(data) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrade_timeout_names_ws_upgrade(
+    tls_material: TLSMaterial, silent_server: int, backend: str
+) -> None:
+    timings = PhaseTimings()
+    with pytest.raises(ProbeTimeout) as caught:
+        await WebSocketWrapper.connect(
+            f"ws://127.0.0.1:{silent_server}/",
+            proxy=direct_decision(),
+            tls=tls_material.verify_decision(),
+            timeout=0.2,
+            backend=backend,
+            timings=timings,
+        )
+    assert caught.value.phase is Phase.WS_UPGRADE
+    assert timings.tcp is not None
