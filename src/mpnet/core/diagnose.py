@@ -96,8 +96,10 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "HTTP proxy (`proxy.https` in the config file)"
             ),
             nxdomain=(
-                "check the host in {url} for a typo (`mpnet profiles show {exchange}`); if the "
-                "name resolves on another network, your resolver filters it"
+                "check the host in {url} for a typo (`mpnet profiles show {exchange}`); if it is "
+                "the exchange's public name, your resolver cannot reach public DNS or filters it "
+                "(sandbox, split-horizon corporate DNS): `getent hosts {host}`, or let a "
+                "socks5h:// / HTTP proxy resolve the name"
             ),
             timeout=(
                 "the resolver is slow or unreachable: check /etc/resolv.conf "
