@@ -26,6 +26,7 @@ from mpnet.errors import (
     Phase,
     ProbeTimeout,
     ProxyAuthError,
+    ProxyDenied,
     ProxyUnreachable,
     TLSError,
     UsageError,
@@ -382,3 +383,17 @@ async def test_dns_failure_kinds(monkeypatch: pytest.MonkeyPatch, code: int, kin
     expected = "no DNS resolver answered" if kind == "no_resolver" else "does not exist"
     assert expected in str(caught.value)
     assert "www.deribit.com" in str(caught.value)
+
+
+async def test_proxy_cannot_reach_the_target(
+    proxies: dict[str, str], tls_material: TLSMaterial
+) -> None:
+    # HTTP CONNECT only: pproxy grants SOCKS requests before it tries the target.
+    with pytest.raises(ProxyDenied) as caught:
+        await dial(
+            f"http://127.0.0.1:{closed_port()}/",
+            proxy=proxy_decision(proxies["http"]),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert caught.value.phase is Phase.PROXY
