@@ -66,7 +66,8 @@ class PhaseTimings:
     """Milliseconds spent in each phase; ``None`` means the phase did not happen (yet).
 
     Mutable on purpose: :func:`dial` and the HTTP/WebSocket layers fill it in as the
-    connection proceeds, so a failure still shows the phases that completed.
+    connection proceeds, so a failure still shows the phases that completed. The phase that
+    failed (or timed out) holds the time spent in it until then; the error names that phase.
     """
 
     dns: float | None = None
