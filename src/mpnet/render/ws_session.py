@@ -73,7 +73,7 @@ def render_ws_session(result: WebSocketSessionResult) -> RenderableType:
         "OK  " if result.ok else "FAILED  ", style="bold green" if result.ok else "bold red"
     )
     header.append(result.url, style="bold")
-    via = f"  via {result.address}" if result.address else ""
+    via = f"  connected to {result.address}" if result.address else ""
     header.append(f"  [{result.backend}]{via}", style="dim")
     parts: list[RenderableType] = [header]
     if result.phases:
