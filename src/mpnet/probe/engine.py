@@ -237,6 +237,7 @@ def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
 
 
 async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) -> Attempt:
+    from mpnet.net.dial import PhaseTimings
     from mpnet.net.ws import WebSocketWrapper
 
     spec = target.profile.websocket
@@ -246,6 +247,8 @@ async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) ->
         progress.phase = Phase.BOOTSTRAP
         url = await _bootstrap(target, timeout, progress)
     progress.phase = Phase.DNS
+    # Filled in phase by phase, so a refused upgrade still shows its dns/tcp/tls times.
+    timings = PhaseTimings()
     try:
         ws = await WebSocketWrapper.connect(
             url,
@@ -253,9 +256,10 @@ async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) ->
             tls=target.tls,
             timeout=progress.remaining(),
             headers=spec.headers,
+            timings=timings,
         )
-    except ProbeError as exc:
-        _absorb_partial(progress, exc)
+    except ProbeError:
+        progress.phases.update(timings.to_dict())
         raise
     try:
         progress.absorb(ws.timings, ws.peer)
