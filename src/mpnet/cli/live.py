@@ -59,6 +59,13 @@ def run_interruptibly(
             raise KeyboardInterrupt from None
     finally:
         try:
+            # As asyncio.run does: tasks a library left behind (a server's request handlers)
+            # are cancelled and awaited, so none is destroyed while pending.
+            pending = asyncio.all_tasks(loop)
+            for leftover in pending:
+                leftover.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

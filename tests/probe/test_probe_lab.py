@@ -1,0 +1,226 @@
+"""`mpnet probe` end to end against the lab: every shipped profile, both targets, every format
+decision the command makes, and its bad-input and Ctrl-C behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mpnet.cli.app import get_app
+from mpnet.config.layers import NetworkOptions
+from mpnet.config.model import ConfigFile
+from mpnet.config.profiles import load_profiles
+from mpnet.lab import Lab
+from mpnet.probe.engine import run_probes
+from mpnet.probe.plan import build_plan
+
+SHIPPED = load_profiles().names()
+REST_PHASES = {"dns", "tcp", "tls", "http"}
+WS_PHASES = {"dns", "tcp", "tls", "ws_upgrade", "first_message", "ping_rtt"}
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(get_app(), list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def lab_report():
+    """One probe of every shipped profile, both targets, against the lab over TLS."""
+    import asyncio
+
+    async def run():
+        async with Lab(load_profiles(), tls=True) as lab:
+            plan = build_plan(
+                lab.profiles(),
+                config=ConfigFile(),
+                options=NetworkOptions(ca_bundle=lab.ca_file),
+                env={},
+                count=2,
+                timeout=10,
+            )
+            return await run_probes(plan)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("target", ["rest", "ws"])
+def test_every_profile_succeeds_against_the_lab(lab_report, name: str, target: str) -> None:
+    [result] = [r for r in lab_report.results if r.exchange == name and r.target == target]
+    assert result.ok, (result.error, result.findings)
+    assert result.successes == 2 and len(result.attempts) == 2
+    expected = REST_PHASES if target == "rest" else WS_PHASES
+    assert expected <= set(result.phases), result.phases
+    assert all(v >= 0 for v in result.phases.values())
+    assert result.tls is not None and result.tls.version and result.tls.version.startswith("TLS")
+    latency = result.latency
+    assert latency is not None and latency.min <= latency.p50 <= latency.p95 <= latency.max
+    assert result.proxy.layer == "default" and result.proxy.proxy is None
+    assert result.ssl.verify and result.ssl.layer == "cli"
+    assert [f.code for f in result.findings if f.severity == "error"] == []
+
+
+def test_json_report_matches_the_design_shape(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    code, stdout, stderr = invoke(
+        "probe", "--lab", "deribit", "kucoin", "htx", "--format", "json", "--output", str(out)
+    )
+    assert code == 0, stderr
+    assert stdout == ""  # --output takes the data; nothing else on stdout
+    report = json.loads(out.read_text())
+    assert set(report) == {"mpnet_version", "started_at", "results", "summary"}
+    assert report["summary"] == {"total": 6, "ok": 6, "failed": 0}
+    for result in report["results"]:
+        assert {
+            "exchange",
+            "target",
+            "url",
+            "ok",
+            "attempts",
+            "successes",
+            "phases",
+            "latency_ms",
+            "proxy",
+            "ssl",
+            "tls",
+            "error",
+            "findings",
+        } <= set(result)
+        assert set(result["proxy"]) >= {"url", "layer", "scheme"}
+        assert set(result["ssl"]) >= {"verify", "ca", "layer", "reason"}
+        assert set(result["tls"]) >= {
+            "version",
+            "cipher",
+            "cert_not_after",
+            "cert_days_left",
+            "issuer",
+        }
+        assert set(result["latency_ms"]) == {"min", "p50", "p95", "max"}
+        assert result["error"] is None
+
+
+def test_json_on_stdout_is_only_json() -> None:
+    code, stdout, _ = invoke("probe", "--lab", "okx", "--no-ws", "--format", "json")
+    assert code == 0
+    assert json.loads(stdout)["summary"]["ok"] == 1
+
+
+def test_table_shows_phases_route_and_summary() -> None:
+    code, stdout, _ = invoke("probe", "--lab", "binance", "-n", "2", "-v")
+    assert code == 0
+    for text in (
+        "binance",
+        "rest",
+        "ws",
+        "ok",
+        "route: direct (default)",
+        "2/2 probes ok",
+        "TLS handshake",
+        "first message",
+    ):
+        assert text in stdout, text
+
+
+def test_failure_exit_code_and_phase() -> None:
+    code, stdout, _ = invoke(
+        "probe", "--lab", "okx", "--fault", "okx=invalid_json", "--no-ws", "--format", "json"
+    )
+    assert code == 1
+    [result] = json.loads(stdout)["results"]
+    assert result["error"]["phase"] == "http" and result["error"]["kind"] == "invalid_json"
+
+
+def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
+    # tests/conftest.py makes every public name unresolvable without a DNS query, as offline.
+    code, stdout, stderr = invoke("probe", "deribit", "--timeout", "5")
+    assert code == 1
+    assert "Traceback" not in stdout + stderr
+    lines = [
+        line for line in stdout.splitlines() if line.startswith("deribit ") and "failed" in line
+    ]
+    assert len(lines) == 2 and all("dns failed" in line for line in lines), stdout
+    assert "www.deribit.com" in lines[0]
+    assert "DNS_FAILURE" in stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["probe", "deribt"], "unknown exchange 'deribt'; known exchanges: binance"),
+        (["probe"], "name at least one exchange"),
+        (["probe", "okx", "--all"], "not both"),
+        (["probe", "okx", "--no-rest", "--no-ws"], "leave nothing to probe"),
+        (["probe", "okx", "-n", "0"], "at least 1"),
+        (["probe", "okx", "--timeout", "0"], "positive number"),
+        (["probe", "okx", "--proxy", "http://h:1", "--no-proxy"], "contradict"),
+        (["probe", "okx", "--insecure", "--ca-bundle", "x.pem"], "contradict"),
+        (["probe", "okx", "--proxy", "socks9://u:hunter22@h:1"], "unsupported proxy scheme"),
+        (["probe", "okx", "--fault", "okx=waf"], "add --lab"),
+        (["probe", "okx", "--config", "/nonexistent/mpnet.yaml"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
+    code, stdout, stderr = invoke(*args)
+    assert code == 2, (stdout, stderr)
+    assert expected in stderr
+    assert "Traceback" not in stdout + stderr
+    assert "hunter22" not in stdout + stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_broken_config_names_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "mpnet.yaml"
+    config.write_text("exchanges:\n  okx:\n    proxy: {rest: 'http://u:topsecret@h:99999'}\n")
+    code, _, stderr = invoke("probe", "okx", "--config", str(config))
+    assert code == 2
+    assert f"{config}:3 exchanges.okx.proxy.rest" in stderr and "topsecret" not in stderr
+
+
+def test_ctrl_c_prints_the_partial_table_and_exits_130() -> None:
+    # binance is slow, so the run is interrupted while it is under way.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mpnet",
+            "probe",
+            "--lab",
+            "okx",
+            "binance",
+            "--no-ws",
+            "--fault",
+            "binance=slow:30",
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "mpnet: lab: ..." once the simulators listen
+        assert "lab" in line, line
+        # Interrupt while binance is still waiting for its slow answer.
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout
+    assert "Traceback" not in stdout + stderr
+    assert "Task was destroyed" not in stderr
+    assert "binance" in stdout
