@@ -476,6 +476,7 @@ async def _http_connect(
 
 
 _SOCKS5_AUTH_VERSION = b"\x01"  # RFC 1929 username/password sub-negotiation
+_SOCKS5_NO_AUTH_GREETING = b"\x05\x01\x00"  # RFC 1928: version 5, one method, "no auth"
 
 
 class _StreamAdapter:
@@ -527,6 +528,13 @@ async def _socks_handshake(
             raise ProxyAuthError(
                 f"SOCKS proxy {proxy.redacted()} rejected the credentials "
                 "(it closed the connection after receiving them)"
+            ) from exc
+        if stream.last_written == _SOCKS5_NO_AUTH_GREETING:
+            # RFC 1928 wants a 0xFF "no acceptable methods" reply; some servers (pproxy) that
+            # require a password just close instead.
+            raise ProxyAuthError(
+                f"SOCKS proxy {proxy.redacted()} wants credentials (it closed the connection "
+                "when offered no authentication)"
             ) from exc
         raise
     except ReplyError as exc:
