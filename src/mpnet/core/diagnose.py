@@ -254,8 +254,10 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "entry or DNS override may be sending {host} to another server"
             ),
             inspection=(
-                "a TLS-inspecting proxy or firewall is answering for {host} with its own "
-                "certificate: ask its admin to exempt {host}, or trust its CA with `--ca-bundle`"
+                "a TLS-inspecting proxy or firewall whose CA this machine trusts is answering "
+                "for {host} with a certificate for another name: ask its admin to exempt {host} "
+                "(`openssl s_client -connect {host}:{port} -servername {host}` shows the "
+                "certificate)"
             ),
         ),
         _code(
@@ -412,12 +414,13 @@ CATALOGUE: Mapping[str, FindingCode] = {
             "warning",
             "the certificate is valid but expires soon",
             default=(
-                "nothing to change here if its owner renews in time; after {not_after} "
-                "connections fail with TLS_EXPIRED"
+                "its owner must renew it before {not_after}, when connections start failing "
+                "with TLS_EXPIRED: tell them if `mpnet probe {exchange}` still warns in a few days"
             ),
             inspection=(
                 "the certificate comes from a TLS-inspecting proxy: tell its admin; after "
-                "{not_after} connections fail with TLS_EXPIRED"
+                "{not_after} connections fail with TLS_EXPIRED (re-check with "
+                "`mpnet probe {exchange}`)"
             ),
         ),
         _code(
@@ -945,6 +948,9 @@ def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> 
     kind = error.kind
     issuer = error.issuer
     intercepted = issuer is not None and not looks_public_ca(issuer)
+    # Expired and hostname errors come after the chain verified. A private issuer is then no
+    # sign of inspection when the user named the bundle: they trust their own CA on purpose.
+    chose_bundle = ctx.result.ssl.ca_kind in ("file", "dir")
     by = f" (issued by {issuer!r})" if issuer else ""
     proxy = ctx.result.proxy.proxy
     if of_proxy and proxy is not None:
@@ -981,13 +987,18 @@ def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> 
         return finding("TLS_UNTRUSTED", message, "public")
     if kind == "expired":
         message = f"{cert}{by} has expired"
-        return finding("TLS_EXPIRED", message, "inspection" if intercepted else "default")
+        inspected = intercepted and not chose_bundle
+        return finding("TLS_EXPIRED", message, "inspection" if inspected else "default")
     if kind == "not_yet_valid":
         message = f"{cert}{by} is not valid yet by this machine's clock"
         return finding("TLS_NOT_YET_VALID", message)
     if kind == "hostname_mismatch":
-        message = f"{cert}{by} does not list {peer_host} among its names"
-        return finding("TLS_HOSTNAME_MISMATCH", message, "inspection" if intercepted else "default")
+        message = (
+            f"{cert}{by} does not list {peer_host} among its names, though it chains to "
+            f"{_trust_store(ctx)}"
+        )
+        inspected = intercepted and not chose_bundle
+        return finding("TLS_HOSTNAME_MISMATCH", message, "inspection" if inspected else "default")
     if kind == "handshake":
         text = error.message.lower()
         if "wrong version number" in text or "wrong_version_number" in text:
@@ -1334,7 +1345,10 @@ def _cert_expiring(ctx: _Context, now: float | None) -> Finding | None:
         "verification is off)"
     )
     not_after = tls.cert_not_after or "its expiry"
-    variant = "inspection" if issuer and not looks_public_ca(issuer) else "default"
+    # A private issuer in a bundle the user named is their own CA, not an inspecting proxy.
+    own_bundle = ctx.result.ssl.verify and ctx.result.ssl.ca_kind in ("file", "dir")
+    inspected = issuer and not looks_public_ca(issuer) and not own_bundle
+    variant = "inspection" if inspected else "default"
     return ctx.finding(
         "CERT_EXPIRING",
         f"the certificate of {ctx.host}{by} {when}"
