@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Mapping
@@ -94,6 +95,10 @@ class AiohttpBackend:
             # mpnet has decided proxies and TLS already: nothing from the environment.
             trust_env=False,
         )
+        # aiohttp retries an idempotent request whose connection dropped on a new connection;
+        # there is no other one here, and the retry would hide why the first one failed.
+        # (Private attribute; aiohttp's own test client turns the retry off the same way.)
+        session._retry_connection = False
         try:
             with timings.measure(Phase.WS_UPGRADE):
                 ws = await session.ws_connect(
@@ -114,6 +119,14 @@ class AiohttpBackend:
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             await _abandon(session, dialed)
+            cut = _cut_kind(exc)
+            if cut is not None:
+                raise ProtocolError(
+                    f"the connection was {cut} during the WebSocket upgrade of {url}, before "
+                    "any answer",
+                    phase=Phase.WS_UPGRADE,
+                    kind=cut,
+                ) from exc
             raise ProtocolError(
                 f"WebSocket upgrade of {url} failed: {exc}",
                 phase=Phase.WS_UPGRADE,
@@ -209,6 +222,15 @@ class AiohttpBackend:
                 await self._ws.close()
         finally:
             await self._session.close()
+
+
+def _cut_kind(exc: BaseException) -> str | None:
+    """``reset`` or ``closed`` when ``exc`` means the peer ended the connection, else None."""
+    if isinstance(exc, ConnectionResetError) or getattr(exc, "errno", None) == errno.ECONNRESET:
+        return "reset"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionError)):
+        return "closed"
+    return None
 
 
 class _Pong:

@@ -83,6 +83,9 @@ class WebsocketsBackend:
             ) from exc
         except InvalidMessage as exc:
             transport.abort()
+            # A connection cut before the answer is a closed connection, not a bad answer.
+            if isinstance(exc.__cause__, (EOFError, ConnectionError)):
+                raise _upgrade_cut(url, exc.__cause__) from exc
             raise ProtocolError(
                 f"no valid HTTP answer to the WebSocket upgrade of {url}: {exc}",
                 phase=Phase.WS_UPGRADE,
@@ -90,6 +93,8 @@ class WebsocketsBackend:
             ) from exc
         except (InvalidHandshake, OSError) as exc:
             transport.abort()
+            if isinstance(exc, ConnectionError):
+                raise _upgrade_cut(url, exc) from exc
             raise ProtocolError(
                 f"WebSocket upgrade of {url} failed: {exc}",
                 phase=Phase.WS_UPGRADE,
@@ -141,6 +146,16 @@ class WebsocketsBackend:
         except (OSError, asyncio.CancelledError):
             self._connection.transport.abort()
             raise
+
+
+def _upgrade_cut(url: str, cause: BaseException) -> ProtocolError:
+    """The connection ended before the answer to the upgrade: ``reset`` or ``closed``."""
+    how = "reset" if isinstance(cause, ConnectionResetError) else "closed"
+    return ProtocolError(
+        f"the connection was {how} during the WebSocket upgrade of {url}, before any answer",
+        phase=Phase.WS_UPGRADE,
+        kind=how,
+    )
 
 
 def _closed_error(exc: ConnectionClosed, *, phase: Phase = Phase.FIRST_MESSAGE) -> ProtocolError:
