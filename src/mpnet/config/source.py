@@ -64,25 +64,71 @@ def load_yaml(path: str | Path, error_class: type[ConfigError]) -> YamlDocument:
 
 def parse_yaml(text: str, path: str, error_class: type[ConfigError]) -> YamlDocument:
     """Parse YAML text; ``path`` is only used in messages."""
+    last = max(1, len(text.splitlines()))
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if mark is not None:
+            number = mark.line + 1
+        elif isinstance(exc, yaml.reader.ReaderError):
+            # A forbidden character: the reader knows its offset, not its line.
+            number = text.count("\n", 0, exc.position) + 1
+        else:
+            number = 1
         # An error found at the end of the stream is reported on the last line, not past it.
-        last = max(1, len(text.splitlines()))
-        line = f":{min(mark.line + 1, last)}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error_class(f"{path}{line}: invalid YAML: {problem}") from None
+        problem = (
+            getattr(exc, "problem", None)
+            or getattr(exc, "reason", None)
+            or (str(exc).splitlines() or ["unreadable"])[0]
+        )
+        raise error_class(f"{path}:{min(number, last)}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise error_class(f"{path}:1: invalid YAML: nested too deeply") from None
     doc = YamlDocument(path=path, data=None, error_class=error_class)
     if node is None:
         return doc
-    doc.data = _convert(node, (), doc)
+    doc.data = _Converter(doc).convert(node, ())
     return doc
 
 
-def _convert(node: yaml.Node, keys: KeyPath, doc: YamlDocument) -> Any:
-    doc.lines.setdefault(keys, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+#: Values a document may hold once aliases are expanded: far above any real profile or config,
+#: far below what an alias bomb (``&a [x, x]``, ``&b [*a, *a]``, ...) expands to.
+MAX_VALUES = 100_000
+#: Nesting deeper than this is not a profile or a config file (and would exhaust the stack).
+MAX_DEPTH = 100
+
+
+class _Converter:
+    """Node tree -> plain values, refusing alias loops, alias bombs and absurd nesting."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.values = 0
+        self.open: set[int] = set()  # ids of the collection nodes being converted
+
+    def convert(self, node: yaml.Node, keys: KeyPath) -> Any:
+        doc = self.doc
+        doc.lines.setdefault(keys, node.start_mark.line + 1)
+        self.values += 1
+        if self.values > MAX_VALUES:
+            doc.fail(keys, f"more than {MAX_VALUES} values (aliases expanded)")
+        if len(keys) > MAX_DEPTH:
+            doc.fail(keys[:2], f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self.open:
+                doc.fail(keys, "an alias refers to a value that contains it")
+            self.open.add(id(node))
+            try:
+                return self._collection(node, keys)
+            finally:
+                self.open.discard(id(node))
+        return _scalar(node, doc)
+
+    def _collection(self, node: yaml.Node, keys: KeyPath) -> Any:
+        doc = self.doc
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*keys, i)) for i, item in enumerate(node.value)]
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node, doc)
@@ -95,11 +141,8 @@ def _convert(node: yaml.Node, keys: KeyPath, doc: YamlDocument) -> Any:
                 doc.lines[sub] = key_node.start_mark.line + 1
                 doc.fail(sub, "duplicate key")
             doc.lines[sub] = key_node.start_mark.line + 1
-            result[key] = _convert(value_node, sub, doc)
+            result[key] = self.convert(value_node, sub)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*keys, i), doc) for i, item in enumerate(node.value)]
-    return _scalar(node, doc)
 
 
 def _scalar(node: yaml.Node, doc: YamlDocument) -> Any:
@@ -109,8 +152,17 @@ def _scalar(node: yaml.Node, doc: YamlDocument) -> Any:
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
+        # Only the problem: the full message quotes the line, which may hold a proxy password.
+        problem = getattr(exc, "problem", None) or type(exc).__name__
         raise doc.error_class(
-            f"{doc.path}:{node.start_mark.line + 1}: invalid value: {exc}"
+            f"{doc.path}:{node.start_mark.line + 1}: invalid value: {problem}"
+        ) from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError):
+        # PyYAML's constructors for explicit tags (!!int abc, !!bool maybe, !!timestamp x)
+        # fail with plain Python errors.
+        tag = node.tag.rsplit(":", 1)[-1]
+        raise doc.error_class(
+            f"{doc.path}:{node.start_mark.line + 1}: invalid value: not a valid !!{tag}"
         ) from None
     finally:
         loader.dispose()
