@@ -130,10 +130,26 @@ class ConnectError(ProbeError):
 
 
 class ProxyError(ProbeError):
-    """The proxy leg failed."""
+    """The proxy leg failed. An HTTP proxy's refusal keeps its answer: ``status``, ``headers``
+    (Proxy-Authenticate, X-Squid-Error...) and the start of ``body``, for the diagnosis."""
 
     default_phase = Phase.PROXY
     default_kind = "proxy"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: Phase | None = None,
+        kind: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message, phase=phase, kind=kind)
+        self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
+        self.body = body[:500]
 
 
 class ProxyUnreachable(ProxyError):

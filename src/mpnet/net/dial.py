@@ -466,13 +466,58 @@ async def _http_connect(
     if 200 <= status < 300:
         return
     shown = f"{status} {reason}".strip()
+    headers = _header_fields(head)
+    # The refusal's page says why (Squid's ERR_ACCESS_DENIED...): keep its start.
+    body = await _read_refusal_body(reader, headers)
     if status in (401, 407):
         # tinyproxy answers wrong credentials with 401 instead of 407 (LIBRARY-NOTES).
         given = "rejected the credentials of" if proxy.username else "wants credentials for"
         raise ProxyAuthError(
-            f"proxy {proxy.redacted()} {given} CONNECT {target.authority}: {shown}"
+            f"proxy {proxy.redacted()} {given} CONNECT {target.authority}: {shown}",
+            status=status,
+            headers=headers,
+            body=body,
         )
-    raise ProxyDenied(f"proxy {proxy.redacted()} refused CONNECT {target.authority}: {shown}")
+    raise ProxyDenied(
+        f"proxy {proxy.redacted()} refused CONNECT {target.authority}: {shown}",
+        status=status,
+        headers=headers,
+        body=body,
+    )
+
+
+def _header_fields(head: bytes) -> dict[str, str]:
+    """The header fields of an HTTP response head (names as sent; a repeated field's values
+    joined with ", ", as RFC 9110 allows)."""
+    fields: dict[str, str] = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            key = next((k for k in fields if k.lower() == name.strip().lower()), name.strip())
+            fields[key] = f"{fields[key]}, {value.strip()}" if key in fields else value.strip()
+    return fields
+
+
+REFUSAL_BODY_LIMIT = 500
+#: How long a refusal's body may take to arrive once its head is in.
+REFUSAL_BODY_WAIT = 0.5
+
+
+async def _read_refusal_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    """The start of a refusal's body: at most :data:`REFUSAL_BODY_LIMIT` bytes, no more than its
+    Content-Length, and what arrives within :data:`REFUSAL_BODY_WAIT` (a proxy that sends less
+    than it promised must not turn its refusal into a timeout)."""
+    length = next((v for k, v in headers.items() if k.lower() == "content-length"), "")
+    want = min(int(length), REFUSAL_BODY_LIMIT) if length.strip().isdigit() else 0
+    body = b""
+    with contextlib.suppress(TimeoutError, OSError):
+        async with asyncio.timeout(REFUSAL_BODY_WAIT):
+            while len(body) < want:
+                chunk = await reader.read(want - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    return body
 
 
 _SOCKS5_AUTH_VERSION = b"\x01"  # RFC 1929 username/password sub-negotiation
