@@ -808,18 +808,19 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     if kind == "proxy_denied":
         code = error.status or _status_in(error.message)
         status = f" (status {code})" if code else ""
+        said = _proxy_said(error)
         if code in (502, 503, 504):
             return ctx.finding(
                 "PROXY_DENIED",
                 f"the proxy {name} (chosen by {origin}) answered the tunnel request to "
-                f"{ctx.hostport}{status}: it could not reach the target itself",
+                f"{ctx.hostport}{status}: it could not reach the target itself{said}",
                 "upstream",
             )
         variant = "port" if ctx.port not in (443, None) else "default"
         return ctx.finding(
             "PROXY_DENIED",
             f"the proxy {name} (chosen by {origin}) refused to open a tunnel to "
-            f"{ctx.hostport}{status}",
+            f"{ctx.hostport}{status}{said}",
             variant,
         )
     if kind == "proxy_closed":
@@ -841,6 +842,22 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
             f"completed the {handshake} handshake for {ctx.hostport}",
         )
     return None
+
+
+def _proxy_said(error: ErrorInfo) -> str:
+    """``; Server: squid; X-Squid-Error: ...; page '...'`` from a proxy's refusal, or empty."""
+    details = [
+        f"{name}: {value}"
+        for name, value in (
+            ("Server", _header(error, "server")),
+            ("X-Squid-Error", _header(error, "x-squid-error")),
+        )
+        if value
+    ]
+    gist = _gist(error.body)
+    if gist:
+        details.append(f"page {gist!r}")
+    return f"; {'; '.join(details)}" if details else ""
 
 
 _TRAILING_STATUS = re.compile(r"\b([1-5][0-9]{2})\b[^:0-9]*$")
@@ -870,7 +887,11 @@ def _proxy_auth(ctx: _Context, error: ErrorInfo) -> Finding:
     answer = (
         f"answered {status}"
         if status
-        else ("refused SOCKS authentication" if proxy.is_socks else "asked for authentication")
+        else (
+            ("refused SOCKS authentication" if proxy.username else "asked for SOCKS authentication")
+            if proxy.is_socks
+            else "asked for authentication"
+        )
     )
     asks = _header(error, "proxy-authenticate")
     asked = f"; it asks for {asks!r}" if asks else ""
