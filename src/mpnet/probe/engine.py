@@ -118,6 +118,8 @@ class _Progress:
         self.addresses: tuple[str, ...] = ()
         self.address: str | None = None
         self.tls: Any = None
+        # The last message that did not match, kept as evidence when the data never comes.
+        self.last_unmatched: str | None = None
 
     def remaining(self) -> float:
         """Seconds left of the attempt's budget (at least a sliver, so the callee times out)."""
@@ -134,6 +136,8 @@ class _Progress:
         status = getattr(error, "status", None)
         headers = getattr(error, "headers", {}) or {}
         body = getattr(error, "body", b"") or b""
+        if not body and error.phase is Phase.FIRST_MESSAGE and self.last_unmatched is not None:
+            body = self.last_unmatched
         info = ErrorInfo(
             phase=str(error.phase),
             kind=error.kind,
@@ -263,7 +267,7 @@ async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) ->
         raise
     try:
         progress.absorb(ws.timings, ws.peer)
-        conversation = _Conversation(ws, target)
+        conversation = _Conversation(ws, target, progress)
         if spec.welcome is not None:
             progress.phase = Phase.FIRST_MESSAGE
             await conversation.wait_for(spec.welcome, what="welcome message")
@@ -290,9 +294,10 @@ async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) ->
 class _Conversation:
     """Reads messages until one matches, answering server keepalives on the way."""
 
-    def __init__(self, ws: Any, target: ProbeTarget) -> None:
+    def __init__(self, ws: Any, target: ProbeTarget, progress: _Progress) -> None:
         self.ws = ws
         self.spec = target.profile.websocket
+        self.progress = progress
         self.seen = 0
 
     async def wait_for(self, pattern: Any, *, what: str) -> Any:
@@ -321,6 +326,7 @@ class _Conversation:
                 continue
             if matches(pattern, message):
                 return message
+            self.progress.last_unmatched = _shown(raw, message)
 
     def _decode(self, raw: str | bytes) -> Any:
         assert self.spec is not None
@@ -340,8 +346,9 @@ class _Conversation:
             text = raw
         try:
             return json.loads(text[:MESSAGE_PREVIEW])
-        except ValueError:
-            # Plain-text protocols (okx "pong") match on the raw text.
+        except (ValueError, RecursionError):
+            # Plain-text protocols (okx "pong") match on the raw text; so does a message of
+            # brackets nested deeper than the stack, which no pattern expects.
             return text
 
 
@@ -395,6 +402,17 @@ async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -
     parts = urlsplit(endpoint)
     joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
+
+
+def _shown(raw: str | bytes, message: Any, limit: int = 500) -> str:
+    """A message as text for an error report (decoded JSON re-serialised when it was binary)."""
+    if isinstance(raw, str):
+        text = raw
+    elif isinstance(message, str):
+        text = message
+    else:
+        text = json.dumps(message, separators=(",", ":"))
+    return text[:limit]
 
 
 def _preview(body: bytes, limit: int = 100) -> str:
