@@ -387,6 +387,9 @@ def test_no_data_after_the_subscription() -> None:
     finding = probed.finding("binance", "ws", "NO_DATA")
     assert result["url"] in finding["message"]
     assert "`data_match`" in finding["message"]
+    # The lab acknowledged the subscription: the finding quotes that answer.
+    assert "the server answered" in finding["message"]
+    assert """(the last: '{"result":null""" in finding["message"]  # Binance's ack
     assert "mpnet profiles show binance" in finding["hint"]
 
 

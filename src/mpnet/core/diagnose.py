@@ -681,7 +681,7 @@ def _explain(ctx: _Context, attempt: Attempt, error: ErrorInfo) -> Finding | Non
     if phase in _STATUS_PHASES:
         return _answer_failure(ctx, error)
     if phase == "first_message":
-        return _first_message_failure(ctx, kind)
+        return _first_message_failure(ctx, error)
     if kind == "timeout":
         return _timeout(ctx, phase)
     return None
@@ -1250,18 +1250,28 @@ def _unexpected_response(ctx: _Context, error: ErrorInfo, where: str) -> Finding
     return None
 
 
-def _first_message_failure(ctx: _Context, kind: str) -> Finding | None:
+def _first_message_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
+    kind = error.kind
+    # net/ and the engine put the last message that did not match in the body.
+    gist = _gist(error.body)
     if kind in ("timeout", "no_data"):
+        if not gist:
+            return ctx.finding(
+                "NO_DATA",
+                f"the subscription on {ctx.result.url} was sent, but nothing at all came back "
+                "before the timeout: no acknowledgement, no message matching `data_match`",
+            )
         return ctx.finding(
             "NO_DATA",
-            f"the subscription on {ctx.result.url} was sent, but no message matching "
-            "`data_match` arrived before the timeout",
+            f"the subscription on {ctx.result.url} was sent and the server answered, but no "
+            f"message matching `data_match` arrived before the timeout (the last: {gist!r})",
         )
     if kind in ("closed", "reset"):
+        last = f" (its last message: {gist!r})" if gist else ""
         return ctx.finding(
             "NO_DATA",
             f"the server closed {ctx.result.url} after the subscription, before any data "
-            "message: it usually rejects the channel or symbol",
+            f"message{last}: it usually rejects the channel or symbol",
         )
     if kind in ("invalid_json", "invalid_frame", "invalid_encoding"):
         return ctx.finding(
