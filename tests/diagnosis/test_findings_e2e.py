@@ -105,6 +105,7 @@ def test_dns_failure_for_a_name_that_does_not_exist(profiles_dir: Path) -> None:
     finding = probed.finding("nxdomain", "rest", "DNS_FAILURE")
     assert "api.exchange.invalid" in finding["message"]
     assert "NXDOMAIN" in finding["message"]
+    assert "the connection is direct (no proxy is configured)" in finding["message"]
     assert "getent hosts api.exchange.invalid" in finding["hint"]
 
 
@@ -114,6 +115,7 @@ def test_dns_failure_without_a_resolver_shows_in_the_table(profiles_dir: Path) -
     assert result["error"]["kind"] == "no_resolver"
     finding = probed.finding("noresolver", "rest", "DNS_FAILURE")
     assert "no DNS resolver answered for api.exchange.example" in finding["message"]
+    assert "the connection is direct (no proxy is configured)" in finding["message"]
     assert "socks5h://" in finding["hint"]
 
     table = probe("noresolver", "--profiles", str(profiles_dir), json_format=False)

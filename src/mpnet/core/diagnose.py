@@ -697,23 +697,29 @@ def _dns_failure(ctx: _Context, kind: str) -> Finding | None:
             "target names itself",
             "local_dns",
         )
+    # Who had to resolve the name, and why: the route is the evidence the error line lacks.
+    asked = (
+        f"; this machine resolves it because the connection is direct "
+        f"({_direct_reason(ctx.result.proxy)})"
+        if proxy is None
+        else ""
+    )
     if kind == "nxdomain":
         return ctx.finding(
             "DNS_FAILURE",
-            f"{ctx.host} does not exist in DNS (NXDOMAIN): the resolver answered that no such "
-            "name exists",
+            f"{ctx.host} does not exist according to this machine's resolver (NXDOMAIN){asked}",
             "nxdomain",
         )
     if kind == "no_resolver":
         return ctx.finding(
             "DNS_FAILURE",
             f"no DNS resolver answered for {ctx.host}: this machine has no working DNS (no "
-            "network, or DNS is blocked)",
+            f"network, or DNS is blocked){asked}",
             "no_resolver",
         )
     if kind == "timeout":
         return ctx.finding(
-            "DNS_FAILURE", f"the lookup of {ctx.host} got no answer in time", "timeout"
+            "DNS_FAILURE", f"the lookup of {ctx.host} got no answer in time{asked}", "timeout"
         )
     return ctx.finding("DNS_FAILURE", f"{ctx.host} did not resolve ({kind})")
 
