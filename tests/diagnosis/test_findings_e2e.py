@@ -129,6 +129,7 @@ def test_connect_refused_on_a_closed_port(profiles_dir: Path) -> None:
     port = result["url"].split(":")[2].split("/")[0]
     finding = probed.finding("refused", "rest", "CONNECT_REFUSED")
     assert f"127.0.0.1:{port} refused the TCP connection" in finding["message"]
+    assert "a direct connection, no proxy is configured" in finding["message"]
     assert f"nc -vz 127.0.0.1 {port}" in finding["hint"]
 
 

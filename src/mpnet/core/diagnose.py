@@ -762,7 +762,7 @@ def _connect_failure(ctx: _Context, attempt: Attempt, kind: str) -> Finding | No
         return ctx.finding(
             "CONNECT_REFUSED",
             f"{target} refused the TCP connection: nothing listens on that port, or a "
-            "firewall rejects it",
+            f"firewall rejects it (a direct connection, {_direct_reason(ctx.result.proxy)})",
         )
     if kind == "reset":
         return ctx.finding(
