@@ -75,7 +75,8 @@ def _header_lookup(headers: Mapping[str, str], name: str, default: str | None) -
 def _parse_json(body: bytes, *, url: str) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: a body of nested brackets ([[[[...) deeper than the stack.
         start = body[:100].decode("utf-8", "replace")
         raise ProtocolError(
             f"{redact_url_text(url)} did not answer JSON: {start!r}",
@@ -380,7 +381,8 @@ async def _read_body(
         return await _read_chunked(reader, max_body, shown)
     length_text = headers.get("content-length")
     if length_text is not None:
-        if not length_text.isdigit():
+        # isdigit() alone admits '²' and other digits that int() refuses.
+        if not (length_text.isascii() and length_text.isdigit()):
             raise _invalid(shown, f"Content-Length {length_text!r}")
         length = int(length_text)
         wanted = min(length, max_body)
