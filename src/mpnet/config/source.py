@@ -35,12 +35,18 @@ class YamlDocument:
         while probe and probe not in self.lines:
             probe = probe[:-1]
         line = self.lines.get(probe, 1)
-        dotted = ".".join(str(k) for k in keys)
+        dotted = ".".join(_key_text(k) for k in keys)
         return f"{self.path}:{line} {dotted}".rstrip()
 
     def fail(self, keys: KeyPath, problem: str) -> NoReturn:
         """Raise this document's error class naming file, line and key."""
         raise self.error_class(f"{self.where(keys)}: {problem}")
+
+
+def _key_text(key: str | int) -> str:
+    # A key with a line break or control character would split or garble the one-line error.
+    text = str(key)
+    return text if text.isprintable() and text.strip() == text else repr(text)
 
 
 def load_yaml(path: str | Path, error_class: type[ConfigError]) -> YamlDocument:
