@@ -128,7 +128,7 @@ class AiohttpBackend:
                     kind=cut,
                 ) from exc
             raise ProtocolError(
-                f"WebSocket upgrade of {url} failed: {exc}",
+                f"WebSocket upgrade of {url} failed: {_one_line(exc)}",
                 phase=Phase.WS_UPGRADE,
                 kind="invalid_handshake",
             ) from exc
@@ -235,6 +235,12 @@ def _cut_kind(exc: BaseException) -> str | None:
 
 class _Pong:
     """Marks the pong that answers ping()."""
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: aiohttp's parser errors quote the whole bad answer."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 async def _abandon(session: aiohttp.ClientSession, dialed: DialedConnection) -> None:

@@ -164,7 +164,9 @@ def _closed_error(exc: ConnectionClosed, *, phase: Phase = Phase.FIRST_MESSAGE) 
         why = f"code {received.code}" + (f" ({received.reason})" if received.reason else "")
         text = f"the server closed the WebSocket: {why}"
     elif exc.sent is not None:
-        text = f"the WebSocket was closed by mpnet (code {exc.sent.code})"
+        # The reason says what the server did wrong (a frame over max_size, reserved bits set).
+        why = f"code {exc.sent.code}" + (f": {exc.sent.reason}" if exc.sent.reason else "")
+        text = f"the WebSocket was closed by mpnet ({why})"
     else:
         text = "the connection was lost without a WebSocket close frame"
     return ProtocolError(text, phase=phase, kind="closed")
