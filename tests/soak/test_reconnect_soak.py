@@ -187,6 +187,8 @@ class Restarts:
 
     Each outage has a seeded number of refused attempts: the server comes back during the
     client's sleep before attempt ``refused + 1``. Real (short) backoff sleeps happen too.
+    Every sleep first waits for the stop to finish, so no attempt reaches the server while it is
+    going away: each restart is exactly one disconnect and one reconnect.
     """
 
     def __init__(self, lab: Lab, rng: random.Random) -> None:
@@ -235,8 +237,7 @@ async def test_survives_twenty_server_restarts(backend: str) -> None:
             stopped_for: set[int] = set()
             async with asyncio.timeout(SOAK_LIMIT), rws:
                 await rws.subscribe(*subscriptions(profile))
-                while True:
-                    message = await rws.recv()
+                async for message in rws:
                     connection = rws.connection
                     feed.record(connection, message)
                     kinds = feed.by_connection[id(connection)]
@@ -414,9 +415,10 @@ async def test_survives_a_proxy_that_drops_tunnels(
                 feed = Feed(profile)
                 async with asyncio.timeout(SOAK_LIMIT), rws:
                     await rws.subscribe(*subscriptions(profile))
-                    while feed.data < DATA_THROUGH_RELAY:
-                        message = await rws.recv()
+                    async for message in rws:
                         feed.record(rws.connection, message)
+                        if feed.data == DATA_THROUGH_RELAY:
+                            break
                 connections_seen = lab.connections(EXCHANGE)
         finally:
             await relay.close()
