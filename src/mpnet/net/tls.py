@@ -16,7 +16,10 @@ def system_trust_store_available() -> bool:
     if paths.cafile and os.path.isfile(paths.cafile):
         return True
     capath = paths.capath
-    return bool(capath and os.path.isdir(capath) and any(os.scandir(capath)))
+    if not (capath and os.path.isdir(capath)):
+        return False
+    with os.scandir(capath) as entries:
+        return any(True for _ in entries)
 
 
 def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -> ssl.SSLContext:
