@@ -12,6 +12,7 @@ from rich.table import Table
 from mpnet.cli.app import app
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.options import Format, FormatOption, ProfilesOption
+from mpnet.config.model import Profile
 from mpnet.config.profiles import load_profile_file, load_profiles, shipped_profiles_dir
 
 profiles_app = typer.Typer(help="List, show and validate exchange profiles.", no_args_is_help=True)
@@ -70,7 +71,32 @@ def show_profile(
     with guarded():
         profile = load_profiles(profiles or (), env=os.environ).get(name)
         err.print(f"# {profile.title} — from {profile.source}")
-        out.print(Path(profile.source).read_text(encoding="utf-8"), markup=False, end="")
+        text = Path(profile.source).read_text(encoding="utf-8")
+        out.print(_without_passwords(text, profile), markup=False, end="")
+
+
+def _without_passwords(text: str, profile: Profile) -> str:
+    """The profile as written, with the password of every proxy in its ``network:`` block
+    masked, however it was spelled (raw or percent-encoded, in any case)."""
+    import re
+    from urllib.parse import quote
+
+    from mpnet.core.proxy_url import REDACTED, ProxyURL, redact_url_text
+
+    spellings: set[str] = set()
+    network = profile.network
+    for choice in (network.proxy_rest, network.proxy_ws) if network else ():
+        if isinstance(choice, ProxyURL) and choice.password:
+            spellings |= {choice.password, quote(choice.password, safe=""), quote(choice.password)}
+    pattern = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
+    lines = []
+    for line in redact_url_text(text).splitlines(keepends=True):
+        # Only lines that can hold a URL's user information; a short password such as "x"
+        # must not garble the rest of the file.
+        if pattern and "@" in line:
+            line = re.sub(pattern, REDACTED, line, flags=re.IGNORECASE)
+        lines.append(line)
+    return "".join(lines)
 
 
 @profiles_app.command("validate")
