@@ -62,7 +62,7 @@ def request_pattern(message: Any) -> Any:
 def is_request(message: Any, received: Any) -> bool:
     """True when ``received`` is the profile ``message`` as a client sends it."""
     if isinstance(message, str):
-        return received == message
+        return bool(received == message)
     return matches(request_pattern(message), received)
 
 

@@ -165,7 +165,7 @@ class AiohttpBackend:
             return self._pending.popleft()
         while True:
             message = await self._next_frame(Phase.FIRST_MESSAGE)
-            if message is not None:
+            if isinstance(message, str | bytes):
                 return message
 
     async def ping(self) -> float:
