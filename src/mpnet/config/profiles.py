@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,10 +260,27 @@ def _bootstrap(r: Reader, value: Any, keys: KeyPath) -> BootstrapSpec | None:
     endpoint = r.string(block.get("endpoint"), (*keys, "endpoint"))
     token = r.string(block.get("token"), (*keys, "token"))
     assert path is not None and endpoint is not None and token is not None
+    query = r.string_map(block.get("query"), (*keys, "query"))
+    for name, template in query.items():
+        # Filled in at probe time with str.format: a stray brace or another placeholder would
+        # only fail then, in the middle of a probe.
+        try:
+            fields = [
+                (field, spec, conversion)
+                for _, field, spec, conversion in string.Formatter().parse(template)
+                if field is not None
+            ]
+        except ValueError:  # a lone brace
+            fields = [("{", "", None)]
+        if any(f not in ("token", "connect_id") or spec or conv for f, spec, conv in fields):
+            r.doc.fail(
+                (*keys, "query", name),
+                f"{template!r}: the only placeholders are {{token}} and {{connect_id}}",
+            )
     return BootstrapSpec(
         path=path,
         endpoint=endpoint,
         token=token,
         method=_method(r, block.get("method") or "POST", (*keys, "method")),
-        query=r.string_map(block.get("query"), (*keys, "query")),
+        query=query,
     )
