@@ -7,6 +7,7 @@ Part 2 points the network layer and the probe engine at garbage servers on 127.0
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -1012,3 +1013,17 @@ async def test_probe_engine_websocket_against_garbage(name: str) -> None:
     async with ScriptedServer(script) as server:
         error = await _attempt(server.port, "ws")
     assert error.phase == phase, error.message
+
+
+@pytest.mark.parametrize(
+    "template", ["{nope}", "{", "}", "{0}", "{}", "{token.x}", "{token!z}", "{token:>99999999}"]
+)
+def test_bootstrap_query_templates_are_checked_when_the_profile_loads(template: str) -> None:
+    # Before: the profile loaded, and the probe died with KeyError/ValueError/AttributeError
+    # (or built a 100 MB string) when it filled the template in.
+    text = SHIPPED["kucoin"].replace('"{connect_id}"', json.dumps(template))
+    assert text != SHIPPED["kucoin"]
+    with pytest.raises(InvalidProfile) as caught:
+        parse_profile_text(text, "kucoin.yaml")
+    _assert_located(caught.value, "kucoin.yaml")
+    assert "websocket.bootstrap.query.connectId" in caught.value.message
