@@ -399,7 +399,19 @@ async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -
     progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
     values = {"token": token, "connect_id": f"mpnet{int(time.time() * 1000)}"}
     query = {key: template.format(**values) for key, template in boot.query.items()}
-    parts = urlsplit(endpoint)
+    # The endpoint comes from the server: a bad one is the server's fault, not a usage error.
+    try:
+        parts = urlsplit(endpoint)
+        usable = parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ProtocolError(
+            f"bootstrap answer's endpoint {endpoint[:100]!r} is not a ws:// or wss:// URL",
+            phase=Phase.BOOTSTRAP,
+            kind="unexpected_json",
+        )
     joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
 
