@@ -360,11 +360,13 @@ KEYS = st.sampled_from(
         "expect",
     )
 ) | st.text(max_size=8)
-DOCUMENTS = st.recursive(
-    SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=5),
-    max_leaves=25,
-)
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=5)
+
+
+DOCUMENTS = st.recursive(SCALARS, _containers, max_leaves=25)
 
 
 @SWEEP
@@ -1027,3 +1029,44 @@ def test_bootstrap_query_templates_are_checked_when_the_profile_loads(template: 
         parse_profile_text(text, "kucoin.yaml")
     _assert_located(caught.value, "kucoin.yaml")
     assert "websocket.bootstrap.query.connectId" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://127.0.0.1:1/x", "wss://[::1", "ws://", "wss://h:99999/", "", 5, None]
+)
+async def test_probe_engine_bootstrap_answer_with_a_bad_endpoint(endpoint: Any) -> None:
+    """A KuCoin-style token answer whose endpoint is not a usable WebSocket URL is the server's
+    fault: a failed attempt in phase bootstrap, not a UsageError or ValueError out of the probe."""
+    import asyncio
+
+    from mpnet.config.model import BootstrapSpec, HealthCheck, Profile, RestSpec, WebSocketSpec
+    from mpnet.probe.engine import run_attempt
+    from mpnet.probe.plan import ProbeTarget
+
+    body = json.dumps({"data": {"instanceServers": [{"endpoint": endpoint}], "token": "t"}})
+    answer = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+    async with ScriptedServer(lambda _r: answer, linger=False) as server:
+        profile = Profile(
+            name="bootstrap",
+            title="Bootstrap",
+            rest=RestSpec(base_url=server.http_url, health=HealthCheck(path="/")),
+            websocket=WebSocketSpec(
+                url="wss://unused.invalid/",
+                subscribe=(),
+                data_match={"type": "data"},
+                bootstrap=BootstrapSpec(
+                    path="/bullet",
+                    endpoint="data.instanceServers.0.endpoint",
+                    token="data.token",
+                    query={"token": "{token}"},
+                ),
+            ),
+        )
+        url = "wss://unused.invalid/"
+        proxy, tls = _decisions(url)
+        target = ProbeTarget(profile=profile, target="ws", url=url, proxy=proxy, tls=tls)
+        async with asyncio.timeout(GARBAGE_BOUND):
+            attempt = await run_attempt(target, CLIENT_TIMEOUT)
+    assert attempt.error is not None
+    assert (attempt.error.phase, attempt.error.kind) == ("bootstrap", "unexpected_json")
+    _assert_readable(attempt.error.message)
