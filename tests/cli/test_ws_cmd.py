@@ -95,6 +95,8 @@ def test_json_through_socks5h_with_auth(servers: Servers) -> None:
         "url": proxy.replace(PROXY_PASSWORD, "***"),
         "layer": "cli",
         "scheme": "socks5h",
+        "source": "--proxy",
+        "no_proxy_match": None,
     }
     assert data["ssl"]["verify"] is True and data["ssl"]["ca"] == str(servers.tls.ca_pem)
     assert data["tls"]["version"] in ("TLSv1.2", "TLSv1.3")

@@ -207,17 +207,10 @@ class ProbeResult:
             "successes": self.successes,
             "phases": phases,
             "latency_ms": latency.to_dict() if latency else None,
-            "proxy": {
-                "url": self.proxy.proxy.redacted() if self.proxy.proxy else None,
-                "layer": self.proxy.layer,
-                "scheme": self.proxy.scheme,
-            },
-            "ssl": {
-                "verify": self.ssl.verify,
-                "ca": self.ssl.ca,
-                "layer": self.ssl.layer,
-                "reason": self.ssl.reason,
-            },
+            # DESIGN's {"url", "layer", "scheme"} and {"verify", "ca", "layer", "reason"}, extended
+            # with the winning setting's name, the no_proxy entry and the TLS warnings.
+            "proxy": self.proxy.to_dict(),
+            "ssl": self.ssl.to_dict(),
             "tls": self.tls.to_dict() if self.tls else None,
             "error": error.to_dict() if error else None,
             "findings": [f.to_dict() for f in self.findings],

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mpnet.core.proxy import Layer
+from mpnet.core.proxy import Layer, TraceEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +30,8 @@ class TLSSetting:
 CAKind = Literal["file", "dir", "system", "certifi", "none"]
 
 
-@dataclass(frozen=True, slots=True)
-class TLSTraceEntry:
-    layer: Layer
-    value: str | None
-    verdict: str
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "value": self.value,
-            "verdict": self.verdict,
-            "detail": self.detail,
-        }
+#: TLS layers are traced exactly like proxy layers.
+TLSTraceEntry = TraceEntry
 
 
 @dataclass(frozen=True, slots=True)

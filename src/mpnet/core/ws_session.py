@@ -50,19 +50,9 @@ class WebSocketSessionResult:
             "url": self.url,
             "ok": self.ok,
             "phases": phases,
-            "proxy": {
-                "url": self.proxy.proxy.redacted() if self.proxy.proxy else None,
-                "layer": self.proxy.layer,
-                "scheme": self.proxy.scheme,
-            },
-            "ssl": {
-                "verify": self.ssl.verify,
-                "ca": self.ssl.ca,
-                "layer": self.ssl.layer,
-                "reason": self.ssl.reason,
-                # DESIGN: verification off is a warning on every surface, JSON included.
-                "warnings": list(self.ssl.warnings),
-            },
+            "proxy": self.proxy.to_dict(),
+            # DESIGN: verification off is a warning on every surface, JSON included.
+            "ssl": self.ssl.to_dict(),
             "tls": None
             if tls is None
             else {
