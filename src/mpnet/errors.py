@@ -33,6 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mpnet.core.result import TLSInfo
 
 
 class Phase(StrEnum):
@@ -109,6 +113,9 @@ class ProbeError(MpnetError):
         super().__init__(message)
         self.phase: Phase = phase or self.default_phase
         self.kind: str = kind or self.default_kind
+        # What the TLS handshake showed, when the failure came after it (a refused upgrade):
+        # set by net/ so that certificate details survive the failure.
+        self.tls: TLSInfo | None = None
 
     def to_dict(self) -> dict[str, str]:
         return {"phase": str(self.phase), "kind": self.kind, "message": self.message}

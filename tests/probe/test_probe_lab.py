@@ -224,3 +224,15 @@ def test_ctrl_c_prints_the_partial_table_and_exits_130() -> None:
     assert "Traceback" not in stdout + stderr
     assert "Task was destroyed" not in stderr
     assert "binance" in stdout
+
+
+def test_refused_upgrade_keeps_the_phases_and_certificate_it_came_through() -> None:
+    code, stdout, _ = invoke(
+        "probe", "--lab", "binance", "--no-rest", "--fault", "binance=geo_block", "--format", "json"
+    )
+    assert code == 1
+    [result] = json.loads(stdout)["results"]
+    assert result["error"]["phase"] == "ws_upgrade"
+    assert {"tcp", "tls", "ws_upgrade"} <= set(result["phases"])
+    assert result["tls"]["version"].startswith("TLS") and "mpnet lab" in result["tls"]["issuer"]
+    assert [f["code"] for f in result["findings"]][:1] == ["GEO_BLOCKED"]

@@ -143,10 +143,16 @@ class WebSocketWrapper:
                 )
         except TimeoutError as exc:
             dialed.writer.transport.abort()
-            raise ProbeTimeout(
+            timeout_error = ProbeTimeout(
                 f"timed out after {timeout:g} s waiting for the WebSocket upgrade of {url}",
                 phase=Phase.WS_UPGRADE,
-            ) from exc
+            )
+            timeout_error.tls = dialed.peer.tls
+            raise timeout_error from exc
+        except ProbeError as exc:
+            # A refused upgrade (geo-block, WAF) still shows the certificate it came through.
+            exc.tls = dialed.peer.tls
+            raise
         return cls(url, opened, timings, dialed.peer)
 
     @property

@@ -262,8 +262,9 @@ async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) ->
             headers=spec.headers,
             timings=timings,
         )
-    except ProbeError:
+    except ProbeError as exc:
         progress.phases.update(timings.to_dict())
+        progress.tls = exc.tls
         raise
     try:
         progress.absorb(ws.timings, ws.peer)
