@@ -9,13 +9,12 @@ One attempt at a REST target: dial (dns, tcp, proxy, tls), send the profile's he
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import time
-import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from mpnet import __version__
@@ -30,12 +29,14 @@ from mpnet.errors import (
     ProtocolError,
     TLSError,
 )
+from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.plan import ProbePlan, ProbeTarget
+
+if TYPE_CHECKING:
+    from mpnet.net.http import TimedResponse
 
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
 
-#: How many bytes of a message are decoded for matching; larger ones are still received.
-MESSAGE_PREVIEW = 1 << 20
 OUTER_GRACE = 0.25
 
 
@@ -316,45 +317,59 @@ class _Conversation:
                     ) from exc
                 raise
             self.seen += 1
-            message = self._decode(raw)
-            server_ping = self.spec.server_ping
-            if (
-                server_ping is not None
-                and isinstance(message, dict)
-                and server_ping.field in message
-            ):
-                await self.ws.send({server_ping.reply_field: message[server_ping.field]})
+            message = decode_message(raw, compression=self.spec.compression)
+            reply = server_ping_reply(self.spec, message)
+            if reply is not None:
+                await self.ws.send(reply)
                 continue
             if matches(pattern, message):
                 return message
             self.progress.last_unmatched = _shown(raw, message)
 
-    def _decode(self, raw: str | bytes) -> Any:
-        assert self.spec is not None
-        data = raw
-        if isinstance(raw, bytes):
-            if self.spec.compression == "gzip":
-                try:
-                    data = gzip.decompress(raw)
-                except (OSError, EOFError, zlib.error) as exc:
-                    raise ProtocolError(
-                        f"binary frame is not gzip: {exc}",
-                        phase=Phase.FIRST_MESSAGE,
-                        kind="invalid_frame",
-                    ) from exc
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        else:
-            text = raw
-        try:
-            return json.loads(text[:MESSAGE_PREVIEW])
-        except (ValueError, RecursionError):
-            # Plain-text protocols (okx "pong") match on the raw text; so does a message of
-            # brackets nested deeper than the stack, which no pattern expects.
-            return text
-
 
 async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -> str:
-    """KuCoin-style token request; returns the WebSocket URL to connect to."""
+    """The bootstrap of one attempt: its time and the answer's Date go into ``progress``."""
+
+    def note(response: TimedResponse) -> None:
+        progress.server_date = response.header("date")
+        progress.local_time = response.received_at
+
+    started = time.perf_counter_ns()
+    try:
+        answer = await run_bootstrap(target, progress.remaining(), on_response=note)
+    except ProbeError:
+        # A failed phase keeps the time spent until it failed, as PhaseTimings does.
+        progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
+        raise
+    progress.phases["bootstrap"] = answer.elapsed_ms
+    return answer.url
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapAnswer:
+    """The WebSocket URL (token included) a bootstrap request returned, and its time."""
+
+    url: str
+    elapsed_ms: float
+
+
+async def run_bootstrap(
+    target: ProbeTarget,
+    timeout: float,
+    *,
+    on_response: Callable[[TimedResponse], None] | None = None,
+) -> BootstrapAnswer:
+    """KuCoin-style token request (the profile's ``websocket.bootstrap``) before connecting.
+
+    Args:
+        target: a WebSocket target whose profile has a bootstrap.
+        timeout: seconds for the request.
+        on_response: sees the HTTP answer before it is checked (its Date header, say).
+
+    Raises:
+        ProbeError: phase ``bootstrap``: the request failed, was refused, or its answer holds
+            no usable endpoint and token.
+    """
     from mpnet.net.http import timed_request
 
     profile = target.profile
@@ -369,15 +384,15 @@ async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -
             url,
             proxy=target.proxy,
             tls=target.tls,
-            timeout=progress.remaining(),
+            timeout=timeout,
             headers=profile.rest.headers,
         )
     except ProbeError as exc:
         raise type(exc)(
             f"bootstrap {boot.method} {url}: {exc.message}", phase=Phase.BOOTSTRAP, kind=exc.kind
         ) from exc
-    progress.server_date = response.header("date")
-    progress.local_time = response.received_at
+    if on_response is not None:
+        on_response(response)
     if not 200 <= response.status < 300:
         raise HTTPStatusError(
             f"bootstrap {boot.method} {boot.path}: HTTP {response.status} {response.reason}",
@@ -397,7 +412,7 @@ async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -
             phase=Phase.BOOTSTRAP,
             kind="unexpected_json",
         )
-    progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
+    elapsed_ms = (time.perf_counter_ns() - started) / 1e6
     values = {"token": token, "connect_id": f"mpnet{int(time.time() * 1000)}"}
     query = {key: template.format(**values) for key, template in boot.query.items()}
     # The endpoint comes from the server: a bad one is the server's fault, not a usage error.
@@ -414,7 +429,8 @@ async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -
             kind="unexpected_json",
         )
     joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
+    ws_url = urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
+    return BootstrapAnswer(url=ws_url, elapsed_ms=elapsed_ms)
 
 
 def _shown(raw: str | bytes, message: Any, limit: int = 500) -> str:
