@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -60,6 +61,52 @@ def test_ctrl_c_prints_summary_and_exits_130(tmp_path) -> None:
     assert "okx" in process.stdout.split("summary after", 1)[1]
     assert "mpnet: interrupted" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_a_dropping_feed_shows_its_reconnects(tmp_path) -> None:
+    """One long-lived WebSocket per exchange: the lab cuts it after 3 data messages (150 ms),
+    and the feed reconnects within 0.5 s (backoff), so by cycle 3 (1 s) it has reconnected."""
+    process = MpnetProcess(
+        "watch",
+        "--lab",
+        "okx",
+        "--fault",
+        "okx=drop_after:3",
+        "--count",
+        "3",
+        "--interval",
+        "0.5",
+        cwd=str(tmp_path),
+    )
+    try:
+        # The last cycle may catch the feed between two connections (exit 1).
+        assert process.finish() in (0, 1), process.describe()
+    finally:
+        process.stop()
+    lines = process.stdout.splitlines()
+    [last] = [line for line in lines if line.startswith("cycle 3 okx ws ")]
+    found = re.search(r" reconnects (\d+) gaps (\d+)", last)
+    assert found, last
+    reconnects, gaps = int(found[1]), int(found[2])
+    assert reconnects > 0 and gaps >= reconnects
+    [rest] = [line for line in lines if line.startswith("cycle 3 okx rest ")]
+    assert "reconnects" not in rest
+    summary = process.stdout.split("summary after 3 cycle(s)", 1)[1]
+    assert "reconn" in summary and "gaps" in summary
+    assert "Traceback" not in process.stderr
+
+
+def test_ctrl_c_closes_the_feeds_and_exits_130(tmp_path) -> None:
+    process = MpnetProcess("watch", "deribit", "--lab", "--interval", "0.2", cwd=str(tmp_path))
+    try:
+        process.wait_for(r"cycle 2 deribit ws ok", stream="stdout")
+        assert process.interrupt(signal.SIGINT) == 130
+    finally:
+        process.stop()
+    assert "mpnet watch: summary after" in process.stdout
+    assert "mpnet: interrupted" in process.stderr
+    for trouble in ("Traceback", "Task was destroyed", "never retrieved", "Unclosed", "Warning"):
+        assert trouble not in process.stderr, process.stderr
 
 
 def test_insecure_is_warned_about(tmp_path) -> None:

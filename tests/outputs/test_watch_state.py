@@ -8,8 +8,8 @@ import pytest
 from report_builders import failed_attempt, ok_attempt
 from rich.console import Console
 
-from mpnet.core.result import Attempt
-from mpnet.probe.watch import TargetWatch, WatchState
+from mpnet.core.result import Attempt, ErrorInfo
+from mpnet.probe.watch import FeedSample, TargetWatch, WatchState
 from mpnet.render.watch import watch_line, watch_table
 
 
@@ -60,7 +60,7 @@ def test_loss_and_percentiles_over_successes() -> None:
     row = watch.row()
     assert row.loss_pct == 50
     assert (row.p50_ms, row.p95_ms) == (10, 30)
-    assert row.last_ok is False and row.last_total_ms is None
+    assert row.last_ok is False and row.last_ms is None
 
 
 def test_last_error_survives_a_recovery_and_names_the_finding() -> None:
@@ -68,7 +68,7 @@ def test_last_error_survives_a_recovery_and_names_the_finding() -> None:
     watch.record(fail("http", "http_status"), finding="GEO_BLOCKED")
     watch.record(ok(12))
     row = watch.row()
-    assert row.last_ok is True and row.last_total_ms == 12
+    assert row.last_ok is True and row.last_ms == 12
     assert (row.last_error, row.last_finding) == ("http http_status", "GEO_BLOCKED")
 
 
@@ -104,3 +104,92 @@ def test_plain_line_for_pipes() -> None:
     state.record_cycle([fail()])
     line = watch_line(state.rows()[0], cycle=1)
     assert line.startswith("cycle 1 okx rest FAIL tcp refused")
+
+
+# -- long-lived WebSocket feeds -------------------------------------------------------------
+
+
+def up(ping: float | None, *, reconnects: int = 0, gaps: int = 0, **extra: object) -> FeedSample:
+    return FeedSample(
+        connected=True, reconnects=reconnects, gaps=gaps, ping_ms=ping, messages=5, **extra
+    )
+
+
+CLOSED = ErrorInfo(phase="first_message", kind="closed", message="1001 going away")
+
+
+def feed_ok(ping: float) -> Attempt:
+    return ok_attempt({"tcp": 1.0, "ws_upgrade": 2.0, "ping_rtt": ping})
+
+
+def feed_down() -> Attempt:
+    return Attempt(ok=False, phases={"tcp": 1.0}, error=CLOSED)
+
+
+def test_a_feeds_latency_is_its_ping_and_loss_its_down_cycles() -> None:
+    watch = TargetWatch("okx", "ws")
+    watch.record(feed_ok(4.0), feed=up(4.0))
+    watch.record(feed_down(), feed=FeedSample(connected=False, gaps=1, last_error=CLOSED))
+    watch.record(feed_ok(8.0), feed=up(8.0, reconnects=1, gaps=1, last_error=CLOSED))
+    row = watch.row()
+    # Not the connection phases (tcp + upgrade = 3 ms): the ping.
+    assert (row.last_ms, row.p50_ms, row.p95_ms) == (8.0, 4.0, 8.0)
+    assert row.loss_pct == pytest.approx(100 / 3)
+    assert row.drops == 1 and row.consecutive_failures == 0
+    assert row.feed is not None and (row.feed.reconnects, row.feed.gaps) == (1, 1)
+
+
+def test_a_feed_connected_without_a_ping_is_not_loss() -> None:
+    watch = TargetWatch("htx", "ws")
+    watch.record(ok_attempt({"tcp": 1.0}), feed=up(None))
+    row = watch.row()
+    assert (row.loss_pct, row.p50_ms, row.last_ms) == (0, None, None)
+
+
+def test_a_drop_healed_within_one_cycle_still_shows_as_the_last_error() -> None:
+    watch = TargetWatch("okx", "ws")
+    watch.record(feed_ok(4.0), feed=up(4.0))
+    watch.record(feed_ok(4.0), feed=up(4.0, reconnects=1, gaps=1, last_error=CLOSED))
+    assert watch.row().last_error == "first_message closed"
+    assert watch.row().loss_pct == 0
+
+
+def test_a_feeds_diagnosis_stays_until_a_new_error() -> None:
+    watch = TargetWatch("binance", "ws")
+    refused = ErrorInfo(phase="ws_upgrade", kind="http_status", message="451", status=451)
+    down = FeedSample(connected=False, last_error=refused)
+    watch.record(Attempt(ok=False, error=refused), finding="GEO_BLOCKED", feed=down)
+    watch.record(feed_ok(3.0), feed=up(3.0, last_error=refused))
+    assert (watch.row().last_error, watch.row().last_finding) == (
+        "ws_upgrade http_status",
+        "GEO_BLOCKED",
+    )
+
+
+def test_table_and_lines_show_feed_columns_and_dashes_for_rest() -> None:
+    state = WatchState([("okx", "rest"), ("okx", "ws"), ("deribit", "ws")])
+    state.record_cycle(
+        [ok(10), feed_ok(2.5), feed_down()],
+        [None, None, None],
+        [
+            None,
+            up(2.5, reconnects=3, gaps=4, longest_gap_ms=812.4, last_error=CLOSED),
+            FeedSample(connected=False, reconnects=7, gaps=8, last_error=CLOSED),
+        ],
+    )
+    text = render(watch_table(state.rows(), cycles=state.cycles, interval=1, final=True))
+    assert "reconn" in text and "gaps" in text and "msgs" in text
+    rest, ws, down = (
+        line for line in text.splitlines() if line.lstrip().startswith(("okx", "der"))
+    )
+    assert rest.split()[-3:] == ["-", "-", "-"]
+    assert ws.split()[-4:] == ["3", "4", "(812)", "5"]
+    assert "ok 2.5" in ws and "DOWN" in down
+    lines = [watch_line(row, cycle=1) for row in state.rows()]
+    assert "reconnects" not in lines[0]
+    assert lines[1] == (
+        "cycle 1 okx ws ok ping 2.5 ms p50 2.5 p95 2.5 loss 0% drops 0 "
+        "reconnects 3 gaps 4 (812) msgs 5"
+    )
+    assert lines[2].startswith("cycle 1 deribit ws DOWN first_message closed ")
+    assert lines[2].endswith(" reconnects 7 gaps 8 msgs 0")

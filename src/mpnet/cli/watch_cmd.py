@@ -33,9 +33,7 @@ from mpnet.probe.plan import ProbePlan, build_plan
 from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
-    from mpnet.core.result import Attempt
     from mpnet.lab.faults import Fault
-    from mpnet.probe.plan import ProbeTarget
 
 PlanFor = Callable[[Sequence[Profile], NetworkOptions], ProbePlan]
 
@@ -72,12 +70,15 @@ def watch(
     ] = False,
     fault: FaultOption = None,
 ) -> None:
-    """Probe each target once per interval and show a live table: last result and phases,
-    rolling p50/p95, loss, last error, consecutive failures and drops (ok -> fail transitions).
+    """Watch each target once per interval in a live table: last result and phases, rolling
+    p50/p95, loss, last error, consecutive failures and drops (ok -> fail transitions).
 
-    Each cycle opens fresh connections, so a WebSocket "drop" is a cycle that failed after one
-    that worked, not a reconnect of one long-lived socket. With --count, exits 0 when the last
-    cycle was all ok, else 1; Ctrl-C prints a summary and exits 130.
+    REST: one fresh request per cycle. WebSocket: one long-lived feed per exchange that
+    reconnects (with backoff) and resubscribes, as a trading system's does; each cycle pings it
+    (the ping time is its latency), and the table counts its reconnects, its gaps (longest
+    silence between data messages) and the data messages of the last interval. A cycle in which
+    the feed is disconnected or its ping fails counts as loss. With --count, exits 0 when the
+    last cycle was all ok, else 1; Ctrl-C prints a summary and exits 130.
     """
     with guarded():
         names = list(exchanges or [])
@@ -158,13 +159,9 @@ class _Session:
             await self._cycles(plan_for(simulated, network))
 
     async def _cycles(self, plan: ProbePlan) -> None:
-        import asyncio
-        import time
-
+        from mpnet.probe.watch_runner import WatchRunner
         from mpnet.render.watch import watch_line, watch_table
 
-        planned = [(t.profile.name, t.target) for t in plan.targets]
-        assert planned == [(w.exchange, w.target) for w in self.state.targets], planned
         # TLS verification off is never silent.
         for warning in dict.fromkeys(w for t in plan.targets for w in t.tls.warnings):
             err.print(f"mpnet: warning: {warning}", highlight=False)
@@ -178,25 +175,22 @@ class _Session:
                 auto_refresh=False,
             )
             live.start()
+
+        def show() -> None:
+            if live is not None:
+                table = watch_table(
+                    self.state.rows(), cycles=self.state.cycles, interval=self.interval
+                )
+                live.update(table, refresh=True)
+                return
+            for row in self.state.rows():
+                out.print(watch_line(row, cycle=self.state.cycles), highlight=False)
+            # A pipe is block-buffered: `| tee` and log shippers see each cycle now.
+            out.file.flush()
+
         try:
-            while self.count is None or self.state.cycles < self.count:
-                started = time.monotonic()
-                attempts = await asyncio.gather(*(_attempt(t, plan.timeout) for t in plan.targets))
-                codes = [_finding_code(t, a) for t, a in zip(plan.targets, attempts, strict=True)]
-                self.state.record_cycle(attempts, codes)
-                if live is not None:
-                    table = watch_table(
-                        self.state.rows(), cycles=self.state.cycles, interval=self.interval
-                    )
-                    live.update(table, refresh=True)
-                else:
-                    for row in self.state.rows():
-                        out.print(watch_line(row, cycle=self.state.cycles), highlight=False)
-                    # A pipe is block-buffered: `| tee` and log shippers see each cycle now.
-                    out.file.flush()
-                if self.count is not None and self.state.cycles >= self.count:
-                    break
-                await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
+            async with WatchRunner(plan, self.state) as runner:
+                await runner.run(interval=self.interval, count=self.count, on_cycle=show)
         finally:
             if live is not None:
                 # The last live table is replaced by the summary, not left above it.
@@ -218,30 +212,3 @@ class _Session:
 
         # A pipe or file has no width to measure; rich would assume 80 and fold every cell.
         Console(file=sys.stdout, width=SUMMARY_WIDTH, highlight=False).print(table)
-
-
-async def _attempt(target: ProbeTarget, timeout: float) -> Attempt:
-    from mpnet.probe.engine import run_attempt
-
-    return await run_attempt(target, timeout)
-
-
-def _finding_code(target: ProbeTarget, attempt: Attempt) -> str | None:
-    """The diagnosis code that explains a failed attempt (GEO_BLOCKED, ...), if any."""
-    if attempt.ok:
-        return None
-    from mpnet.core.diagnose import diagnose_one
-    from mpnet.core.result import ProbeResult
-
-    result = ProbeResult(
-        exchange=target.profile.name,
-        target=target.target,
-        url=target.url,
-        attempts=(attempt,),
-        proxy=target.proxy,
-        ssl=target.tls,
-    )
-    for finding in diagnose_one(result):
-        if finding.severity == "error":
-            return finding.code
-    return None

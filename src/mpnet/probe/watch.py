@@ -1,7 +1,7 @@
-"""State of ``mpnet watch``: a rolling window of attempts per target, like mtr keeps per hop.
+"""State of ``mpnet watch``: a rolling window of cycles per target, like mtr keeps per hop.
 
-Pure bookkeeping (no I/O, no clock): the command feeds each cycle's attempts in and renders
-:class:`WatchRow` snapshots out.
+Pure bookkeeping (no I/O, no clock): each cycle's attempts (and, for WebSocket targets, what the
+long-lived feed showed: :class:`FeedSample`) go in, :class:`WatchRow` snapshots come out.
 """
 
 from __future__ import annotations
@@ -10,19 +10,51 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mpnet.core.result import Attempt, percentile
+from mpnet.core.result import Attempt, ErrorInfo, percentile
 
-#: Attempts kept per target for the rolling statistics.
+#: Cycles kept per target for the rolling statistics.
 WINDOW = 100
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSample:
+    """What one watch cycle saw of a long-lived WebSocket feed (kept by mpnet.probe.feed).
+
+    Attributes:
+        connected: a connection was open when the cycle looked.
+        reconnects: successful connections after the first, so far.
+        gaps: disconnects so far; each one is a gap in the data.
+        longest_gap_ms: the longest silence between two data messages so far, reconnects
+            included (and the current one while disconnected); None before any data.
+        messages: data messages (those matching the profile's ``data_match``) since the
+            previous cycle.
+        ping_ms: this cycle's application ping round trip; None when it failed or was not sent.
+        last_error: the feed's latest error (a connection that ended or could not be opened, a
+            ping that failed), kept after the feed recovered.
+        last_error_dropped: ``last_error`` ended a connection that was up (a disconnect, which
+            the probe's diagnoses do not explain), rather than failing to open one.
+    """
+
+    connected: bool
+    reconnects: int = 0
+    gaps: int = 0
+    longest_gap_ms: float | None = None
+    messages: int = 0
+    ping_ms: float | None = None
+    last_error: ErrorInfo | None = None
+    last_error_dropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class WatchRow:
     """One target's line of the watch table, as of the last cycle.
 
-    ``p50_ms``/``p95_ms`` are nearest-rank percentiles of the total attempt time over the
-    successes in the window; ``loss_pct`` is the share of failures in the window. ``drops``
-    counts ok -> fail transitions (a target failing from its first attempt has none).
+    ``last_ms`` is the last successful cycle's latency: the total attempt time of a REST target,
+    the application ping round trip of a WebSocket feed. ``p50_ms``/``p95_ms`` are nearest-rank
+    percentiles of those latencies over the successes in the window; ``loss_pct`` is the share
+    of failed cycles in the window (for a feed: disconnected, or its ping failed). ``drops``
+    counts ok -> fail transitions (a target failing from its first cycle has none). ``feed`` is
+    the last :class:`FeedSample` of a WebSocket target (None for REST).
     """
 
     exchange: str
@@ -31,7 +63,7 @@ class WatchRow:
     window: int
     last_ok: bool | None
     last_phases: Mapping[str, float] = field(default_factory=dict)
-    last_total_ms: float | None = None
+    last_ms: float | None = None
     p50_ms: float | None = None
     p95_ms: float | None = None
     loss_pct: float | None = None
@@ -39,17 +71,20 @@ class WatchRow:
     consecutive_failures: int = 0
     drops: int = 0
     last_finding: str | None = None
+    feed: FeedSample | None = None
 
 
 class TargetWatch:
     """The rolling record of one exchange x target."""
 
     __slots__ = (
+        "_feed_error",
         "_window",
         "attempts",
         "consecutive_failures",
         "drops",
         "exchange",
+        "feed",
         "last",
         "last_error",
         "last_finding",
@@ -61,31 +96,53 @@ class TargetWatch:
             raise ValueError("window must hold at least one attempt")
         self.exchange = exchange
         self.target = target
-        self._window: deque[Attempt] = deque(maxlen=window)
+        # (ok, latency in ms or None) per cycle.
+        self._window: deque[tuple[bool, float | None]] = deque(maxlen=window)
         self.attempts = 0
         self.consecutive_failures = 0
         self.drops = 0
         self.last: Attempt | None = None
         self.last_error: str | None = None
         self.last_finding: str | None = None
+        self.feed: FeedSample | None = None
+        self._feed_error: ErrorInfo | None = None
 
-    def record(self, attempt: Attempt, *, finding: str | None = None) -> None:
-        """Add one attempt; ``finding`` is the diagnosis code of a failure, if any."""
+    def record(
+        self, attempt: Attempt, *, finding: str | None = None, feed: FeedSample | None = None
+    ) -> None:
+        """Add one cycle.
+
+        Args:
+            attempt: the cycle's outcome (for a feed: ok when connected and the ping answered).
+            finding: the diagnosis code of a failure, if any.
+            feed: what a WebSocket feed showed; its ping time is the cycle's latency, and its
+                last error is shown even when the feed recovered within the cycle.
+        """
         previous = self.last
         if not attempt.ok and previous is not None and previous.ok:
             self.drops += 1
         self.consecutive_failures = 0 if attempt.ok else self.consecutive_failures + 1
         if attempt.error is not None:
-            self.last_error = f"{attempt.error.phase} {attempt.error.kind}"
+            self.last_error = _error_text(attempt.error)
             self.last_finding = finding
-        self._window.append(attempt)
+        elif (
+            feed is not None and feed.last_error is not None and feed.last_error != self._feed_error
+        ):
+            self.last_error = _error_text(feed.last_error)
+            self.last_finding = None
+        if feed is not None:
+            self._feed_error = feed.last_error
+        latency = (feed.ping_ms if feed is not None else attempt.total_ms) if attempt.ok else None
+        self._window.append((attempt.ok, latency))
         self.attempts += 1
         self.last = attempt
+        self.feed = feed
 
     def row(self) -> WatchRow:
         """A snapshot for rendering."""
         window = list(self._window)
-        totals = [a.total_ms for a in window if a.ok]
+        latencies = [ms for ok, ms in window if ok and ms is not None]
+        failures = sum(1 for ok, _ in window if not ok)
         last = self.last
         return WatchRow(
             exchange=self.exchange,
@@ -94,14 +151,15 @@ class TargetWatch:
             window=len(window),
             last_ok=last.ok if last is not None else None,
             last_phases=dict(last.phases) if last is not None else {},
-            last_total_ms=last.total_ms if last is not None and last.ok else None,
-            p50_ms=percentile(totals, 50) if totals else None,
-            p95_ms=percentile(totals, 95) if totals else None,
-            loss_pct=100 * (len(window) - len(totals)) / len(window) if window else None,
+            last_ms=window[-1][1] if window else None,
+            p50_ms=percentile(latencies, 50) if latencies else None,
+            p95_ms=percentile(latencies, 95) if latencies else None,
+            loss_pct=100 * failures / len(window) if window else None,
             last_error=self.last_error,
             consecutive_failures=self.consecutive_failures,
             drops=self.drops,
             last_finding=self.last_finding,
+            feed=self.feed,
         )
 
 
@@ -116,16 +174,27 @@ class WatchState:
         self.last_cycle_ok: bool | None = None
 
     def record_cycle(
-        self, attempts: Sequence[Attempt], findings: Sequence[str | None] | None = None
+        self,
+        attempts: Sequence[Attempt],
+        findings: Sequence[str | None] | None = None,
+        feeds: Sequence[FeedSample | None] | None = None,
     ) -> None:
-        """Record one attempt per target, in the order the targets were given."""
+        """Record one attempt per target, in the order the targets were given; ``findings``
+        and ``feeds`` (None for a REST target) line up with ``attempts``."""
         if len(attempts) != len(self.targets):
             raise ValueError(f"expected {len(self.targets)} attempts, got {len(attempts)}")
         codes = list(findings) if findings is not None else [None] * len(attempts)
-        for watch, attempt, code in zip(self.targets, attempts, codes, strict=True):
-            watch.record(attempt, finding=code)
+        samples = list(feeds) if feeds is not None else [None] * len(attempts)
+        for watch, attempt, code, sample in zip(
+            self.targets, attempts, codes, samples, strict=True
+        ):
+            watch.record(attempt, finding=code, feed=sample)
         self.cycles += 1
         self.last_cycle_ok = all(a.ok for a in attempts)
 
     def rows(self) -> list[WatchRow]:
         return [watch.row() for watch in self.targets]
+
+
+def _error_text(error: ErrorInfo) -> str:
+    return f"{error.phase} {error.kind}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich import box
+from rich.columns import Columns
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from mpnet.core.result import PHASE_ORDER
-from mpnet.probe.watch import WatchRow
+from mpnet.probe.watch import FeedSample, WatchRow
 
 #: Short column names for the phases, so a whole row fits an 120-column terminal.
 PHASE_ABBREVIATIONS = {
@@ -34,59 +37,100 @@ def watch_table(
         if final
         else f"mpnet watch: cycle {cycles}, every {interval:g} s"
     )
+    caption = (
+        f"Times in ms. last, p50, p95, loss over the last {window} cycle(s): REST the whole "
+        "request, WebSocket the ping on its long-lived feed (loss: down or no pong).\n"
+        "drops: ok -> fail transitions; reconn: reconnects; gaps: disconnects (longest silence "
+        "between data messages); msgs: data messages in the last interval."
+    )
+    # No column rules, as mtr: fourteen columns must fit a 120-column terminal.
     table = Table(
         title=title,
-        caption=f"p50/p95/loss over the last {window} attempt(s); drops = ok -> fail transitions",
+        caption=caption,
         title_justify="left",
         caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("exchange")
-    table.add_column("target")
-    table.add_column("last")
-    table.add_column("last phases (ms)", no_wrap=True)
-    table.add_column("total ms", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p95 ms", justify="right")
-    table.add_column("loss %", justify="right")
+    # Only the phases and the error wrap on a narrow terminal; numbers never fold.
+    table.add_column("exchange", no_wrap=True)
+    table.add_column("target", no_wrap=True)
+    table.add_column("last", no_wrap=True)
+    table.add_column("phases")
+    for name in ("p50", "p95", "loss%"):
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last error")
-    table.add_column("fails", justify="right")
-    table.add_column("drops", justify="right")
+    for name in ("fails", "drops", "reconn", "gaps", "msgs"):
+        table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
+        feed = row.feed
         table.add_row(
             row.exchange,
             row.target,
-            _status(row),
-            phases_text(row),
-            _ms(row.last_total_ms),
+            _last(row),
+            _phases_cell(row),
             _ms(row.p50_ms),
             _ms(row.p95_ms),
             f"{row.loss_pct:.0f}" if row.loss_pct is not None else "-",
             error_text(row),
             Text(str(row.consecutive_failures), style="red" if row.consecutive_failures else ""),
             str(row.drops),
+            Text(str(feed.reconnects), style="yellow" if feed.reconnects else "")
+            if feed is not None
+            else "-",
+            gaps_text(feed) if feed is not None else "-",
+            str(feed.messages) if feed is not None else "-",
         )
     return table
 
 
 def watch_line(row: WatchRow, *, cycle: int) -> str:
     """One plain log line for a target after a cycle (used when stdout is not a terminal)."""
-    state = "ok" if row.last_ok else "FAIL"
-    parts = [f"cycle {cycle}", row.exchange, row.target, state]
+    feed = row.feed
+    parts = [f"cycle {cycle}", row.exchange, row.target, _status(row).plain]
     if row.last_ok:
-        parts.append(f"{_ms(row.last_total_ms)} ms")
+        if feed is not None:
+            parts.append(f"ping {_ms(row.last_ms)} ms" if row.last_ms is not None else "no ping")
+        else:
+            parts.append(f"{_ms(row.last_ms)} ms")
     else:
         parts.append(error_text(row))
     parts.append(f"p50 {_ms(row.p50_ms)} p95 {_ms(row.p95_ms)} loss {row.loss_pct or 0:.0f}%")
     parts.append(f"drops {row.drops}")
+    if feed is not None:
+        parts.append(f"reconnects {feed.reconnects} gaps {gaps_text(feed)} msgs {feed.messages}")
     return " ".join(parts)
 
 
-def phases_text(row: WatchRow) -> str:
+def gaps_text(feed: FeedSample) -> str:
+    """``3 (812)``: disconnects so far and the longest silence between data messages (ms)."""
+    if feed.longest_gap_ms is None:
+        return str(feed.gaps)
+    return f"{feed.gaps} ({feed.longest_gap_ms:.0f})"
+
+
+def phase_pairs(row: WatchRow) -> list[str]:
+    """``["dns 0.1", "tcp 1.2", ...]``: the last cycle's phases in order (a feed's ping is its
+    latency, shown apart)."""
+    phases = {k: v for k, v in row.last_phases.items() if row.feed is None or k != "ping_rtt"}
     ordered = sorted(
-        row.last_phases.items(),
+        phases.items(),
         key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else len(PHASE_ORDER),
     )
-    return " ".join(f"{PHASE_ABBREVIATIONS.get(k, k)} {v:.1f}" for k, v in ordered) or "-"
+    return [f"{PHASE_ABBREVIATIONS.get(k, k)} {v:.1f}" for k, v in ordered]
+
+
+def phases_text(row: WatchRow) -> str:
+    return " ".join(phase_pairs(row)) or "-"
+
+
+def _phases_cell(row: WatchRow) -> RenderableType:
+    pairs = phase_pairs(row)
+    if not pairs:
+        return "-"
+    # On a narrow terminal the cell wraps between phases, never inside "tcp 1.2".
+    return Columns([Text(pair, no_wrap=True) for pair in pairs])
 
 
 def error_text(row: WatchRow) -> str:
@@ -97,10 +141,21 @@ def error_text(row: WatchRow) -> str:
     return row.last_error
 
 
+def _last(row: WatchRow) -> Text:
+    status = _status(row)
+    if row.last_ok and row.last_ms is not None:
+        status.append(f" {_ms(row.last_ms)}", style="")
+    return status
+
+
 def _status(row: WatchRow) -> Text:
     if row.last_ok is None:
         return Text("-")
-    return Text("ok", style="green") if row.last_ok else Text("FAIL", style="bold red")
+    if row.last_ok:
+        return Text("ok", style="green")
+    if row.feed is not None and not row.feed.connected:
+        return Text("DOWN", style="bold red")
+    return Text("FAIL", style="bold red")
 
 
 def _ms(value: float | None) -> str:
