@@ -106,14 +106,16 @@ class FeedMonitor:
         """Cancel the reader, close the connection and stop reconnecting; never raises for the
         network."""
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-        await self._rws.close()
-        opened, self._opened = self._opened, None
-        if opened is not None:
-            await opened.close()
+        try:
+            if reader is not None:
+                reader.cancel()
+                # Not `await reader`: a cancellation of the caller must still propagate.
+                await asyncio.gather(reader, return_exceptions=True)
+        finally:
+            await self._rws.close()
+            opened, self._opened = self._opened, None
+            if opened is not None:
+                await opened.close()
 
     async def __aenter__(self) -> FeedMonitor:
         await self.start()

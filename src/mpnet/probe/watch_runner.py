@@ -85,7 +85,13 @@ class WatchRunner:
     async def close(self) -> None:
         """Close every feed: readers cancelled, connections closed, no reconnect pending."""
         feeds, self.feeds = self.feeds, []
-        await asyncio.gather(*(feed.close() for feed in feeds if feed is not None))
+        outcomes = await asyncio.gather(
+            *(feed.close() for feed in feeds if feed is not None), return_exceptions=True
+        )
+        # Every feed is closed before the first failure to close one is raised.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def cycle(self) -> None:
         """One cycle: every target at once, then one row update per target in ``state``."""

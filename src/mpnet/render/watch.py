@@ -80,7 +80,7 @@ def watch_table(
             if feed is not None
             else "-",
             gaps_text(feed) if feed is not None else "-",
-            str(feed.messages) if feed is not None else "-",
+            _messages(feed) if feed is not None else "-",
         )
     return table
 
@@ -139,6 +139,12 @@ def error_text(row: WatchRow) -> str:
     if row.last_finding:
         return f"{row.last_error} ({row.last_finding})"
     return row.last_error
+
+
+def _messages(feed: FeedSample) -> Text:
+    # Up but silent for a whole interval: what a trader notices first.
+    silent = feed.connected and feed.messages == 0
+    return Text(str(feed.messages), style="yellow" if silent else "")
 
 
 def _last(row: WatchRow) -> Text:
