@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +11,10 @@ from typing import Annotated
 import typer
 
 from mpnet.config.file import load_config
-from mpnet.config.model import ConfigFile
+from mpnet.config.layers import NetworkOptions
+from mpnet.config.model import ConfigFile, Profile
 from mpnet.config.profiles import ProfileSet, load_profiles
+from mpnet.probe.plan import ProbePlan, build_plan
 
 
 class Format(StrEnum):
@@ -53,3 +56,31 @@ def load_context(config: str | None, profiles: list[str] | None) -> tuple[Config
     """Load the config file and the profiles the way every command does."""
     env = os.environ
     return load_config(config, env=env, cwd=Path.cwd()), load_profiles(profiles or (), env=env)
+
+
+def plan_probes(
+    profiles: Sequence[Profile],
+    options: NetworkOptions,
+    *,
+    config: ConfigFile,
+    rest: bool,
+    ws: bool,
+    count: int,
+    timeout: float,
+    concurrency: int = 32,
+) -> ProbePlan:
+    """``build_plan`` with this process's environment and trust store, as every command plans."""
+    from mpnet.net.tls import system_trust_store_available
+
+    return build_plan(
+        profiles,
+        config=config,
+        options=options,
+        env=os.environ,
+        rest=rest,
+        ws=ws,
+        count=count,
+        timeout=timeout,
+        concurrency=concurrency,
+        system_store=system_trust_store_available(),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
@@ -27,12 +27,13 @@ from mpnet.cli.options import (
     ProfilesOption,
     ProxyOption,
     load_context,
+    plan_probes,
 )
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import Profile
 from mpnet.core.result import Attempt, ProbeReport
 from mpnet.errors import UsageError
-from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
+from mpnet.probe.plan import ProbePlan, ProbeTarget
 
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
@@ -96,21 +97,15 @@ def probe(
         cfg, found = load_context(config, profiles)
         chosen = [found.get(n) for n in names] if names else list(found)
 
-        def plan_for(targets: Sequence[Profile], network: NetworkOptions) -> ProbePlan:
-            from mpnet.net.tls import system_trust_store_available
-
-            return build_plan(
-                targets,
-                config=cfg,
-                options=network,
-                env=os.environ,
-                rest=rest,
-                ws=ws,
-                count=count,
-                timeout=timeout,
-                concurrency=concurrency,
-                system_store=system_trust_store_available(),
-            )
+        plan_for = functools.partial(
+            plan_probes,
+            config=cfg,
+            rest=rest,
+            ws=ws,
+            count=count,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
 
         # Plan (and so validate every proxy URL) before any I/O, lab or not.
         plan = plan_for(chosen, options)

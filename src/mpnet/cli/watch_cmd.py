@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,11 +25,12 @@ from mpnet.cli.options import (
     ProfilesOption,
     ProxyOption,
     load_context,
+    plan_probes,
 )
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.errors import UsageError
-from mpnet.probe.plan import ProbePlan, build_plan
+from mpnet.probe.plan import ProbePlan
 from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
@@ -95,20 +96,9 @@ def watch(
         cfg, found = load_context(config, profiles)
         chosen = [found.get(n) for n in names] if names else list(found)
 
-        def plan_for(targets: Sequence[Profile], network: NetworkOptions) -> ProbePlan:
-            from mpnet.net.tls import system_trust_store_available
-
-            return build_plan(
-                targets,
-                config=cfg,
-                options=network,
-                env=os.environ,
-                rest=rest,
-                ws=ws,
-                count=1,
-                timeout=timeout,
-                system_store=system_trust_store_available(),
-            )
+        plan_for: PlanFor = functools.partial(
+            plan_probes, config=cfg, rest=rest, ws=ws, count=1, timeout=timeout
+        )
 
         # Plan (and so validate every proxy URL) before any I/O.
         plan = plan_for(chosen, options)

@@ -94,8 +94,8 @@ async def run_attempt(target: ProbeTarget, timeout: float) -> Attempt:
         # outer guard (a little later) covers the waits between them.
         async with asyncio.timeout(timeout + OUTER_GRACE):
             if target.target == "rest":
-                return await _probe_rest(target, timeout, progress)
-            return await _probe_ws(target, timeout, progress)
+                return await _probe_rest(target, progress)
+            return await _probe_ws(target, progress)
     except TimeoutError:
         phase = progress.phase
         error = ProbeTimeout(
@@ -183,7 +183,7 @@ def _header(headers: Any, name: str) -> str | None:
 # -- REST -----------------------------------------------------------------------------------------
 
 
-async def _probe_rest(target: ProbeTarget, timeout: float, progress: _Progress) -> Attempt:
+async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
     from mpnet.net.http import timed_request
 
     rest = target.profile.rest
@@ -241,7 +241,7 @@ def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
 # -- WebSocket ------------------------------------------------------------------------------------
 
 
-async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) -> Attempt:
+async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
     from mpnet.net.dial import PhaseTimings
     from mpnet.net.ws import WebSocketWrapper
 
@@ -250,7 +250,7 @@ async def _probe_ws(target: ProbeTarget, timeout: float, progress: _Progress) ->
     url = target.url
     if spec.bootstrap is not None:
         progress.phase = Phase.BOOTSTRAP
-        url = await _bootstrap(target, timeout, progress)
+        url = await _bootstrap(target, progress)
     progress.phase = Phase.DNS
     # Filled in phase by phase, so a refused upgrade still shows its dns/tcp/tls times.
     timings = PhaseTimings()
@@ -327,7 +327,7 @@ class _Conversation:
             self.progress.last_unmatched = _shown(raw, message)
 
 
-async def _bootstrap(target: ProbeTarget, timeout: float, progress: _Progress) -> str:
+async def _bootstrap(target: ProbeTarget, progress: _Progress) -> str:
     """The bootstrap of one attempt: its time and the answer's Date go into ``progress``."""
 
     def note(response: TimedResponse) -> None:
