@@ -850,19 +850,18 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     return None
 
 
-def _proxy_said(error: ErrorInfo) -> str:
-    """``; Server: squid; X-Squid-Error: ...; page '...'`` from a proxy's refusal, or empty."""
-    details = [
-        f"{name}: {value}"
-        for name, value in (
-            ("Server", _header(error, "server")),
-            ("X-Squid-Error", _header(error, "x-squid-error")),
-        )
-        if value
-    ]
+def _evidence(error: ErrorInfo, headers: tuple[str, ...]) -> list[str]:
+    """``["Server: squid", ..., "page '...'"]``: the named headers present, then the page gist."""
+    details = [f"{name}: {value}" for name in headers if (value := _header(error, name.lower()))]
     gist = _gist(error.body)
     if gist:
         details.append(f"page {gist!r}")
+    return details
+
+
+def _proxy_said(error: ErrorInfo) -> str:
+    """``; Server: squid; X-Squid-Error: ...; page '...'`` from a proxy's refusal, or empty."""
+    details = _evidence(error, ("Server", "X-Squid-Error"))
     return f"; {'; '.join(details)}" if details else ""
 
 
@@ -1146,19 +1145,7 @@ def _waf_blocked(ctx: _Context, error: ErrorInfo, where: str) -> Finding | None:
     challenge = status == 503 and cdn == "Cloudflare" and "just a moment" in error.body.lower()
     if status != 403 and not challenge:
         return None
-    evidence = [
-        f"{name}: {value}"
-        for name, value in (
-            ("Server", _header(error, "server")),
-            ("X-Cache", _header(error, "x-cache")),
-            ("cf-ray", _header(error, "cf-ray")),
-            ("X-Amz-Cf-Id", _header(error, "x-amz-cf-id")),
-        )
-        if value
-    ]
-    gist = _gist(error.body)
-    if gist:
-        evidence.append(f"page {gist!r}")
+    evidence = _evidence(error, ("Server", "X-Cache", "cf-ray", "X-Amz-Cf-Id"))
     header, reference = _CDN_REFERENCE[cdn]
     ref_value = _header(error, header) if header else ""
     if ref_value:
