@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import ssl
+import threading
+from collections import OrderedDict
 
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import ConfigError
+
+#: ALPN offered by the timed HTTP/1.1 exchange.
+HTTP_ALPN: tuple[str, ...] = ("http/1.1",)
+#: Distinct contexts kept; a long-running process sees a handful of TLS decisions, not more.
+CONTEXT_CACHE_SIZE = 32
 
 
 def system_trust_store_available() -> bool:
@@ -54,3 +61,39 @@ def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
         raise ConfigError(f"cannot load CA {decision.ca}{where}: {reason}") from exc
     return ctx
+
+
+_ContextKey = tuple[bool, str, str | None, tuple[str, ...]]
+_contexts: OrderedDict[_ContextKey, ssl.SSLContext] = OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+def context_for(decision: TLSDecision, *, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """The shared client context of ``decision`` and ``alpn``, built on first use.
+
+    Keyed by what the context is made of (verify, CA kind and path, ALPN), not by the decision's
+    trace, so every connection with the same policy shares one context; at most
+    :data:`CONTEXT_CACHE_SIZE` are kept (least recently used dropped first).
+
+    Raises:
+        ConfigError: the CA bundle or directory cannot be loaded (names the path).
+    """
+    key: _ContextKey = (decision.verify, decision.ca_kind, decision.ca, tuple(alpn))
+    with _contexts_lock:
+        context = _contexts.get(key)
+        if context is not None:
+            _contexts.move_to_end(key)
+            return context
+    context = build_ssl_context(decision, alpn=list(alpn) or None)
+    with _contexts_lock:
+        context = _contexts.setdefault(key, context)
+        _contexts.move_to_end(key)
+        while len(_contexts) > CONTEXT_CACHE_SIZE:
+            _contexts.popitem(last=False)
+    return context
+
+
+def clear_context_cache() -> None:
+    """Forget every cached context (a CA bundle changed on disk, or a test wants a fresh start)."""
+    with _contexts_lock:
+        _contexts.clear()
