@@ -1,0 +1,349 @@
+"""Are mpnet's figures what the network did? Printed side by side in one sitting; nothing asserted.
+
+Against the lab started in a separate process (as real exchanges are), with a trust bundle the
+size of a real system store (the system's CA file plus the lab's CA, so building an SSL context
+costs what it costs on a real host), this prints:
+
+1. Per phase, the 13 exchanges REST + WebSocket probed concurrently (default concurrency) minus
+   the same probed serially (``--concurrency 1``): medians over targets of each target's median.
+   Goal: <= 1 ms per phase.
+2. The first attempt minus the steady median of the later attempts, per phase (median over
+   targets, and the worst target). Goal: within 1 ms.
+3. The largest event-loop stall any attempt saw (``loop_lag_ms``). Goal: <= 1 ms.
+4. The same endpoint through curl's ``-w`` timings as the outside reference, direct and through a
+   local HTTP proxy and a SOCKS5 proxy (pproxy): mpnet's tcp / proxy+tls / http against curl's
+   connect / appconnect / starttransfer differences, medians of the same number of runs. Both
+   trust only the lab CA here: curl reads its CA file inside its TLS phase, mpnet before any clock.
+   Goal: within 1 ms.
+
+Run: ``python bench/truth_bench.py [--count 5] [--runs 20]``. Everything is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+PHASES = ("dns", "tcp", "proxy", "tls", "http", "ws_upgrade", "first_message", "ping_rtt")
+GOAL_MS = 1.0
+
+
+# -- the world: lab, trust bundle, proxies -------------------------------------------------------
+
+
+@contextmanager
+def lab_process() -> Iterator[tuple[str, str]]:
+    """``mpnet lab`` in its own process; yields (profiles dir, CA file)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mpnet", "lab"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        profiles = ca = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("CA file:"):
+                ca = line.split(":", 1)[1].strip()
+            elif line.startswith("profiles dir:"):
+                profiles = line.split(":", 1)[1].strip()
+            elif line.startswith("probe them with"):
+                break
+        if profiles is None or ca is None:
+            raise SystemExit("truth_bench: the lab did not start")
+        yield profiles, ca
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def realistic_bundle(lab_ca: str, directory: Path) -> Path:
+    """The system trust store plus the lab CA, so SSL contexts cost what they cost for real."""
+    system = ssl.get_default_verify_paths().cafile
+    if not system or not os.path.isfile(system):
+        import certifi
+
+        system = certifi.where()
+    bundle = directory / "bundle.pem"
+    bundle.write_bytes(Path(system).read_bytes() + b"\n" + Path(lab_ca).read_bytes())
+    return bundle
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def pproxy(listen: str) -> Iterator[None]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pproxy", "-l", listen],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    port = int(listen.rsplit(":", 1)[1])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# -- running mpnet and curl ------------------------------------------------------------------------
+
+
+def mpnet_json(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "mpnet", "probe", "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if not done.stdout.strip():
+        raise SystemExit(f"truth_bench: mpnet printed nothing: {done.stderr.strip()[:300]}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def samples_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-attempt samples; a report without them (an older mpnet) counts as one sample."""
+    samples = result.get("samples")
+    if samples:
+        return list(samples)
+    return [{"phases": result.get("phases", {}), "ok": result.get("ok"), "loop_lag_ms": None}]
+
+
+def target_medians(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``exchange/target`` -> phase -> median over its successful attempts."""
+    out: dict[str, dict[str, float]] = {}
+    for result in report["results"]:
+        good = [s for s in samples_of(result) if s.get("ok")]
+        phases: dict[str, float] = {}
+        for phase in PHASES:
+            values = [s["phases"][phase] for s in good if phase in s.get("phases", {})]
+            if values:
+                phases[phase] = statistics.median(values)
+        out[f"{result['exchange']}/{result['target']}"] = phases
+    return out
+
+
+def curl_times(url: str, ca: str, proxy: list[str]) -> dict[str, float] | None:
+    """curl's phases in ms, named as mpnet names them (proxy+tls together: curl has no split)."""
+    fmt = "%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} "
+    fmt += "%{time_starttransfer}"
+    command = ["curl", "-s", "-o", "/dev/null", "--noproxy", "" if proxy else "*"]
+    done = subprocess.run(
+        [*command, "--cacert", ca, *proxy, "-w", fmt, url],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+    )
+    if done.returncode != 0:
+        return None
+    dns, connect, appconnect, pretransfer, starttransfer = (
+        float(x) * 1000 for x in done.stdout.split()
+    )
+    return {
+        "dns": dns,
+        "tcp": connect - dns,
+        "proxy+tls": appconnect - connect,
+        "http": starttransfer - pretransfer,
+    }
+
+
+def mpnet_route_times(report: dict[str, Any]) -> list[dict[str, float]]:
+    rows = []
+    for sample in samples_of(report["results"][0]):
+        if not sample.get("ok"):
+            continue
+        phases = sample["phases"]
+        rows.append(
+            {
+                "dns": phases.get("dns", 0.0),
+                "tcp": phases.get("tcp", 0.0),
+                "proxy+tls": phases.get("proxy", 0.0) + phases.get("tls", 0.0),
+                "http": phases.get("http", 0.0),
+            }
+        )
+    return rows
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+
+def verdict(diff: float) -> str:
+    return "ok" if abs(diff) <= GOAL_MS else "OVER"
+
+
+def print_concurrency(serial: dict[str, Any], concurrent: dict[str, Any]) -> None:
+    s, c = target_medians(serial), target_medians(concurrent)
+    print("\n1. concurrent minus serial, per phase (median over targets of per-target medians)")
+    print(f"   {'phase':<14}{'serial ms':>11}{'concurrent':>12}{'diff':>9}  goal <= {GOAL_MS:g}")
+    for phase in PHASES:
+        ser = [v[phase] for v in s.values() if phase in v]
+        con = [v[phase] for v in c.values() if phase in v]
+        if not ser or not con:
+            continue
+        a, b = statistics.median(ser), statistics.median(con)
+        print(f"   {phase:<14}{a:>11.3f}{b:>12.3f}{b - a:>+9.3f}  {verdict(b - a)}")
+
+
+def print_first_vs_steady(report: dict[str, Any], label: str) -> None:
+    print(f"\n2. first attempt minus steady median of the later ones ({label})")
+    print(f"   {'phase':<14}{'median diff':>12}{'worst':>10}  worst target")
+    for phase in PHASES:
+        diffs: list[tuple[float, str]] = []
+        for result in report["results"]:
+            samples = [s for s in samples_of(result) if s.get("ok")]
+            if len(samples) < 3 or any(phase not in s["phases"] for s in samples):
+                continue
+            steady = statistics.median(s["phases"][phase] for s in samples[1:])
+            diffs.append((samples[0]["phases"][phase] - steady, result["exchange"]))
+        if not diffs:
+            continue
+        med = statistics.median(d for d, _ in diffs)
+        worst = max(diffs, key=lambda d: abs(d[0]))
+        print(f"   {phase:<14}{med:>+12.3f}{worst[0]:>+10.3f}  {worst[1]}  {verdict(med)}")
+
+
+def print_loop_lag(reports: dict[str, dict[str, Any]]) -> None:
+    print("\n3. largest event-loop stall seen by any attempt (loop_lag_ms)")
+    for label, report in reports.items():
+        lags = [
+            s["loop_lag_ms"]
+            for r in report["results"]
+            for s in samples_of(r)
+            if s.get("loop_lag_ms") is not None
+        ]
+        if not lags:
+            print(f"   {label:<12} not reported by this mpnet")
+            continue
+        worst = max(lags)
+        print(
+            f"   {label:<12} max {worst:.3f} ms, median {statistics.median(lags):.3f} ms "
+            f"over {len(lags)} attempts  {'ok' if worst <= GOAL_MS else 'OVER'}"
+        )
+
+
+def print_curl(label: str, mpnet_rows: list[dict[str, float]], curl_rows: list[dict[str, float]]):
+    print(f"\n4. mpnet vs curl -w, {label}: medians of {len(mpnet_rows)} / {len(curl_rows)} runs")
+    if not mpnet_rows or not curl_rows:
+        print("   (no successful runs to compare)")
+        return
+    print(f"   {'phase':<11}{'mpnet ms':>10}{'curl ms':>10}{'diff':>9}   mpnet p90  curl p90")
+    for phase in ("dns", "tcp", "proxy+tls", "http"):
+        m = [r[phase] for r in mpnet_rows]
+        c = [r[phase] for r in curl_rows]
+        mm, cm = statistics.median(m), statistics.median(c)
+        print(
+            f"   {phase:<11}{mm:>10.3f}{cm:>10.3f}{mm - cm:>+9.3f}   {_p90(m):>9.3f}"
+            f"{_p90(c):>10.3f}  {verdict(mm - cm)}"
+        )
+
+
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=5, help="attempts per target (-n)")
+    parser.add_argument("--runs", type=int, default=20, help="curl comparison runs per route")
+    parser.add_argument("--exchange", default="deribit", help="endpoint for the curl comparison")
+    args = parser.parse_args()
+    if shutil.which("curl") is None:
+        print("truth_bench: curl is not installed; the outside reference is skipped")
+
+    with tempfile.TemporaryDirectory() as tmp, lab_process() as (profiles, lab_ca):
+        bundle = realistic_bundle(lab_ca, Path(tmp))
+        print(f"lab in a separate process; trust bundle {bundle.stat().st_size // 1024} KiB")
+        common = ["--profiles", profiles, "--ca-bundle", str(bundle), "--no-proxy"]
+        n = ["-n", str(args.count)]
+        serial = mpnet_json(*common, "--all", *n, "--concurrency", "1")
+        concurrent = mpnet_json(*common, "--all", *n)
+        print_concurrency(serial, concurrent)
+        print_first_vs_steady(concurrent, "concurrent run")
+        print_first_vs_steady(serial, "serial run")
+        print_loop_lag({"serial": serial, "concurrent": concurrent})
+
+        if shutil.which("curl") is None:
+            return
+        url = next(
+            r["url"]
+            for r in concurrent["results"]
+            if r["exchange"] == args.exchange and r["target"] == "rest"
+        )
+        routes: list[tuple[str, list[str], list[str], str | None]] = [
+            ("direct", ["--no-proxy"], [], None)
+        ]
+        http_port, socks_port = free_port(), free_port()
+        routes.append(
+            (
+                "HTTP proxy (pproxy CONNECT)",
+                ["--proxy", f"http://127.0.0.1:{http_port}"],
+                ["-x", f"http://127.0.0.1:{http_port}"],
+                f"http://127.0.0.1:{http_port}",
+            )
+        )
+        routes.append(
+            (
+                "SOCKS5h proxy (pproxy)",
+                ["--proxy", f"socks5h://127.0.0.1:{socks_port}"],
+                ["--socks5-hostname", f"127.0.0.1:{socks_port}"],
+                f"socks5://127.0.0.1:{socks_port}",
+            )
+        )
+        for label, mpnet_route, curl_route, listen in routes:
+            with pproxy(listen) if listen else _nothing():
+                report = mpnet_json(
+                    "--profiles",
+                    profiles,
+                    "--ca-bundle",
+                    lab_ca,
+                    *mpnet_route,
+                    "--no-ws",
+                    "-n",
+                    str(args.runs),
+                    args.exchange,
+                )
+                curl_rows = [
+                    row
+                    for _ in range(args.runs)
+                    if (row := curl_times(url, lab_ca, curl_route)) is not None
+                ]
+            print_curl(label, mpnet_route_times(report), curl_rows)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+if __name__ == "__main__":
+    main()
