@@ -9,7 +9,13 @@
 ``no_data``        acknowledge subscriptions, never send data
 ``invalid_json``   REST body and WebSocket data are not JSON
 ``drop_after:N``   close the WebSocket (1001 going away) after N data messages
-``clock_skew:S``   the ``Date`` header and the server times in bodies are S seconds off
+``clock_skew:S``   the ``Date`` header and the server times in bodies are S seconds off (Gate
+                   then also refuses subscriptions: their ``time`` is more than 60 s off)
+``subscribe_error`` answer every subscription with the exchange's own error message
+``maintenance``    the REST health answer is the exchange's maintenance answer: HTTP 200 from
+                   a status endpoint (Bitfinex ``[0]``, Kraken ``maintenance``, KuCoin
+                   ``close``), HTTP 503 elsewhere
+``no_pong``        never answer pings: application pings nor WebSocket ping frames
 =================  ==========================================================================
 """
 
@@ -31,6 +37,9 @@ FAULT_MODES: dict[str, bool | None] = {
     "invalid_json": False,
     "drop_after": True,
     "clock_skew": True,
+    "subscribe_error": False,
+    "maintenance": False,
+    "no_pong": False,
 }
 
 #: Faults that answer the HTTP request (REST and WebSocket upgrade) instead of the exchange.
