@@ -342,7 +342,7 @@ CATALOGUE: Mapping[str, FindingCode] = {
             not_found="check `rest.base_url` and `health.path` (`mpnet profiles show {exchange}`)",
             server=(
                 "the exchange side is failing or in maintenance: check its status page and "
-                "retry later"
+                "retry later (`mpnet probe {exchange}`)"
             ),
             from_proxy=(
                 "the proxy answered, not the exchange: read its error page or logs; " + _SEE_PROXY
@@ -567,7 +567,9 @@ def diagnose(
 
 def diagnose_one(result: ProbeResult, *, now: float | None = None) -> tuple[Finding, ...]:
     """The findings of one result alone: failures explained first, then warnings."""
-    return _diagnose_one(result, now, _passwords([result]))
+    secrets = _passwords([result])
+    stalls = tuple(finding for _, finding in _proxy_write_stalls([result], secrets))
+    return _diagnose_one(result, now, secrets) + stalls
 
 
 def _passwords(results: Sequence[ProbeResult]) -> tuple[str, ...]:
