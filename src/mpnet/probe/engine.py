@@ -235,7 +235,7 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
             what = (
                 "does not report the exchange operational"
                 if health.status_endpoint
-                else ("does not match expect_json")
+                else "does not match expect_json"
             )
             raise ProtocolError(
                 f"the answer {what}: {_preview(response.body)}",
@@ -342,9 +342,12 @@ class _Conversation:
         assert self.spec is not None and self.spec.ping is not None
         ping = self.spec.ping
         if ping.frame:
-            # Keep reading meanwhile: a backlog of unread data messages stops the client reading
-            # the socket, and the pong (and later the close handshake) would wait behind it.
-            reader = asyncio.create_task(self._read_meanwhile())
+            # Keep reading meanwhile: a backlog of unread data messages stops the websockets
+            # client reading the socket, and the pong (and later the close handshake) would wait
+            # behind it. The aiohttp backend reads (and keeps) data itself while it waits.
+            reader = asyncio.create_task(
+                self._read_meanwhile() if self.ws.backend == "websockets" else asyncio.sleep(0)
+            )
             try:
                 return float(await self.ws.ping(timeout=timeout))
             except ProbeTimeout as exc:
