@@ -245,3 +245,15 @@ class ProtocolError(ProbeError):
 
     default_phase = Phase.HTTP
     default_kind = "protocol"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: Phase | None = None,
+        kind: str | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message, phase=phase, kind=kind)
+        #: The start of the answer that broke the expectation, for the diagnosis to quote.
+        self.body = body[:500]

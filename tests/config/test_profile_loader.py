@@ -112,6 +112,112 @@ def test_schema_errors_name_file_line_and_key(text: str, expected: str) -> None:
         parse_profile_text(text, "<p>")
 
 
+BLOCK_HEALTH = """\
+name: demo
+title: Demo
+rest:
+  base_url: https://api.example.test
+  health:
+    path: /status
+"""
+
+WS = """\
+name: demo
+title: Demo
+websocket:
+  url: wss://ws.example.test/ws
+  subscribe: {"op": "subscribe", "args": ["ticker"]}
+  ack_match: {"event": "subscribe", "ok": true}
+  data_match: {"channel": "ticker", "data": "$list"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            BLOCK_HEALTH + "    status_endpoint: true\n",
+            r"^<p>:7 rest.health.status_endpoint: a status endpoint needs expect_json: the "
+            r"pattern of an operational answer$",
+        ),
+        (
+            BLOCK_HEALTH + "    status_endpoint: yes please\n",
+            r"^<p>:7 rest.health.status_endpoint: expected true or false",
+        ),
+        (
+            BLOCK_HEALTH + "    expect_json: {status: 2026-01-01}\n",
+            r"^<p>:7 rest.health.expect_json.status: date is not a JSON value: quote it$",
+        ),
+        (
+            BLOCK_HEALTH + "    expect_json: [1]\n    expect_jsn: [1]\n",
+            r"^<p>:8 rest.health.expect_jsn: unknown key 'expect_jsn'",
+        ),
+        (
+            WS + "  error_match: '*'\n",
+            r"^<p>:8 websocket.error_match: matches every message: name the error's fields$",
+        ),
+        (
+            WS + "  error_match: {}\n",
+            r"^<p>:8 websocket.error_match: matches every message",
+        ),
+        (
+            WS + "  error_match: {event: $string}\n",
+            r"^<p>:8 websocket.error_match: also matches ack_match "
+            r'\{"event":"subscribe","ok":true\}: it must recognise only the exchange\'s error',
+        ),
+        (
+            WS + "  error_match: {channel: ticker}\n",
+            r"^<p>:8 websocket.error_match: also matches data_match",
+        ),
+        (
+            WS + "  error_match:\n    error:\n      when: 2026-01-01 10:00:00\n",
+            r"^<p>:10 websocket.error_match.error.when: datetime is not a JSON value",
+        ),
+    ],
+)
+def test_new_patterns_are_validated_with_file_line_and_key(text: str, expected: str) -> None:
+    with pytest.raises(InvalidProfile, match=expected):
+        parse_profile_text(text, "<p>")
+
+
+def test_error_match_and_status_endpoint_load() -> None:
+    ws_block = WS.split("websocket:\n", 1)[1]
+    profile = parse_profile_text(
+        BLOCK_HEALTH
+        + "    expect_json: {data: {status: open}}\n    status_endpoint: true\n"
+        + "websocket:\n"
+        + ws_block
+        + "  error_match: {event: error}\n"
+    )
+    assert profile.rest is not None and profile.websocket is not None
+    assert profile.rest.health.expect_json == {"data": {"status": "open"}}
+    assert profile.rest.health.status_endpoint is True
+    assert profile.websocket.error_match == {"event": "error"}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_profile_recognises_errors(name: str) -> None:
+    spec = load_profiles().get(name).websocket
+    assert spec is not None and spec.error_match is not None, name
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "operational"),
+    [
+        ("bitfinex", "/v2/platform/status", [1]),
+        ("kraken", "/0/public/SystemStatus", {"result": {"status": "online"}}),
+        ("kucoin", "/api/v1/status", {"data": {"status": "open"}}),
+    ],
+)
+def test_status_endpoints_name_their_operational_answer(
+    name: str, path: str, operational: object
+) -> None:
+    rest = load_profiles().get(name).rest
+    assert rest is not None
+    assert rest.health.path == path
+    assert rest.health.status_endpoint and rest.health.expect_json == operational
+
+
 def test_unreadable_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidProfile, match="no such file"):
         load_profile_file(tmp_path / "missing.yaml")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from mpnet.core.diagnose import (
     CATALOGUE,
+    CLOCK_CARRIED,
     HINT_FIELDS,
     diagnose,
     diagnose_one,
@@ -93,6 +94,20 @@ BINANCE_GEO = (
     "'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service "
     'if you believe you received this message in error."}'
 )
+
+
+OKX_ERROR = '{"event":"error","code":"60012","msg":"Invalid request","connId":"a4d3ae55"}'
+GATE_ERROR = (
+    '{"time":1796285233,"time_ms":1796285233109,"channel":"spot.tickers","event":"subscribe",'
+    '"error":{"code":2,"message":"Invalid argument provided"},"result":null}'
+)
+
+
+def http_attempts(
+    http_ms: Sequence[float], phase: str = "http", tls_ms: float = 1.2
+) -> list[Attempt]:
+    """Successful attempts whose ``phase`` took the given times (TLS over the path: tls_ms)."""
+    return [Attempt(ok=True, phases={"tcp": 0.2, "tls": tls_ms, phase: v}) for v in http_ms]
 
 
 @dataclass(frozen=True)
@@ -813,6 +828,158 @@ CASES = [
         "TIMEOUT",
         present=False,
     ),
+    # -- what the exchange itself says ----------------------------------------------------
+    Case(
+        "subscribe-rejected-quotes-the-answer",
+        result(
+            err(
+                "first_message",
+                "rejected",
+                "the server answered with an error while mpnet waited for the data message: "
+                + OKX_ERROR,
+                body=OKX_ERROR,
+            ),
+            target="ws",
+            exchange="okx",
+        ),
+        "SUBSCRIBE_REJECTED",
+        message=["answered the subscription on " + WS_URL, '"code":"60012"', "Invalid request"],
+        hint=["websocket.subscribe", "mpnet profiles show okx", "mpnet ws " + WS_URL],
+        not_message=["clock"],
+    ),
+    Case(
+        "subscribe-rejected-is-not-no-data",
+        result(err("first_message", "rejected", body=OKX_ERROR), target="ws"),
+        "NO_DATA",
+        present=False,
+    ),
+    Case(
+        "subscribe-rejected-with-the-clock-in-the-subscription",
+        result(
+            err(
+                "first_message",
+                "rejected",
+                f"the server answered with an error while mpnet waited for the data message: "
+                f"{GATE_ERROR} ({CLOCK_CARRIED}: 1796285113, 2026-12-03T08:05:13+00:00)",
+                body=GATE_ERROR,
+            ),
+            target="ws",
+            exchange="gate",
+        ),
+        "SUBSCRIBE_REJECTED",
+        message=[
+            '"message":"Invalid argument provided"',
+            "carried this machine's time (1796285113, 2026-12-03T08:05:13+00:00)",
+            "120 s behind the answer's own time (1796285233)",
+        ],
+        hint=["60 s", "timedatectl", "mpnet probe gate --no-ws", "CLOCK_SKEW"],
+    ),
+    Case(
+        "subscribe-rejected-before-the-welcome",
+        result(
+            err(
+                "first_message",
+                "rejected",
+                "the server answered with an error while mpnet waited for the welcome message: "
+                '{"type":"error","code":401,"data":"token is verify failed"}',
+                body='{"type":"error","code":401,"data":"token is verify failed"}',
+            ),
+            target="ws",
+            exchange="kucoin",
+        ),
+        "SUBSCRIBE_REJECTED",
+        message=["before its welcome message", "token is verify failed"],
+        hint=["websocket.bootstrap"],
+    ),
+    Case(
+        "maintenance-on-a-status-endpoint",
+        result(
+            err("http", "maintenance", "the answer does not report ...: [0]", body="[0]"),
+            exchange="bitfinex",
+            url="https://api-pub.bitfinex.com/v2/platform/status",
+        ),
+        "EXCHANGE_MAINTENANCE",
+        message=["status endpoint https://api-pub.bitfinex.com/v2/platform/status", "'[0]'"],
+        hint=["not a network fault", "mpnet probe bitfinex", "health.expect_json"],
+    ),
+    Case(
+        "maintenance-is-not-an-http-error",
+        result(err("http", "maintenance", body="[0]")),
+        "HTTP_ERROR",
+        present=False,
+    ),
+    Case(
+        "json-pattern-mismatch-elsewhere",
+        result(err("http", "json_mismatch", body='{"status":"weird"}')),
+        "UNEXPECTED_RESPONSE",
+        message=["does not match the profile's pattern", '{"status":"weird"}'],
+        hint=["health.expect_json"],
+    ),
+    Case(
+        "ping-unanswered-after-data",
+        result(
+            attempts=[
+                Attempt(
+                    ok=True,
+                    phases={"ws_upgrade": 3.0, "first_message": 60.0},
+                    warnings=(err("ping_rtt", "timeout", "no answer to the ping within 1.8 s"),),
+                )
+            ],
+            target="ws",
+            exchange="htx",
+        ),
+        "PING_UNANSWERED",
+        message=["data messages arrived", "no answer to the ping within 1.8 s", "no ping round"],
+        hint=["websocket.ping", "mpnet ws " + WS_URL],
+        not_message=["attempts"],
+    ),
+    Case(
+        "ping-frame-unanswered-in-some-attempts",
+        result(
+            attempts=[
+                Attempt(ok=True, phases={"ping_rtt": 4.0}),
+                Attempt(ok=True, warnings=(err("ping_rtt", "frame_timeout", "no pong frame"),)),
+            ],
+            target="ws",
+        ),
+        "PING_UNANSWERED",
+        message=["WebSocket ping frame", "in 1 of 2 attempts"],
+        hint=["application ping"],
+    ),
+    Case(
+        "ping-answered-with-an-error",
+        result(
+            attempts=[
+                Attempt(
+                    ok=True,
+                    warnings=(err("ping_rtt", "rejected", body='{"event":"error","code":1}'),),
+                )
+            ],
+            target="ws",
+        ),
+        "PING_UNANSWERED",
+        message=['answered with an error: \'{"event":"error","code":1}\''],
+    ),
+    Case(
+        "ping-answered-is-quiet",
+        result(attempts=[Attempt(ok=True, phases={"ping_rtt": 4.0})], target="ws"),
+        "PING_UNANSWERED",
+        present=False,
+    ),
+    Case(
+        "proxy-write-stall-in-some-attempts",
+        result(
+            attempts=http_attempts([41.2, 0.4, 43.9, 0.5, 0.6, 42.0, 0.4, 0.5, 44.1, 0.6]),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_WRITE_STALL",
+        message=[
+            "4 of 10 attempts took 41-44 ms in http through the proxy "
+            "http://alice:***@proxy.corp:3128 (chosen by env HTTPS_PROXY), the other 6 0.4-0.6 ms",
+            "Nagle",
+        ],
+        hint=["TCP_NODELAY", "mpnet probe binance --no-proxy"],
+    ),
     # -- warnings on successes ------------------------------------------------------------
     Case(
         "cert-expiring-14-days",
@@ -900,7 +1067,14 @@ def test_findings(case: Case) -> None:
         assert PASSWORD not in f.message + f.hint
 
 
-WARNINGS = {"CLOCK_SKEW", "CERT_EXPIRING", "INSECURE_TLS", "PATH_DIVERGENCE"}
+WARNINGS = {
+    "CLOCK_SKEW",
+    "CERT_EXPIRING",
+    "INSECURE_TLS",
+    "PATH_DIVERGENCE",
+    "PING_UNANSWERED",
+    "PROXY_WRITE_STALL",
+}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.present], ids=lambda c: c.id)
@@ -1109,6 +1283,141 @@ def test_repeated_failure_in_every_attempt_is_one_finding_without_count() -> Non
     assert finding.code == "CONNECT_REFUSED" and "attempts" not in finding.message
 
 
+# -- proxy write stalls (Nagle's algorithm meeting delayed ACKs) ------------------------------
+
+STALLS = [41.0, 42.5, 44.0]
+FAST = [0.4, 0.5, 0.6]
+
+
+def stall_codes(*results: ProbeResult) -> list[list[str]]:
+    return [
+        [f.code for f in r.findings if f.code == "PROXY_WRITE_STALL"] for r in diagnose(results)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("times", "fires"),
+    [
+        (STALLS + FAST, True),
+        ([42.0, 0.5], True),  # the smallest mixture: one of each
+        ([35.0, 50.0, 10.0, 0.1], True),  # the window's edges are inside it
+        ([34.9, 0.5, 0.4], False),  # below the delayed-ACK window
+        ([50.1, 0.5, 0.4], False),  # above it
+        ([42.0, 10.1, 0.5], False),  # an attempt in between: jitter, not a timer
+        (STALLS, False),  # uniformly slow, and nothing to compare with
+        ([42.0], False),  # one attempt tells nothing
+        (FAST, False),  # no stall at all
+        ([42.0, 20.0, 30.0, 45.0], False),  # spread out: a slow, jittery path
+        ([200.0, 0.5, 0.4], False),  # a slow outlier is not the 40 ms timer
+    ],
+)
+def test_proxy_write_stall_within_one_target(times: list[float], fires: bool) -> None:
+    proxied = result(attempts=http_attempts(times), proxy=via(CORP_PROXY))
+    assert stall_codes(proxied) == [["PROXY_WRITE_STALL"] if fires else []]
+
+
+def test_proxy_write_stall_never_fires_on_a_direct_target() -> None:
+    direct = result(attempts=http_attempts(STALLS + FAST))
+    assert stall_codes(direct) == [[]]
+
+
+@pytest.mark.parametrize(("target", "phase"), [("ws", "ws_upgrade"), ("ws", "first_message")])
+def test_proxy_write_stall_in_websocket_phases(target: str, phase: str) -> None:
+    proxied = result(
+        attempts=http_attempts(STALLS + FAST, phase=phase), target=target, proxy=via(CORP_PROXY)
+    )
+    (finding,) = [f for f in diagnose([proxied])[0].findings if f.code == "PROXY_WRITE_STALL"]
+    assert f"3 of 6 attempts took 41-44 ms in {phase} through the proxy" in finding.message
+    assert finding.severity == "warning"
+
+
+def test_proxy_write_stall_of_every_attempt_against_the_direct_path() -> None:
+    proxied = result(attempts=http_attempts(STALLS), proxy=via(CORP_PROXY))
+    direct = result(attempts=http_attempts(FAST))
+    other_exchange = result(attempts=http_attempts(FAST), exchange="okx")
+    [stalled, plain, _] = diagnose([proxied, direct, other_exchange])
+    (finding,) = [f for f in stalled.findings if f.code == "PROXY_WRITE_STALL"]
+    assert (
+        "3 of 3 attempts took 41-44 ms in http through the proxy http://alice:***@proxy.corp:3128 "
+        "(chosen by env HTTPS_PROXY), while tls over the same proxy took 1.2 ms and http on the "
+        "direct path median 0.5 ms (0.4-0.6 ms)"
+    ) in finding.message
+    assert PASSWORD not in finding.message + finding.hint
+    assert "PROXY_WRITE_STALL" not in codes(plain.findings)
+
+
+@pytest.mark.parametrize(
+    ("direct_ms", "tls_ms", "exchange"),
+    [
+        (None, 1.2, "binance"),  # no direct path in the run
+        ([30.0, 31.0], 1.2, "binance"),  # the direct path is slow too
+        (FAST, 40.0, "binance"),  # round trips over the proxy are slow: it is far away
+        (FAST, 1.2, "okx"),  # the direct result of another exchange is no reference
+    ],
+)
+def test_proxy_write_stall_needs_a_fast_reference_when_every_attempt_stalls(
+    direct_ms: list[float] | None, tls_ms: float, exchange: str
+) -> None:
+    proxied = result(attempts=http_attempts(STALLS, tls_ms=tls_ms), proxy=via(CORP_PROXY))
+    others = (
+        [] if direct_ms is None else [result(attempts=http_attempts(direct_ms), exchange=exchange)]
+    )
+    assert stall_codes(proxied, *others)[0] == []
+
+
+#: Measured on this 2-core machine (load ~3.7), binance in the lab, -n 10: through a CONNECT
+#: relay that never sets TCP_NODELAY (as bench/proxy_write_stall.py runs it), and direct.
+RELAY_HTTP = [68.5, 42.1, 45.8, 43.0, 42.0, 43.5, 43.7, 40.8, 42.4, 43.8]
+RELAY_TLS = [7.6, 11.4, 8.3, 7.8, 2.9, 2.7, 6.7, 6.7, 2.9, 4.3]
+DIRECT_HTTP = [69.0, 6.2, 1.9, 7.1, 10.3, 6.8, 1.4, 9.2, 2.3, 2.7]
+#: The same relay while the machine was busier: stalls smeared to 46-57 ms, which the rule
+#: leaves alone rather than guess.
+RELAY_HTTP_BUSY = [13.2, 45.9, 50.0, 48.6, 46.5, 51.9, 52.6, 47.7, 51.3, 57.2]
+
+
+def measured(http_ms: Sequence[float], tls_ms: Sequence[float]) -> list[Attempt]:
+    return [
+        Attempt(ok=True, phases={"tls": t, "http": h}) for h, t in zip(http_ms, tls_ms, strict=True)
+    ]
+
+
+def test_proxy_write_stall_from_a_measured_relay_run() -> None:
+    proxied = result(attempts=measured(RELAY_HTTP, RELAY_TLS), proxy=via(CORP_PROXY))
+    direct = result(attempts=measured(DIRECT_HTTP, RELAY_TLS))
+    findings = diagnose([proxied, direct])[0].findings
+    (finding,) = [f for f in findings if f.code == "PROXY_WRITE_STALL"]
+    assert (
+        "9 of 10 attempts took 41-46 ms in http through the proxy "
+        "http://alice:***@proxy.corp:3128 (chosen by env HTTPS_PROXY) (1 more took 68 ms), "
+        "while tls over the same proxy took median 6.7 ms (2.7-11 ms) and http on the direct "
+        "path median 6.5 ms (1.4-69 ms)"
+    ) in finding.message
+    # Without the direct run there is nothing to tell a timer from a slow server.
+    assert stall_codes(proxied) == [[]]
+    busy = result(attempts=measured(RELAY_HTTP_BUSY, RELAY_TLS), proxy=via(CORP_PROXY))
+    assert stall_codes(busy, direct)[0] == []
+
+
+def test_one_stray_attempt_in_ten_is_shown_not_hidden() -> None:
+    times = [42.0, 43.0, 44.0, 41.0, 0.5, 0.6, 0.4, 0.5, 0.6, 120.0]
+    proxied = result(attempts=http_attempts(times), proxy=via(CORP_PROXY))
+    (finding,) = [f for f in diagnose([proxied])[0].findings if f.code == "PROXY_WRITE_STALL"]
+    assert "4 of 10 attempts took 41-44 ms" in finding.message
+    assert "the other 5 0.4-0.6 ms, and 1 took 120 ms" in finding.message
+    two_strays = [*times[:-2], 120.0, 130.0]
+    assert stall_codes(result(attempts=http_attempts(two_strays), proxy=via(CORP_PROXY))) == [[]]
+
+
+def test_proxy_write_stall_ignores_the_phase_an_attempt_failed_in() -> None:
+    timed_out = Attempt(ok=False, phases={"tls": 1.2, "http": 1000.0}, error=err("http", "timeout"))
+    proxied = result(attempts=[*http_attempts([42.0, 0.5]), timed_out], proxy=via(CORP_PROXY))
+    [found] = diagnose([proxied])
+    assert "PROXY_WRITE_STALL" in codes(found.findings)
+    assert "1 of 2 attempts took 42 ms" in next(
+        f.message for f in found.findings if f.code == "PROXY_WRITE_STALL"
+    )
+
+
 # -- the hint catalogue -----------------------------------------------------------------------
 
 REQUIRED_CODES = {
@@ -1164,7 +1473,8 @@ KNOWN_KINDS = [
     "proxy_nxdomain", "proxy_no_resolver", "proxy_timeout", "invalid_body", "invalid_frame",
     "untrusted", "expired", "not_yet_valid", "hostname_mismatch",
     "handshake", "http_status", "invalid_json", "invalid_http", "closed", "unexpected_json",
-    "ws_upgrade_rejected", "no_data", "reset",
+    "ws_upgrade_rejected", "no_data", "reset", "rejected", "maintenance", "json_mismatch",
+    "frame_timeout",
 ]  # fmt: skip
 HEADER_NAMES = [
     "Server", "X-Cache", "X-Amz-Cf-Id", "cf-ray", "Retry-After", "Location",
@@ -1226,7 +1536,14 @@ def results_st(draw: st.DrawFn) -> tuple[ProbeResult, str]:
     attempt = Attempt(
         ok=draw(st.booleans()),
         error=draw(st.one_of(st.none(), st.just(error))),
-        phases=draw(st.dictionaries(st.sampled_from(PHASE_ORDER), st.floats(), max_size=3)),
+        phases=draw(
+            st.dictionaries(
+                st.sampled_from(PHASE_ORDER),
+                st.one_of(st.floats(), st.sampled_from([0.5, 42.0])),
+                max_size=3,
+            )
+        ),
+        warnings=draw(st.sampled_from([(), (error,)])),
         server_date=draw(st.one_of(st.none(), st.just(DATE_HEADER), st.text(max_size=30))),
         local_time=draw(st.one_of(st.none(), st.floats())),
         address=draw(st.one_of(st.none(), st.text(max_size=20))),
@@ -1253,7 +1570,10 @@ def results_st(draw: st.DrawFn) -> tuple[ProbeResult, str]:
         st.one_of(st.sampled_from([REST_URL, WS_URL, "http://[::1]:99999/x"]), st.text(max_size=30))
     )
     target = draw(st.sampled_from(["rest", "ws"]))
-    res = ProbeResult(draw(st.sampled_from(["a", "b"])), target, url, (attempt,), decision, ssl)
+    # A second attempt, fast where the first may have stalled: write-stall evidence.
+    fast = Attempt(ok=True, phases={"http": 0.5, "ws_upgrade": 0.5})
+    attempts = (attempt, fast) if draw(st.booleans()) else (attempt,)
+    res = ProbeResult(draw(st.sampled_from(["a", "b"])), target, url, attempts, decision, ssl)
     return res, password
 
 

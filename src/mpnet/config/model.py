@@ -13,6 +13,9 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
         body: {...}                     # optional JSON body
         expect_status: 200              # default 200
         expect_json_keys: [result]      # optional: top-level keys the JSON answer must carry
+        expect_json: {result: {status: online}}   # optional pattern the JSON answer must match
+        status_endpoint: true           # optional: the endpoint reports the exchange's state, and
+                                        # expect_json is what "operational" looks like (below)
     websocket:                          # optional if rest is given
       url: wss://www.deribit.com/ws/api/v2
       bootstrap:                        # optional pre-connect token step (KuCoin)
@@ -25,6 +28,7 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
       welcome: {type: welcome}          # optional: wait for this message before subscribing
       subscribe: {...}                  # a JSON message, a string, or a list of them
       ack_match: {...}                  # optional: recognises the subscription ack
+      error_match: {event: error}       # optional: recognises the exchange's error answer
       data_match: {method: subscription}   # recognises the first data message
       ping:                             # application-level ping, or {frame: true} for a
         send: {...}                     # WebSocket ping frame
@@ -35,9 +39,22 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
       proxy: socks5h://127.0.0.1:1080   #   exchanges.<name> entry; the config file wins over it
       ssl: {verify: true}
 
-Patterns (``welcome``, ``ack_match``, ``data_match``, ``ping.expect``) are matched by
-:func:`mpnet.core.match.matches`. In messages to send, the string values ``"$now"`` and
-``"$now_ms"`` become the current Unix time in seconds / milliseconds.
+Patterns (``welcome``, ``ack_match``, ``error_match``, ``data_match``, ``ping.expect``,
+``rest.health.expect_json``) are matched by :func:`mpnet.core.match.matches`. In messages to send,
+the string values ``"$now"`` and ``"$now_ms"`` become the current Unix time in seconds /
+milliseconds.
+
+``error_match`` recognises the answer an exchange gives when it refuses a request (OKX
+``{"event": "error", ...}``, Gate's ``error`` object): a message matching it while the probe waits
+for the welcome or the first data message fails the attempt at once (``SUBSCRIBE_REJECTED``, the
+answer quoted) instead of running into the timeout; during the ping it is a warning.
+
+``rest.health.expect_json`` is a pattern the health answer must match. Without
+``status_endpoint`` a mismatch means the API is not what the profile expects
+(``UNEXPECTED_RESPONSE``). With ``status_endpoint: true`` the health path is the exchange's own
+status endpoint (Bitfinex ``/v2/platform/status``, Kraken ``SystemStatus``, KuCoin
+``/api/v1/status``) that answers HTTP 200 in maintenance too: ``expect_json`` is then the pattern of
+an *operational* answer, and any other answer is ``EXCHANGE_MAINTENANCE``, quoting it.
 """
 
 from __future__ import annotations
@@ -60,6 +77,11 @@ class HealthCheck:
     body: JSON = None
     expect_status: int = 200
     expect_json_keys: tuple[str, ...] = ()
+    #: A pattern the JSON answer must match (None: not checked).
+    expect_json: JSON = None
+    #: The endpoint reports the exchange's state: an answer not matching ``expect_json`` is
+    #: maintenance, not a broken API.
+    status_endpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +129,8 @@ class WebSocketSpec:
     subscribe: tuple[JSON, ...]
     data_match: JSON
     ack_match: JSON = None
+    #: Recognises the exchange's error answer (None: errors are only seen as missing data).
+    error_match: JSON = None
     welcome: JSON = None
     ping: PingSpec | None = None
     server_ping: ServerPingSpec | None = None

@@ -6,6 +6,7 @@ Search order, later wins by ``name``: the profiles shipped in the wheel, then ``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import string
@@ -26,12 +27,21 @@ from mpnet.config.model import (
 )
 from mpnet.config.network import read_exchange_network
 from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
+from mpnet.core.match import matches
 from mpnet.errors import InvalidProfile, UnknownExchange
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 PROFILE_KEYS = ("name", "title", "rest", "websocket", "network")
 REST_KEYS = ("base_url", "headers", "health")
-HEALTH_KEYS = ("method", "path", "body", "expect_status", "expect_json_keys")
+HEALTH_KEYS = (
+    "method",
+    "path",
+    "body",
+    "expect_status",
+    "expect_json_keys",
+    "expect_json",
+    "status_endpoint",
+)
 WS_KEYS = (
     "url",
     "bootstrap",
@@ -39,6 +49,7 @@ WS_KEYS = (
     "welcome",
     "subscribe",
     "ack_match",
+    "error_match",
     "data_match",
     "ping",
     "server_ping",
@@ -174,6 +185,15 @@ def _rest(r: Reader, value: Any, keys: KeyPath) -> RestSpec | None:
     )
     if not 100 <= status <= 599:
         r.doc.fail((*health_keys, "expect_status"), f"{status}: not an HTTP status")
+    expect_json = _pattern(r, health_block.get("expect_json"), (*health_keys, "expect_json"))
+    status_endpoint = bool(
+        r.boolean(health_block.get("status_endpoint"), (*health_keys, "status_endpoint"))
+    )
+    if status_endpoint and expect_json is None:
+        r.doc.fail(
+            (*health_keys, "status_endpoint"),
+            "a status endpoint needs expect_json: the pattern of an operational answer",
+        )
     return RestSpec(
         base_url=base_url,
         headers=r.string_map(block.get("headers"), (*keys, "headers")),
@@ -185,6 +205,8 @@ def _rest(r: Reader, value: Any, keys: KeyPath) -> RestSpec | None:
             expect_json_keys=r.string_list(
                 health_block.get("expect_json_keys"), (*health_keys, "expect_json_keys")
             ),
+            expect_json=expect_json,
+            status_endpoint=status_endpoint,
         ),
     )
 
@@ -213,6 +235,23 @@ def _websocket(r: Reader, value: Any, keys: KeyPath) -> WebSocketSpec | None:
             r.doc.fail((*keys, "subscribe", i), "a message is a mapping, a list or a string")
     if block.get("data_match") is None:
         r.doc.fail((*keys, "data_match"), "required key is missing")
+    patterns = {
+        name: _pattern(r, block.get(name), (*keys, name))
+        for name in ("welcome", "ack_match", "data_match", "error_match")
+    }
+    error_match = patterns.pop("error_match")
+    if error_match is not None:
+        if error_match == "*" or error_match == {} or error_match == []:
+            r.doc.fail((*keys, "error_match"), "matches every message: name the error's fields")
+        for name, pattern in patterns.items():
+            # The other patterns stand in for the messages they recognise: an error pattern that
+            # recognises the acknowledgement would turn every healthy probe into a rejection.
+            if pattern is not None and matches(error_match, pattern):
+                r.doc.fail(
+                    (*keys, "error_match"),
+                    f"also matches {name} {_shown(pattern)}: it must recognise only the "
+                    "exchange's error answer",
+                )
     compression = r.string(block.get("compression"), (*keys, "compression"), required=False)
     if compression not in (None, "gzip"):
         r.doc.fail((*keys, "compression"), f"{compression!r}: only gzip is supported")
@@ -221,6 +260,7 @@ def _websocket(r: Reader, value: Any, keys: KeyPath) -> WebSocketSpec | None:
         subscribe=messages,
         data_match=block["data_match"],
         ack_match=block.get("ack_match"),
+        error_match=error_match,
         welcome=block.get("welcome"),
         ping=_ping(r, block.get("ping"), (*keys, "ping")),
         server_ping=_server_ping(r, block.get("server_ping"), (*keys, "server_ping")),
@@ -228,6 +268,30 @@ def _websocket(r: Reader, value: Any, keys: KeyPath) -> WebSocketSpec | None:
         compression=compression,
         headers=r.string_map(block.get("headers"), (*keys, "headers")),
     )
+
+
+_JSON_SCALARS = (str, int, float, bool)
+
+
+def _pattern(r: Reader, value: Any, keys: KeyPath) -> Any:
+    """A message pattern (:mod:`mpnet.core.match`): JSON values only, so that what YAML reads
+    as a date or a set cannot silently never match."""
+    if value is None or isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _pattern(r, item, (*keys, i))
+        return value
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _pattern(r, item, (*keys, key))
+        return value
+    r.doc.fail(keys, f"{type(value).__name__} is not a JSON value: quote it")
+
+
+def _shown(pattern: Any, limit: int = 60) -> str:
+    text = json.dumps(pattern, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ping(r: Reader, value: Any, keys: KeyPath) -> PingSpec | None:

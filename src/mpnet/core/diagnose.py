@@ -17,6 +17,7 @@ scrubbed of the result's proxy password and of any ``user:pass@`` in quoted serv
 from __future__ import annotations
 
 import html
+import json
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,14 @@ CERT_EXPIRY_WARNING_DAYS = 14
 #: Clock offsets beyond this many seconds (after allowing for the Date header's 1 s resolution
 #: and the request's round trip) get CLOCK_SKEW.
 CLOCK_SKEW_TOLERANCE_S = 1.0
+#: The probe engine notes this in a rejection's message when the subscription carried the local
+#: clock (Gate's ``time``): the rejection may then be about the clock.
+CLOCK_CARRIED = "the subscription carried this machine's clock"
+#: A phase this long, on a path whose other round trips take a few ms, is a delayed ACK met by
+#: Nagle's algorithm: Linux's minimum delayed-ACK timer is 40 ms.
+STALL_WINDOW_MS = (35.0, 50.0)
+#: A phase at most this long went through without a stall ("a few ms or less").
+UNSTALLED_MAX_MS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,10 +342,21 @@ CATALOGUE: Mapping[str, FindingCode] = {
             not_found="check `rest.base_url` and `health.path` (`mpnet profiles show {exchange}`)",
             server=(
                 "the exchange side is failing or in maintenance: check its status page and "
-                "retry later"
+                "retry later (`mpnet probe {exchange}`)"
             ),
             from_proxy=(
                 "the proxy answered, not the exchange: read its error page or logs; " + _SEE_PROXY
+            ),
+        ),
+        _code(
+            "EXCHANGE_MAINTENANCE",
+            "error",
+            "the exchange's status endpoint says it is not operational (maintenance)",
+            default=(
+                "{exchange} itself reports maintenance or restricted trading, not a network "
+                "fault: wait, watch its status page or announcements, and re-run `mpnet probe "
+                "{exchange}`; if the exchange is up, compare its answer with "
+                "`health.expect_json` (`mpnet profiles show {exchange}`)"
             ),
         ),
         _code(
@@ -355,6 +375,10 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "the API changed or the path is wrong: compare the answer with "
                 "`health.expect_json_keys` (`mpnet profiles show {exchange}`)"
             ),
+            json_pattern=(
+                "the API changed or the path is wrong: compare the answer with "
+                "`health.expect_json` (`mpnet profiles show {exchange}`)"
+            ),
             not_http=(
                 "something other than an HTTP server answers: check the scheme and port in "
                 "{url} (http vs https)"
@@ -369,6 +393,28 @@ CATALOGUE: Mapping[str, FindingCode] = {
             ),
         ),
         _code(
+            "SUBSCRIBE_REJECTED",
+            "error",
+            "the exchange answered the subscription with an error",
+            default=(
+                "the exchange refused the subscription itself, not the network: check the "
+                "channel and symbol in `websocket.subscribe` against its docs (`mpnet profiles "
+                "show {exchange}`) and try them by hand with `mpnet ws {url} --send "
+                "'<subscribe JSON>'`"
+            ),
+            clock=(
+                "the subscription carries this machine's time, and {exchange} refuses one too "
+                "far from its own clock (Gate: more than 60 s): check the clock (`timedatectl "
+                "status`, `chronyc tracking`; `mpnet probe {exchange} --no-ws` shows CLOCK_SKEW); "
+                "if it is right, check `websocket.subscribe` (`mpnet profiles show {exchange}`)"
+            ),
+            welcome=(
+                "the exchange refused the connection before any subscription was sent (a token "
+                "or a connection limit): check `websocket.bootstrap` and `websocket.url` "
+                "(`mpnet profiles show {exchange}`), then retry"
+            ),
+        ),
+        _code(
             "NO_DATA",
             "error",
             "subscribed, but no data message arrived",
@@ -376,6 +422,21 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "check the subscription and symbol (`websocket.subscribe`, `data_match`: "
                 "`mpnet profiles show {exchange}`) and watch what the server sends with "
                 "`mpnet ws {url} --send '<subscribe JSON>'`"
+            ),
+        ),
+        _code(
+            "PING_UNANSWERED",
+            "warning",
+            "data arrived, but the ping got no answer: no ping round trip is shown",
+            default=(
+                "the feed works; check `websocket.ping` (send / expect) against the exchange's "
+                "keepalive docs (`mpnet profiles show {exchange}`) and see what comes back with "
+                "`mpnet ws {url} --send '<ping>'`"
+            ),
+            frame=(
+                "the server (or a proxy in between) does not answer WebSocket ping frames: if "
+                "the exchange documents an application ping, put it in `websocket.ping` "
+                "(send / expect; `mpnet profiles show {exchange}`)"
             ),
         ),
         _code(
@@ -446,6 +507,17 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "`mpnet proxy explain {exchange}`"
             ),
         ),
+        _code(
+            "PROXY_WRITE_STALL",
+            "warning",
+            "a proxy holds small writes until a delayed ACK (Nagle's algorithm): ~40 ms stalls",
+            default=(
+                "the relay at {proxy} writes small segments without TCP_NODELAY, so each waits "
+                "for the peer's delayed ACK (40 ms on Linux): set TCP_NODELAY on the proxy's "
+                "sockets (its nodelay option, or setsockopt(TCP_NODELAY) in a home-made relay); "
+                "`mpnet probe {exchange} --no-proxy -n 10` shows the path without it"
+            ),
+        ),
     )
 }
 
@@ -488,12 +560,16 @@ def diagnose(
     findings = [list(_diagnose_one(result, now, secrets)) for result in results]
     for index, finding in _path_divergence(results, secrets):
         findings[index].append(finding)
+    for index, finding in _proxy_write_stalls(results, secrets):
+        findings[index].append(finding)
     return tuple(result.with_findings(f) for result, f in zip(results, findings, strict=True))
 
 
 def diagnose_one(result: ProbeResult, *, now: float | None = None) -> tuple[Finding, ...]:
     """The findings of one result alone: failures explained first, then warnings."""
-    return _diagnose_one(result, now, _passwords([result]))
+    secrets = _passwords([result])
+    stalls = tuple(finding for _, finding in _proxy_write_stalls([result], secrets))
+    return _diagnose_one(result, now, secrets) + stalls
 
 
 def _passwords(results: Sequence[ProbeResult]) -> tuple[str, ...]:
@@ -527,7 +603,12 @@ def _diagnose_one(
                 finding.severity,
             )
         findings.append(finding)
-    for warning in (_clock_skew(ctx), _cert_expiring(ctx, now), _insecure_tls(ctx)):
+    for warning in (
+        _ping_unanswered(ctx),
+        _clock_skew(ctx),
+        _cert_expiring(ctx, now),
+        _insecure_tls(ctx),
+    ):
         if warning is not None:
             findings.append(warning)
     return tuple(findings)
@@ -1054,6 +1135,8 @@ def _answer_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     phase, kind = str(error.phase), error.kind
     where = f"{_WHERE.get(phase, phase)} at {ctx.host}"
     status = error.status
+    if kind == "maintenance":
+        return _maintenance(ctx, error)
     for rule in (_geo_blocked, _rate_limited, _waf_blocked):
         found = rule(ctx, error, where)
         if found is not None:
@@ -1223,6 +1306,13 @@ def _unexpected_response(ctx: _Context, error: ErrorInfo, where: str) -> Finding
             f"{where} answered JSON without the keys the profile expects{body}",
             "json_keys",
         )
+    if kind == "json_mismatch":
+        quoted = f": {_quote(error.body)!r}" if error.body else ""
+        return ctx.finding(
+            "UNEXPECTED_RESPONSE",
+            f"{where} answered JSON that does not match the profile's pattern{quoted}",
+            "json_pattern",
+        )
     if kind == "invalid_http":
         return ctx.finding(
             "UNEXPECTED_RESPONSE", f"{where} answered something that is not HTTP", "not_http"
@@ -1245,6 +1335,8 @@ def _unexpected_response(ctx: _Context, error: ErrorInfo, where: str) -> Finding
 
 def _first_message_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     kind = error.kind
+    if kind == "rejected":
+        return _subscribe_rejected(ctx, error)
     # net/ and the engine put the last message that did not match in the body.
     gist = _gist(error.body)
     if kind in ("timeout", "no_data"):
@@ -1276,6 +1368,55 @@ def _first_message_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     return None
 
 
+def _subscribe_rejected(ctx: _Context, error: ErrorInfo) -> Finding:
+    answer = _quote(error.body) or "an error"
+    url = ctx.result.url
+    if "the welcome message" in error.message:
+        return ctx.finding(
+            "SUBSCRIBE_REJECTED",
+            f"{url} answered with an error before its welcome message, so no subscription was "
+            f"sent: {answer!r}",
+            "welcome",
+        )
+    message = f"the exchange answered the subscription on {url} with an error: {answer!r}"
+    if CLOCK_CARRIED in error.message:
+        carried = error.message.split(CLOCK_CARRIED, 1)[1].strip(" :)")
+        return ctx.finding(
+            "SUBSCRIBE_REJECTED",
+            f"{message}; the subscription carried this machine's time ({carried})"
+            + _clock_gap(carried, error.body),
+            "clock",
+        )
+    return ctx.finding("SUBSCRIBE_REJECTED", message)
+
+
+def _clock_gap(carried: str, body: str) -> str:
+    """``, 120 s behind the answer's own time (1796285233)`` when the answer is stamped."""
+    sent = carried.split(",", 1)[0].strip()
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return ""
+    stamped = answer.get("time") if isinstance(answer, dict) else None
+    if not sent.isdigit() or isinstance(stamped, bool) or not isinstance(stamped, int):
+        return ""
+    gap = stamped - int(sent)
+    if abs(gap) < 2:  # whole seconds on both sides, and the answer took a moment
+        return ", about the answer's own time"
+    side = "behind" if gap > 0 else "ahead of"
+    return f", {abs(gap)} s {side} the answer's own time ({stamped})"
+
+
+def _maintenance(ctx: _Context, error: ErrorInfo) -> Finding:
+    answer = _quote(error.body) or "an answer"
+    return ctx.finding(
+        "EXCHANGE_MAINTENANCE",
+        f"the status endpoint {ctx.result.url} answered HTTP {error.status or 200} with "
+        f"{answer!r}, which is not the operational answer the profile expects: the exchange "
+        f"reports maintenance or restricted trading{ctx.via}",
+    )
+
+
 _TIMEOUT_WHAT = {
     "tls": "the TLS handshake with {hostport} started but never finished",
     "http": "the request to {hostport} was sent but no response arrived",
@@ -1293,6 +1434,35 @@ def _timeout(ctx: _Context, phase: str) -> Finding:
 
 
 # -- warnings -----------------------------------------------------------------------------------
+
+
+def _ping_unanswered(ctx: _Context) -> Finding | None:
+    """PING_UNANSWERED when attempts that received data left their ping without an answer."""
+    unanswered = [
+        warning
+        for attempt in ctx.result.attempts
+        for warning in attempt.warnings
+        if str(warning.phase) == "ping_rtt"
+    ]
+    if not unanswered:
+        return None
+    first = unanswered[0]
+    total = len(ctx.result.attempts)
+    count = f" in {len(unanswered)} of {total} attempts" if total > 1 else ""
+    frame = first.kind == "frame_timeout"
+    what = "the WebSocket ping frame" if frame else "the application ping (`websocket.ping`)"
+    if first.kind == "rejected":
+        got = f"was answered with an error: {_quote(first.body)!r}"
+    elif first.kind in ("closed", "reset"):
+        got = "was cut off: the connection closed before any answer"
+    else:
+        got = f"got no answer ({first.message})"
+    return ctx.finding(
+        "PING_UNANSWERED",
+        f"data messages arrived on {ctx.result.url}, but {what} {got}{count}, so no ping round "
+        "trip is shown",
+        "frame" if frame else "default",
+    )
 
 
 def _clock_skew(ctx: _Context) -> Finding | None:
@@ -1463,7 +1633,135 @@ def _describe_path(result: ProbeResult) -> str:
     return f"{label} ({result.url}) {how} ({why})"
 
 
+#: Phases that carry the first request bytes over an established tunnel, per target.
+_STALL_PHASES = {"rest": ("http",), "ws": ("ws_upgrade", "first_message")}
+#: The earlier round trips over the same path, best first: fast ones prove the path is short.
+_PATH_PHASES = ("tls", "proxy", "tcp")
+
+
+def _phase_values(result: ProbeResult, phase: str) -> list[tuple[Attempt, float]]:
+    """Each attempt's time in ``phase``, for the attempts that completed it."""
+    values = []
+    for attempt in result.attempts:
+        value = attempt.phases.get(phase)
+        failed_here = attempt.error is not None and str(attempt.error.phase) == phase
+        if value is not None and not failed_here:
+            values.append((attempt, float(value)))
+    return values
+
+
+def _stalled(value: float) -> bool:
+    return STALL_WINDOW_MS[0] <= value <= STALL_WINDOW_MS[1]
+
+
+def _proxy_write_stalls(
+    results: Sequence[ProbeResult], secrets: tuple[str, ...]
+) -> list[tuple[int, Finding]]:
+    """PROXY_WRITE_STALL on proxied results whose request phase stalls near 40 ms.
+
+    Nagle's algorithm in a relay that lacks TCP_NODELAY holds a small write until the previous
+    segment is acknowledged, and the peer delays that ACK by its timer (40 ms on Linux). The
+    signature, in figures: the phase takes 35-50 ms in some attempts and a few ms in the others,
+    or in every attempt while the direct path (and the TLS round trips over the proxy) take a
+    few ms. Any attempt in between, or a path that is slow throughout, rules it out.
+    """
+    out: list[tuple[int, Finding]] = []
+    for index, result in enumerate(results):
+        decision = result.proxy
+        if decision.proxy is None:
+            continue
+        for phase in _STALL_PHASES.get(result.target, ()):
+            evidence = _stall_evidence(result, phase, results)
+            if evidence is None:
+                continue
+            ctx = _Context.of(result, secrets)
+            message = (
+                f"{evidence}: a stall near 40 ms is the delayed-ACK timer meeting Nagle's "
+                "algorithm in the proxy, not the network's distance"
+            )
+            out.append((index, ctx.finding("PROXY_WRITE_STALL", message)))
+            break
+    return out
+
+
+def _stall_evidence(result: ProbeResult, phase: str, results: Sequence[ProbeResult]) -> str | None:
+    """The figures that show a write stall in ``phase`` of a proxied result, or None."""
+    measured = _phase_values(result, phase)
+    stalled = [v for _, v in measured if _stalled(v)]
+    fast = [v for _, v in measured if v <= UNSTALLED_MAX_MS]
+    other = [v for _, v in measured if not _stalled(v) and v > UNSTALLED_MAX_MS]
+    # One attempt in ten may stray (the first one's cold start, a scheduling hiccup); more
+    # times in between mean jitter or distance, not a timer.
+    if not stalled or len(other) > len(measured) // 10:
+        return None
+    proxy = result.proxy.proxy
+    assert proxy is not None
+    through = f"through the proxy {proxy.redacted()} (chosen by {proxy_origin(result.proxy)})"
+    took = (
+        f"{len(stalled)} of {len(measured)} attempts took {_ms_span(stalled)} in {phase} {through}"
+    )
+    if fast:
+        strays = f", and {len(other)} took {_ms_span(other)}" if other else ""
+        return f"{took}, the other {len(fast)} {_ms_span(fast)}{strays}"
+    strays = f" ({len(other)} more took {_ms_span(other)})" if other else ""
+    # Every attempt stalled: only a fast direct path, and fast round trips over this same
+    # proxy, tell a timer from a proxy that is 40 ms away or a server that thinks for 40 ms.
+    direct = [
+        v
+        for other_result in results
+        if other_result.proxy.proxy is None
+        and other_result.exchange == result.exchange
+        and other_result.target == result.target
+        for _, v in _phase_values(other_result, phase)
+    ]
+    if not direct or _median(direct) > UNSTALLED_MAX_MS:
+        return None
+    for path_phase in _PATH_PHASES:
+        path = [v for attempt, _ in measured if (v := attempt.phases.get(path_phase)) is not None]
+        if path:
+            break
+    else:
+        return None
+    if _median(path) > UNSTALLED_MAX_MS:
+        return None
+    return (
+        f"{took}{strays}, while {path_phase} over the same proxy took {_median_of(path)} and "
+        f"{phase} on the direct path {_median_of(direct)}"
+    )
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _median_of(values: Sequence[float]) -> str:
+    """``0.5 ms`` for one value, ``median 2.9 ms (1.8-48 ms)`` for several."""
+    if len(values) == 1 or "-" not in _ms_span(values):
+        return _ms_span(values)
+    return f"median {_ms_span([_median(values)])} ({_ms_span(values)})"
+
+
+def _ms_span(values: Sequence[float]) -> str:
+    """``41-44 ms``, ``0.4-0.6 ms`` or ``42 ms``: the range of some phase times."""
+
+    def shown(value: float) -> str:
+        return f"{value:.1f}" if value < UNSTALLED_MAX_MS else f"{value:.0f}"
+
+    low, high = shown(min(values)), shown(max(values))
+    return f"{low} ms" if low == high else f"{low}-{high} ms"
+
+
 # -- text helpers -------------------------------------------------------------------------------
+
+
+def _quote(body: str, limit: int = 300) -> str:
+    """An exchange's answer as one line, shortened: quoted in full when it is short."""
+    text = " ".join(body.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _header(error: ErrorInfo, name: str) -> str:

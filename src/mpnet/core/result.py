@@ -93,6 +93,8 @@ class Attempt:
     ``server_date`` is the raw ``Date`` header of an HTTP answer and ``local_time`` the Unix
     time at which its first byte arrived (for clock-skew findings). ``messages`` holds the
     decoded messages seen on a WebSocket (at most a few, for display).
+    ``warnings`` holds the errors of steps that did not fail the attempt (a ping left
+    unanswered after data arrived).
     """
 
     ok: bool
@@ -104,6 +106,7 @@ class Attempt:
     addresses: tuple[str, ...] = ()
     address: str | None = None
     tls: TLSInfo | None = None
+    warnings: tuple[ErrorInfo, ...] = ()
 
     @property
     def total_ms(self) -> float:

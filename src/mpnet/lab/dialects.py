@@ -51,19 +51,26 @@ Template = Callable[[Stream, JSON], JSON]
 class Dialect:
     """Templates for one exchange; every one is optional.
 
-    ``ack``, ``data`` and ``pong`` receive the client's request (the subscribe or ping message).
-    ``greeting`` is sent on connect before the profile's welcome (Kraken's status message).
-    ``ping_frames`` makes the server send WebSocket ping frames and drop clients that do not
-    answer them (Binance).
+    ``ack``, ``data``, ``pong`` and ``subscribe_error`` receive the client's request (the
+    subscribe or ping message). ``greeting`` is sent on connect before the profile's welcome
+    (Kraken's status message). ``ping_frames`` makes the server send WebSocket ping frames and
+    drop clients that do not answer them (Binance). ``subscribe_error`` is the exchange's answer
+    when it refuses a subscription, sent for the ``subscribe_error`` fault and whenever
+    ``rejects`` says the exchange's own rules refuse the request (Gate: a ``time`` more than
+    60 s off its clock). ``maintenance`` is the HTTP 200 answer of a status endpoint during
+    maintenance (the ``maintenance`` fault).
     """
 
     health: Callable[[Stream], JSON] | None = None
+    maintenance: Callable[[Stream], JSON] | None = None
     bootstrap: Callable[[Stream, str, str], JSON] | None = None
     greeting: Callable[[Stream], list[JSON]] | None = None
     welcome: Callable[[Stream, Mapping[str, str]], JSON] | None = None
     ack: Template | None = None
     data: Template | None = None
     pong: Template | None = None
+    subscribe_error: Template | None = None
+    rejects: Callable[[Stream, JSON], bool] | None = None
     ping_frames: bool = False
 
 
@@ -104,6 +111,10 @@ BINANCE = Dialect(
     health=lambda s: {"serverTime": s.ms()},
     ack=lambda s, sub: {"result": None, "id": dig(sub, "id")},
     data=_binance_ticker,
+    subscribe_error=lambda s, sub: {
+        "error": {"code": 2, "msg": "Invalid request: invalid stream"},
+        "id": dig(sub, "id"),
+    },
     ping_frames=True,
 )
 
@@ -144,6 +155,16 @@ OKX = Dialect(
     },
     data=_okx_ticker,
     pong=lambda s, ping: "pong",
+    subscribe_error=lambda s, sub: {
+        "event": "error",
+        "code": "60018",
+        "msg": (
+            f"Wrong URL or channel:{dig(sub, 'args.0.channel')},instId:{dig(sub, 'args.0.instId')}"
+            " doesn't exist. Please use the correct URL, channel and parameters referring to API"
+            " document."
+        ),
+        "connId": s.connection_id[:8],
+    },
 )
 
 
@@ -199,6 +220,16 @@ DERIBIT = Dialect(
         "result": {"version": "1.2.26"},
         **_deribit_envelope(s),
     },
+    subscribe_error=lambda s, sub: {
+        "jsonrpc": "2.0",
+        "id": dig(sub, "id"),
+        "error": {
+            "message": "Invalid params",
+            "data": {"reason": "invalid channel", "param": "channels"},
+            "code": -32602,
+        },
+        **_deribit_envelope(s),
+    },
 )
 
 
@@ -245,6 +276,13 @@ BYBIT = Dialect(
         "conn_id": s.connection_id,
         "req_id": dig(ping, "req_id") or "",
         "op": "ping",
+    },
+    subscribe_error=lambda s, sub: {
+        "success": False,
+        "ret_msg": f"Invalid symbol :[{dig(sub, 'args.0')}]",
+        "conn_id": s.connection_id,
+        "req_id": dig(sub, "req_id") or "",
+        "op": "subscribe",
     },
 )
 
@@ -297,6 +335,7 @@ COINBASE = Dialect(
         ],
     },
     data=_coinbase_ticker,
+    subscribe_error=lambda s, sub: {"type": "error", "message": "failure to subscribe"},
 )
 
 
@@ -329,6 +368,10 @@ KRAKEN = Dialect(
         "error": [],
         "result": {"status": "online", "timestamp": s.iso(0)},
     },
+    maintenance=lambda s: {
+        "error": [],
+        "result": {"status": "maintenance", "timestamp": s.iso(0)},
+    },
     greeting=lambda s: [
         {
             "channel": "status",
@@ -359,6 +402,14 @@ KRAKEN = Dialect(
     pong=lambda s, ping: {
         "method": "pong",
         **({"req_id": dig(ping, "req_id")} if dig(ping, "req_id") is not None else {}),
+        "time_in": s.iso(6),
+        "time_out": s.iso(6),
+    },
+    subscribe_error=lambda s, sub: {
+        "error": f"Currency pair not supported {dig(sub, 'params.symbol.0')}",
+        "method": "subscribe",
+        "success": False,
+        "symbol": dig(sub, "params.symbol.0"),
         "time_in": s.iso(6),
         "time_out": s.iso(6),
     },
@@ -403,11 +454,30 @@ BITGET = Dialect(
     ack=lambda s, sub: {"event": "subscribe", "arg": dig(sub, "args.0")},
     data=_bitget_ticker,
     pong=lambda s, ping: "pong",
+    subscribe_error=lambda s, sub: {
+        "event": "error",
+        "arg": dig(sub, "args.0"),
+        "code": 30001,
+        "msg": (
+            f"instType:{dig(sub, 'args.0.instType')},channel:{dig(sub, 'args.0.channel')},"
+            f"instId:{dig(sub, 'args.0.instId')} doesn't exist"
+        ),
+        "op": "subscribe",
+    },
 )
 
 
 def _gate_envelope(s: Stream) -> dict[str, JSON]:
     return {"time": int(s.now()), "time_ms": s.ms(), "conn_id": s.connection_id[:16]}
+
+
+#: Gate refuses a request whose ``time`` is further than this from its clock (seconds).
+GATE_TIME_WINDOW_S = 60
+
+
+def _gate_time_off(s: Stream, request: JSON) -> bool:
+    sent = dig(request, "time")
+    return isinstance(sent, int | float) and abs(sent - s.now()) > GATE_TIME_WINDOW_S
 
 
 GATE = Dialect(
@@ -437,11 +507,24 @@ GATE = Dialect(
         },
     },
     pong=lambda s, ping: {**_gate_envelope(s), "channel": "spot.pong", "event": "", "result": None},
+    subscribe_error=lambda s, sub: {
+        **_gate_envelope(s),
+        "channel": dig(sub, "channel"),
+        "event": "subscribe",
+        "payload": dig(sub, "payload"),
+        "error": {"code": 2, "message": "Invalid argument provided"},
+        "result": None,
+    },
+    rejects=_gate_time_off,
 )
 
 
 KUCOIN = Dialect(
-    health=lambda s: {"code": "200000", "data": s.ms()},
+    health=lambda s: {"code": "200000", "data": {"status": "open", "msg": ""}},
+    maintenance=lambda s: {
+        "code": "200000",
+        "data": {"status": "close", "msg": "upgrade match engine"},
+    },
     bootstrap=lambda s, token, endpoint: {
         "code": "200000",
         "data": {
@@ -475,6 +558,12 @@ KUCOIN = Dialect(
         },
     },
     pong=lambda s, ping: {"id": dig(ping, "id"), "type": "pong", "timestamp": s.ms() * 1000},
+    subscribe_error=lambda s, sub: {
+        "id": dig(sub, "id"),
+        "type": "error",
+        "code": 404,
+        "data": f"topic {dig(sub, 'topic')} is not found",
+    },
 )
 
 
@@ -505,6 +594,15 @@ HTX = Dialect(
             "lastSize": 0.0011,
         },
     },
+    # The client's {"ping": n} echoed as {"pong": n} (HTX's own keepalive shape).
+    pong=lambda s, ping: {"pong": dig(ping, "ping")},
+    subscribe_error=lambda s, sub: {
+        "status": "error",
+        "ts": s.ms(),
+        "id": dig(sub, "id"),
+        "err-code": "bad-request",
+        "err-msg": f"invalid topic {dig(sub, 'sub')}",
+    },
 )
 
 
@@ -518,6 +616,7 @@ def _bitfinex_ticker(s: Stream, sub: JSON) -> JSON:
 
 BITFINEX = Dialect(
     health=lambda s: [1],
+    maintenance=lambda s: [0],
     welcome=lambda s, query: {
         "event": "info",
         "version": 2,
@@ -533,6 +632,14 @@ BITFINEX = Dialect(
     },
     data=_bitfinex_ticker,
     pong=lambda s, ping: {"event": "pong", "ts": s.ms(), "cid": dig(ping, "cid")},
+    subscribe_error=lambda s, sub: {
+        "event": "error",
+        "msg": "symbol: invalid",
+        "code": 10300,
+        "pair": str(dig(sub, "symbol") or "tBTCUSD")[1:],
+        "channel": dig(sub, "channel"),
+        "symbol": dig(sub, "symbol"),
+    },
 )
 
 
@@ -570,6 +677,12 @@ BITMEX = Dialect(
     ack=lambda s, sub: {"success": True, "subscribe": dig(sub, "args.0"), "request": sub},
     data=_bitmex_instrument,
     pong=lambda s, ping: "pong",
+    subscribe_error=lambda s, sub: {
+        "status": 400,
+        "error": f"Unknown table: {str(dig(sub, 'args.0') or '').partition(':')[0]}",
+        "meta": {},
+        "request": sub,
+    },
 )
 
 

@@ -1,16 +1,22 @@
 """Fault modes of the lab simulators, parsed once from ``MODE`` or ``MODE:VALUE`` text (pure).
 
-=================  ==========================================================================
-``geo_block``      HTTP 451 with Binance's "restricted location" body, on REST and the upgrade
-``waf``            HTTP 403 HTML page from CloudFront (``Server: CloudFront``), REST and upgrade
-``rate_limit``     HTTP 429 with ``Retry-After: 7``, REST and upgrade
-``slow[:S]``       answer REST and the upgrade after S seconds (the lab's ``slow_delay``)
-``refuse_upgrade`` the WebSocket upgrade gets 403 with a body; REST answers normally
-``no_data``        acknowledge subscriptions, never send data
-``invalid_json``   REST body and WebSocket data are not JSON
-``drop_after:N``   close the WebSocket (1001 going away) after N data messages
-``clock_skew:S``   the ``Date`` header and the server times in bodies are S seconds off
-=================  ==========================================================================
+===================  =========================================================================
+``geo_block``        HTTP 451 with Binance's "restricted location" body, on REST and the upgrade
+``waf``              HTTP 403 HTML page from CloudFront (``Server: CloudFront``), REST and upgrade
+``rate_limit``       HTTP 429 with ``Retry-After: 7``, REST and upgrade
+``slow[:S]``         answer REST and the upgrade after S seconds (the lab's ``slow_delay``)
+``refuse_upgrade``   the WebSocket upgrade gets 403 with a body; REST answers normally
+``no_data``          acknowledge subscriptions, never send data
+``invalid_json``     REST body and WebSocket data are not JSON
+``drop_after:N``     close the WebSocket (1001 going away) after N data messages
+``clock_skew:S``     the ``Date`` header and the server times in bodies are S seconds off; Gate
+                     then refuses subscriptions, whose ``time`` is more than 60 s off its clock
+``subscribe_error``  answer every subscription with the exchange's own error message
+``maintenance``      the REST health answer is the exchange's maintenance answer: HTTP 200
+                     from a status endpoint (Bitfinex ``[0]``, Kraken ``maintenance``, KuCoin
+                     ``close``), HTTP 503 elsewhere
+``no_pong``          answer neither application pings nor WebSocket ping frames
+===================  =========================================================================
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ FAULT_MODES: dict[str, bool | None] = {
     "invalid_json": False,
     "drop_after": True,
     "clock_skew": True,
+    "subscribe_error": False,
+    "maintenance": False,
+    "no_pong": False,
 }
 
 #: Faults that answer the HTTP request (REST and WebSocket upgrade) instead of the exchange.

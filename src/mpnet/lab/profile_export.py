@@ -28,6 +28,10 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
             health_doc["body"] = health.body
         if health.expect_json_keys:
             health_doc["expect_json_keys"] = list(health.expect_json_keys)
+        if health.expect_json is not None:
+            health_doc["expect_json"] = health.expect_json
+        if health.status_endpoint:
+            health_doc["status_endpoint"] = True
         rest: dict[str, Any] = {"base_url": profile.rest.base_url}
         if profile.rest.headers:
             rest["headers"] = dict(profile.rest.headers)
@@ -51,6 +55,8 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         ws["subscribe"] = list(spec.subscribe)
         if spec.ack_match is not None:
             ws["ack_match"] = spec.ack_match
+        if spec.error_match is not None:
+            ws["error_match"] = spec.error_match
         ws["data_match"] = spec.data_match
         if spec.ping:
             ws["ping"] = (

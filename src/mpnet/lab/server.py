@@ -28,7 +28,7 @@ from mpnet.config.model import Profile, WebSocketSpec
 from mpnet.errors import UsageError
 from mpnet.lab.dialects import Dialect, Stream
 from mpnet.lab.faults import HTTP_REFUSALS, Fault, parse_fault
-from mpnet.lab.messages import is_request, place, synthesize
+from mpnet.lab.messages import is_request, place, request_pattern, synthesize
 
 #: Choose a fault for one request, overriding the exchange's: header or query parameter.
 FAULT_HEADER = "X-Lab-Fault"
@@ -64,6 +64,7 @@ Request ID: {request_id}
 </BODY></HTML>"""
 RATE_LIMIT_BODY = '{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight."}'
 NOT_JSON_BODY = "<!doctype html><title>Maintenance</title><p>Back soon."
+MAINTENANCE_BODY = '{"code":503,"msg":"System maintenance in progress. Please try again later."}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +234,21 @@ class ExchangeServer:
         assert rest is not None
         if fault and fault.mode == "invalid_json":
             return web.Response(text=NOT_JSON_BODY, content_type="application/json")
+        if fault and fault.mode == "maintenance":
+            if self.dialect.maintenance is None:
+                return web.Response(
+                    status=503, text=MAINTENANCE_BODY, content_type="application/json"
+                )
+            # A status endpoint answers 200 and says "maintenance" in its body.
+            return web.json_response(
+                self.dialect.maintenance(self._clock(fault)), status=rest.health.expect_status
+            )
         body = self.dialect.health(self._clock(fault)) if self.dialect.health else {}
         if isinstance(body, dict):
             for key in rest.health.expect_json_keys:
                 body.setdefault(key, "ok")
+        if rest.health.expect_json is not None:
+            body = synthesize(rest.health.expect_json, body)
         return web.json_response(body, status=rest.health.expect_status)
 
     def _bootstrap(self, spec: WebSocketSpec, fault: Fault | None) -> web.Response:
@@ -272,7 +284,11 @@ class ExchangeServer:
                 status=403, text="Forbidden: WebSocket upgrade refused", content_type="text/plain"
             )
         heartbeat = self.settings.ping_frame_interval if self.dialect.ping_frames else None
-        ws = web.WebSocketResponse(heartbeat=heartbeat, timeout=self.settings.close_timeout)
+        # no_pong: ping frames reach the session unanswered (and are ignored there).
+        autoping = not (fault and fault.mode == "no_pong")
+        ws = web.WebSocketResponse(
+            heartbeat=heartbeat, timeout=self.settings.close_timeout, autoping=autoping
+        )
         await ws.prepare(request)
         self.connections += 1
         self._sockets.add(ws)
@@ -408,8 +424,10 @@ class WebSocketSession:
             self._unanswered_pings = 0
             return
         if spec.ping and not spec.ping.frame and is_request(spec.ping.send, received):
+            if self.fault and self.fault.mode == "no_pong":
+                return
             template = self.dialect.pong(self.stream, received) if self.dialect.pong else None
-            await self.send(synthesize(spec.ping.expect, template))
+            await self.send(synthesize(request_pattern(spec.ping.expect), template))
             return
         for message in spec.subscribe:
             if is_request(message, received):
@@ -417,6 +435,12 @@ class WebSocketSession:
                 return
 
     async def _subscribe(self, request: Any) -> None:
+        refused = (self.fault is not None and self.fault.mode == "subscribe_error") or (
+            self.dialect.rejects is not None and self.dialect.rejects(self.stream, request)
+        )
+        if refused:
+            await self.send(self._subscribe_error(request))
+            return
         if self.spec.ack_match is not None or self.dialect.ack:
             template = self.dialect.ack(self.stream, request) if self.dialect.ack else None
             ack = (
@@ -428,6 +452,17 @@ class WebSocketSession:
         self._subscriptions.append(request)
         if len(self._subscriptions) == 1 and not (self.fault and self.fault.mode == "no_data"):
             self._tasks.append(asyncio.create_task(self._data()))
+
+    def _subscribe_error(self, request: Any) -> Any:
+        """The exchange's refusal of ``request``, shaped so the profile's error_match sees it."""
+        template = (
+            self.dialect.subscribe_error(self.stream, request)
+            if self.dialect.subscribe_error
+            else {"error": "subscription refused"}
+        )
+        if self.spec.error_match is None:
+            return template
+        return synthesize(self.spec.error_match, template)
 
     async def _data(self) -> None:
         limit = None

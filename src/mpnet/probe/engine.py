@@ -9,16 +9,17 @@ One attempt at a REST target: dial (dns, tcp, proxy, tls), send the profile's he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from mpnet import __version__
-from mpnet.core.diagnose import diagnose
+from mpnet.core.diagnose import CLOCK_CARRIED, diagnose
 from mpnet.core.match import dig, fill_placeholders, matches
 from mpnet.core.result import Attempt, ErrorInfo, ProbeReport, ProbeResult
 from mpnet.errors import (
@@ -215,7 +216,7 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
             headers=response.headers,
             body=response.body,
         )
-    if health.expect_json_keys:
+    if health.expect_json_keys or health.expect_json is not None:
         document = response.json()
         missing = [
             key
@@ -227,6 +228,20 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
                 f"JSON answer lacks {', '.join(missing)}: {_preview(response.body)}",
                 phase=Phase.HTTP,
                 kind="unexpected_json",
+            )
+        if health.expect_json is not None and not matches(health.expect_json, document):
+            # A status endpoint answers 200 in maintenance too: its JSON says what state the
+            # exchange is in, and expect_json is what "operational" looks like.
+            what = (
+                "does not report the exchange operational"
+                if health.status_endpoint
+                else "does not match expect_json"
+            )
+            raise ProtocolError(
+                f"the answer {what}: {_preview(response.body)}",
+                phase=Phase.HTTP,
+                kind="maintenance" if health.status_endpoint else "json_mismatch",
+                body=response.body,
             )
     return progress.succeeded()
 
@@ -275,32 +290,90 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
             await conversation.wait_for(spec.welcome, what="welcome message")
         progress.phase = Phase.FIRST_MESSAGE
         started = time.perf_counter_ns()
-        for message in spec.subscribe:
-            await ws.send(fill_placeholders(message))
+        await conversation.subscribe()
         await conversation.wait_for(spec.data_match, what="data message")
         progress.phases["first_message"] = (time.perf_counter_ns() - started) / 1e6
         if spec.ping is not None:
             progress.phase = Phase.PING_RTT
-            if spec.ping.frame:
-                progress.phases["ping_rtt"] = await ws.ping()
-            else:
-                started = time.perf_counter_ns()
-                await ws.send(fill_placeholders(spec.ping.send))
-                await conversation.wait_for(spec.ping.expect, what="pong")
-                progress.phases["ping_rtt"] = (time.perf_counter_ns() - started) / 1e6
+            try:
+                progress.phases["ping_rtt"] = await conversation.ping(progress.remaining())
+            except ProbeError as exc:
+                # Data arrived, so the feed works: a ping without answer is a warning.
+                return replace(progress.succeeded(), warnings=(_ping_warning(exc),))
         return progress.succeeded()
     finally:
         await ws.close()
 
 
+#: A pattern no message matches (:func:`mpnet.core.match.matches` compares it by equality).
+_NOTHING = object()
+
+
 class _Conversation:
-    """Reads messages until one matches, answering server keepalives on the way."""
+    """Reads messages until one matches, answering server keepalives on the way; an answer
+    matching the profile's ``error_match`` ends the wait at once."""
 
     def __init__(self, ws: Any, target: ProbeTarget, progress: _Progress) -> None:
         self.ws = ws
         self.spec = target.profile.websocket
         self.progress = progress
         self.seen = 0
+        # The Unix time the subscription carried ("$now"), when it carried one (Gate).
+        self.clock_sent: float | None = None
+
+    async def subscribe(self) -> None:
+        """Send the profile's subscription messages, noting the local time they carry."""
+        assert self.spec is not None
+        now = time.time()
+        for message in self.spec.subscribe:
+            filled = fill_placeholders(message, now=now)
+            if filled != message:
+                self.clock_sent = now
+            await self.ws.send(filled)
+
+    async def ping(self, timeout: float) -> float:
+        """One application ping (or ping frame); its round trip in milliseconds.
+
+        Raises:
+            ProbeError: phase ``ping_rtt``: no answer within ``timeout`` seconds (kind
+                ``timeout``, ``frame_timeout`` for a ping frame), an error answer
+                (``rejected``), or the connection closed.
+        """
+        assert self.spec is not None and self.spec.ping is not None
+        ping = self.spec.ping
+        if ping.frame:
+            # Keep reading meanwhile: a backlog of unread data messages stops the websockets
+            # client reading the socket, and the pong (and later the close handshake) would wait
+            # behind it. The aiohttp backend reads (and keeps) data itself while it waits.
+            reader = asyncio.create_task(
+                self._read_meanwhile() if self.ws.backend == "websockets" else asyncio.sleep(0)
+            )
+            try:
+                return float(await self.ws.ping(timeout=timeout))
+            except ProbeTimeout as exc:
+                raise ProbeTimeout(
+                    f"no pong frame within {timeout:.3g} s",
+                    phase=Phase.PING_RTT,
+                    kind="frame_timeout",
+                ) from exc
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        started = time.perf_counter_ns()
+        await self.ws.send(fill_placeholders(ping.send))
+        try:
+            async with asyncio.timeout(timeout):
+                await self.wait_for(ping.expect, what="pong")
+        except TimeoutError as exc:
+            raise ProbeTimeout(
+                f"no answer to the ping within {timeout:.3g} s", phase=Phase.PING_RTT
+            ) from exc
+        return (time.perf_counter_ns() - started) / 1e6
+
+    async def _read_meanwhile(self) -> None:
+        with contextlib.suppress(ProbeError):
+            await self.wait_for(_NOTHING, what="pong")
 
     async def wait_for(self, pattern: Any, *, what: str) -> Any:
         assert self.spec is not None
@@ -324,7 +397,29 @@ class _Conversation:
                 continue
             if matches(pattern, message):
                 return message
-            self.progress.last_unmatched = _shown(raw, message)
+            shown = _shown(raw, message)
+            if self.spec.error_match is not None and matches(self.spec.error_match, message):
+                raise ProtocolError(
+                    f"the server answered with an error while mpnet waited for the {what}: "
+                    f"{shown}{self._clock_note(what)}",
+                    phase=self.progress.phase,
+                    kind="rejected",
+                    body=shown.encode(),
+                )
+            self.progress.last_unmatched = shown
+
+    def _clock_note(self, what: str) -> str:
+        if self.clock_sent is None or what != "data message":
+            return ""
+        stamp = datetime.fromtimestamp(self.clock_sent, UTC).isoformat(timespec="seconds")
+        return f" ({CLOCK_CARRIED}: {int(self.clock_sent)}, {stamp})"
+
+
+def _ping_warning(error: ProbeError) -> ErrorInfo:
+    """The warning an unanswered ping leaves on an attempt that did receive data."""
+    from mpnet.net.ws import error_info
+
+    return replace(error_info(error), phase=str(Phase.PING_RTT))
 
 
 async def _bootstrap(target: ProbeTarget, progress: _Progress) -> str:
