@@ -134,7 +134,9 @@ def test_a_feeds_latency_is_its_ping_and_loss_its_down_cycles() -> None:
     row = watch.row()
     # Not the connection phases (tcp + upgrade = 3 ms): the ping.
     assert (row.last_ms, row.p50_ms, row.p95_ms) == (8.0, 4.0, 8.0)
-    assert row.loss_pct == pytest.approx(100 / 3)
+    # The interval in which the feed came back (reconnected) is not ok either: flapping.
+    assert row.status == "flapping" and (row.flapping, row.dropped, row.reconnected) == (1, 0, 1)
+    assert row.loss_pct == pytest.approx(200 / 3)
     assert row.drops == 1 and row.consecutive_failures == 0
     assert row.feed is not None and (row.feed.reconnects, row.feed.gaps) == (1, 1)
 
@@ -150,8 +152,12 @@ def test_a_drop_healed_within_one_cycle_still_shows_as_the_last_error() -> None:
     watch = TargetWatch("okx", "ws")
     watch.record(feed_ok(4.0), feed=up(4.0))
     watch.record(feed_ok(4.0), feed=up(4.0, reconnects=1, gaps=1, last_error=CLOSED))
-    assert watch.row().last_error == "first_message closed"
-    assert watch.row().loss_pct == 0
+    row = watch.row()
+    assert row.last_error == "first_message closed"
+    # Up again and its ping answered, yet it dropped: flapping, a bad cycle, not ok.
+    assert (row.status, row.flapping) == ("flapping", 1)
+    assert row.loss_pct == 50 and row.drops == 1
+    assert row.p50_ms == 4.0 and row.last_ms == 4.0
 
 
 def test_a_feeds_diagnosis_stays_until_a_new_error() -> None:
@@ -184,12 +190,13 @@ def test_table_and_lines_show_feed_columns_and_dashes_for_rest() -> None:
     )
     assert rest.split()[-3:] == ["-", "-", "-"]
     assert ws.split()[-4:] == ["3", "4", "(812)", "5"]
-    assert "ok 2.5" in ws and "DOWN" in down
+    # 4 disconnects and 3 reconnects during the first interval: flapping, with its count.
+    assert "flapping 4 2.5" in ws and "DOWN" in down
     lines = [watch_line(row, cycle=1) for row in state.rows()]
     assert "reconnects" not in lines[0]
     assert lines[1] == (
-        "cycle 1 okx ws ok ping 2.5 ms p50 2.5 p95 2.5 loss 0% drops 0 "
-        "reconnects 3 gaps 4 (812) msgs 5"
+        "cycle 1 okx ws flapping 4 ping 2.5 ms (4 drops, 3 reconnects this interval) "
+        "p50 2.5 p95 2.5 loss 100% drops 0 reconnects 3 gaps 4 (812) msgs 5"
     )
     assert lines[2].startswith("cycle 1 deribit ws DOWN first_message closed ")
     assert lines[2].endswith(" reconnects 7 gaps 8 msgs 0")

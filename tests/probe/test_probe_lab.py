@@ -79,7 +79,7 @@ def test_json_report_matches_the_design_shape(tmp_path: Path) -> None:
     assert stdout == ""  # --output takes the data; nothing else on stdout
     report = json.loads(out.read_text())
     assert set(report) == {"mpnet_version", "started_at", "results", "summary"}
-    assert report["summary"] == {"total": 6, "ok": 6, "failed": 0}
+    assert report["summary"] == {"total": 6, "ok": 6, "failed": 0, "skipped": 0}
     for result in report["results"]:
         assert {
             "exchange",
@@ -95,7 +95,10 @@ def test_json_report_matches_the_design_shape(tmp_path: Path) -> None:
             "tls",
             "error",
             "findings",
+            "skipped",
+            "skip",
         } <= set(result)
+        assert (result["skipped"], result["skip"]) == (0, None)
         assert set(result["proxy"]) >= {"url", "layer", "scheme"}
         assert set(result["ssl"]) >= {"verify", "ca", "layer", "reason"}
         assert set(result["tls"]) >= {

@@ -7,6 +7,7 @@ Python values and keeps a map from key path to line, so a schema error can say
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,27 @@ class Reader:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
             self.doc.fail(keys, f"expected an integer, got {_kind(value)}")
+        return value
+
+    def positive_number(self, value: Any, keys: KeyPath) -> float:
+        """A finite number above 0 (an integer or a decimal); required."""
+        if value is None:
+            self.doc.fail(keys, "required key is missing")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            self.doc.fail(keys, f"expected a positive number, got {_kind(value)}")
+        return float(value)
+
+    def positive_integer(self, value: Any, keys: KeyPath) -> int | None:
+        """An integer above 0, or None when absent."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.doc.fail(keys, f"expected a positive integer, got {_kind(value)}")
         return value
 
     def boolean(self, value: Any, keys: KeyPath) -> bool | None:
