@@ -200,3 +200,90 @@ def test_table_and_lines_show_feed_columns_and_dashes_for_rest() -> None:
     )
     assert lines[2].startswith("cycle 1 deribit ws DOWN first_message closed ")
     assert lines[2].endswith(" reconnects 7 gaps 8 msgs 0")
+
+
+# -- flapping: a feed that dropped or reconnected during an interval is not ok ----------------
+
+
+def sample(token: str, previous: FeedSample | None) -> tuple[Attempt, FeedSample]:
+    """``up`` (steady), ``drop`` (dropped and reconnected once since the last cycle, up again),
+    ``drop2`` (twice), ``down`` (dropped, not back yet)."""
+    gaps = previous.gaps if previous is not None else 0
+    reconnects = previous.reconnects if previous is not None else 0
+    if token == "down":
+        return feed_down(), FeedSample(connected=False, reconnects=reconnects, gaps=gaps + 1)
+    times = {"up": 0, "drop": 1, "drop2": 2}[token]
+    back = previous is not None and not previous.connected  # reconnected after a down cycle
+    return feed_ok(3.0), up(3.0, reconnects=reconnects + times + back, gaps=gaps + times)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "statuses", "loss", "drops", "troubled"),
+    [
+        ("up up up", "ok ok ok", 0, 0, False),
+        ("up drop up", "ok flapping ok", 100 / 3, 1, True),
+        ("up drop2 drop", "ok flapping flapping", 200 / 3, 1, True),
+        ("up down up", "ok DOWN flapping", 200 / 3, 1, True),
+        ("drop up", "flapping ok", 50, 0, True),
+    ],
+)
+def test_a_feed_that_dropped_in_an_interval_is_flapping_not_ok(
+    sequence: str, statuses: str, loss: float, drops: int, troubled: bool
+) -> None:
+    state = WatchState([("okx", "ws")])
+    seen = []
+    previous: FeedSample | None = None
+    for token in sequence.split():
+        attempt, feed = sample(token, previous)
+        state.record_cycle([attempt], [None], [feed])
+        previous = feed
+        seen.append(state.rows()[0].status)
+    assert " ".join(seen) == statuses
+    row = state.rows()[0]
+    assert row.loss_pct == pytest.approx(loss)
+    assert row.drops == drops
+    assert state.troubled is troubled
+    assert state.last_cycle_ok is (seen[-1] == "ok")
+
+
+def test_flapping_shows_its_count_in_words_and_yellow() -> None:
+    state = WatchState([("okx", "ws")])
+    state.record_cycle([feed_ok(3.0)], [None], [up(3.0, reconnects=2, gaps=3)])
+    [row] = state.rows()
+    assert (row.flapping, row.dropped, row.reconnected) == (3, 3, 2)
+    assert watch_line(row, cycle=1).startswith(
+        "cycle 1 okx ws flapping 3 ping 3.0 ms (3 drops, 2 reconnects this interval) "
+    )
+    console = Console(width=200, file=io.StringIO(), force_terminal=True, color_system="standard")
+    console.print(watch_table(state.rows(), cycles=1, interval=1))
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[33mflapping 3" in output  # yellow, and the word says it without the colour
+    assert "flapping N: the feed dropped or reconnected N times" in output
+
+
+def test_a_failure_in_any_cycle_makes_the_run_troubled_even_after_recovery() -> None:
+    state = WatchState([("okx", "rest")])
+    state.record_cycle([ok(5)])
+    assert not state.troubled
+    state.record_cycle([fail()])
+    state.record_cycle([ok(5)])
+    assert state.last_cycle_ok and state.troubled
+
+
+def test_a_skipped_cycle_is_neither_loss_nor_success() -> None:
+    from mpnet.core.ratelimit import Skip
+
+    skip = Skip("okx", "http_429", "HTTP 429 with Retry-After: 7", 6.5)
+    state = WatchState([("okx", "rest")])
+    state.record_cycle([ok(5)])
+    state.record_cycle([Attempt(ok=False, skipped=skip)])
+    [row] = state.rows()
+    assert (row.status, row.skips, row.attempts, row.window) == ("SKIP", 1, 2, 1)
+    assert row.loss_pct == 0 and row.drops == 0 and row.consecutive_failures == 0
+    assert not state.troubled and state.last_cycle_ok
+    assert watch_line(row, cycle=2).startswith(
+        "cycle 2 okx rest SKIP not sent: okx asked to wait (HTTP 429 with Retry-After: 7); "
+        "6.5 s left p50 "
+    )
+    text = render(watch_table(state.rows(), cycles=2, interval=1))
+    assert "SKIP" in text and "rate-limit wait (http_429), 6 s left" in text

@@ -8,6 +8,7 @@ sent. Timing assertions are lower bounds only (requests at least so far apart).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import xml.etree.ElementTree as ET
@@ -123,7 +124,7 @@ def plan_for(
 
 
 def gaps(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 def table_text(report: ProbeReport) -> str:
