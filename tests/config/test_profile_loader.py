@@ -119,9 +119,17 @@ def test_missing_override_directory(tmp_path: Path) -> None:
         ),
         (
             MINIMAL + "rate_limit: {requests_per_s: .inf}\n",
-            r":6 rate_limit.requests_per_s: expected a positive number, got float inf",
+            r":6 rate_limit.requests_per_s: float inf is out of range",
         ),
         (MINIMAL + "rate_limit: {}\n", r":6 rate_limit.requests_per_s: required key is missing"),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 0.000001}\n",
+            r":6 rate_limit.requests_per_s: float 1e-06 is out of range 0.001 to 1e\+06",
+        ),
+        (
+            MINIMAL + f"rate_limit: {{requests_per_s: {10**400}}}\n",
+            r":6 rate_limit.requests_per_s: int \.\.\. is out of range",
+        ),
         (MINIMAL + "rate_limit: 5\n", r":6 rate_limit: expected a mapping, got int 5"),
         (
             MINIMAL + "rate_limit: {requests_per_s: 1, burst: 3}\n",

@@ -38,6 +38,8 @@ BINANCE = RateLimit(requests_per_s=1, weight_header="X-MBX-USED-WEIGHT-1M", weig
         (418, {}, 120.0, "http_418", "HTTP 418 without Retry-After: mpnet waits 120 s"),
         (429, {"Retry-After": "soon"}, 60.0, "http_429", "unreadable Retry-After 'soon'"),
         (429, {"Retry-After": "-3"}, 60.0, "http_429", "unreadable"),
+        # A wait longer than Binance's longest ban (3 days) is cut to it.
+        (429, {"Retry-After": "9" * 30}, 3 * 86_400.0, "http_429", "Retry-After: 999"),
         # Near the weight limit (90 %): until the minute window resets, plus a 1 s margin.
         (200, {"x-mbx-used-weight-1m": "5400"}, 31.0, "weight", "5400 of 6000 used"),
         (200, {"X-MBX-USED-WEIGHT-1M": "5999"}, 31.0, "weight", "until the window resets"),

@@ -48,6 +48,9 @@ WS_KEYS = (
     "compression",
 )
 BOOTSTRAP_KEYS = ("method", "path", "endpoint", "token", "query")
+#: One request every 1000 s is the slowest pacing mpnet takes; a million per second is no limit.
+MIN_REQUESTS_PER_S = 0.001
+MAX_REQUESTS_PER_S = 1_000_000
 RATE_LIMIT_KEYS = ("requests_per_s", "weight_header", "weight_limit", "weight_window_s")
 HTTP_METHODS = ("GET", "POST", "HEAD")
 
@@ -300,7 +303,12 @@ def _rate_limit(r: Reader, value: Any, keys: KeyPath) -> RateLimit | None:
     if value is None:
         return None
     block = r.mapping(value, keys, allowed=RATE_LIMIT_KEYS)
-    per_second = r.positive_number(block.get("requests_per_s"), (*keys, "requests_per_s"))
+    per_second = r.positive_number(
+        block.get("requests_per_s"),
+        (*keys, "requests_per_s"),
+        least=MIN_REQUESTS_PER_S,
+        most=MAX_REQUESTS_PER_S,
+    )
     header = r.string(block.get("weight_header"), (*keys, "weight_header"), required=False)
     weight_limit = r.positive_integer(block.get("weight_limit"), (*keys, "weight_limit"))
     if header is not None and not HEADER_NAME.fullmatch(header):
@@ -315,5 +323,5 @@ def _rate_limit(r: Reader, value: Any, keys: KeyPath) -> RateLimit | None:
         weight_limit=weight_limit,
         weight_window_s=60.0
         if window is None
-        else r.positive_number(window, (*keys, "weight_window_s")),
+        else r.positive_number(window, (*keys, "weight_window_s"), least=1, most=86_400),
     )

@@ -31,6 +31,9 @@ RATE_LIMIT_STATUSES = frozenset(DEFAULT_WAIT_S)
 WEIGHT_NEAR = 0.9
 #: Added to a weight window's reset, for the difference between our clock and the exchange's.
 WEIGHT_RESET_MARGIN_S = 1.0
+#: The longest wait mpnet takes from one answer (Binance's longest ban is 3 days); a larger
+#: Retry-After is cut to it, so a broken header cannot silence an exporter for years.
+MAX_WAIT_S = 3 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,9 @@ def wait_for(
         raw = _header(headers, "retry-after")
         seconds = parse_retry_after(raw, now=now) if raw is not None else None
         if seconds is not None:
-            return Wait(seconds, f"http_{status}", f"HTTP {status} with Retry-After: {raw}")
+            return Wait(
+                min(seconds, MAX_WAIT_S), f"http_{status}", f"HTTP {status} with Retry-After: {raw}"
+            )
         if raw is None:
             reason = f"HTTP {status} without Retry-After: mpnet waits {_seconds(default)}"
         else:
