@@ -35,8 +35,8 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
       proxy: socks5h://127.0.0.1:1080   #   exchanges.<name> entry; the config file wins over it
       ssl: {verify: true}
     rate_limit:                         # optional: the public limit mpnet stays under
-      requests_per_s: 1                 # REST requests, bootstraps and WebSocket connections to
-                                        #   this exchange start at least 1/N s apart
+      requests_per_s: 1                 # REST requests and WebSocket connections (with their
+                                        #   bootstrap) to this exchange start >= 1/N s apart
       weight_header: X-MBX-USED-WEIGHT-1M   # optional, with weight_limit: stop sending once the
       weight_limit: 6000                #   header reports 90 % of the limit, until the window
       weight_window_s: 60               #   (default 60 s, aligned to the clock) resets

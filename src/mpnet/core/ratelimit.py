@@ -41,8 +41,9 @@ class RateLimit:
     """A profile's ``rate_limit:`` block.
 
     Attributes:
-        requests_per_s: the public limit mpnet keeps each exchange under: requests (REST, the
-            KuCoin bootstrap, WebSocket connections) start at least ``1 / requests_per_s`` apart.
+        requests_per_s: the public limit mpnet keeps each exchange under: attempts (a REST
+            request; a WebSocket connection, with KuCoin's bootstrap request just before it)
+            start at least ``1 / requests_per_s`` apart.
         weight_header: a response header that reports the weight used in the current window
             (Binance ``X-MBX-USED-WEIGHT-1M``), or None.
         weight_limit: the weight allowed per window (Binance spot: 6000 per minute).
