@@ -56,7 +56,12 @@ def watch(
     ] = 5.0,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-c", help="Stop after N cycles (default: run until Ctrl-C)."),
+        typer.Option(
+            "--count",
+            "-c",
+            help="Stop after N cycles (default: run until Ctrl-C); exit 1 if any interval had "
+            "a failure, a drop or a reconnect.",
+        ),
     ] = None,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Watch the REST API.")] = True,
     ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Watch the WebSocket feed.")] = True,
@@ -72,7 +77,7 @@ def watch(
     fault: FaultOption = None,
 ) -> None:
     """Watch each target once per interval in a live table: last result and phases, rolling
-    p50/p95, loss, last error, consecutive failures and drops (ok -> fail transitions).
+    p50/p95, loss, last error, consecutive failures and drops (ok -> not ok transitions).
 
     REST: one fresh request per cycle. WebSocket: one long-lived feed per exchange that
     reconnects (with backoff) and resubscribes, as a trading system's does; each cycle pings it
