@@ -56,7 +56,8 @@ class WatchRunner:
         self._reconnect_delay = reconnect_delay
         self._clock = clock
         self._sleep = sleep
-        self.gate = gate if gate is not None else RateGate(clock=clock)
+        # Its own clock, not ``clock``: the gate sleeps for real, so it must read time for real.
+        self.gate = gate if gate is not None else RateGate()
         self.feeds: list[FeedMonitor | None] = []
 
     async def __aenter__(self) -> WatchRunner:
