@@ -322,3 +322,30 @@ async def test_watch_rest_rows_skip_while_the_wait_lasts(exchange: Exchange) -> 
     # The 429 itself was a failed cycle: the skipped ones are neither loss nor success.
     assert row.loss_pct == 100 and row.window == 1
     assert state.troubled
+
+
+async def test_a_feed_waits_out_the_wait_and_its_turn_instead_of_skipping() -> None:
+    """What a reconnecting feed does: no attempt to skip, so it sleeps until it may connect."""
+    from mpnet.core.ratelimit import Wait
+    from mpnet.probe.pacing import RateGate
+
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    gate = RateGate(clock=lambda: now[0], sleep=sleep)
+    server = Exchange(port=9)  # never contacted
+    [target] = plan_for(profile_for(server, "{requests_per_s: 4}"), count=1).targets
+    await gate.wait_turn(target)  # the first connection goes at once
+    assert slept == []
+    gate.budget(target).note(Wait(5.0, "http_429", "HTTP 429 with Retry-After: 5"), at=100.0)
+    assert gate.skip(target) is not None
+    await gate.wait_turn(target)
+    # The rest of the wait (5 s; the 0.25 s spacing since the last connection is inside it).
+    assert slept == [5.0] and now[0] == 105.0
+    await gate.wait_turn(target)  # the next one keeps the profile's spacing
+    assert slept == [5.0, 0.25]
+    assert gate.skip(target) is None
