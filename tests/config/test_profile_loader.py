@@ -105,6 +105,54 @@ def test_missing_override_directory(tmp_path: Path) -> None:
             MINIMAL.replace("{path: /ping}", "{path: /ping, expect_status: 999}"),
             "not an HTTP status",
         ),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 0}\n",
+            r"<p>:6 rate_limit.requests_per_s: expected a positive number, got int 0",
+        ),
+        (
+            MINIMAL + "rate_limit:\n  requests_per_s: -0.5\n",
+            r"<p>:7 rate_limit.requests_per_s: expected a positive number, got float -0.5",
+        ),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: yes}\n",
+            r":6 rate_limit.requests_per_s: expected a positive number, got boolean True",
+        ),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: .inf}\n",
+            r":6 rate_limit.requests_per_s: float inf is out of range",
+        ),
+        (MINIMAL + "rate_limit: {}\n", r":6 rate_limit.requests_per_s: required key is missing"),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 0.000001}\n",
+            r":6 rate_limit.requests_per_s: float 1e-06 is out of range 0.001 to 1e\+06",
+        ),
+        (
+            MINIMAL + f"rate_limit: {{requests_per_s: {10**400}}}\n",
+            r":6 rate_limit.requests_per_s: int \.\.\. is out of range",
+        ),
+        (MINIMAL + "rate_limit: 5\n", r":6 rate_limit: expected a mapping, got int 5"),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 1, burst: 3}\n",
+            r"rate_limit.burst: unknown key 'burst'",
+        ),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 1, weight_header: X-W}\n",
+            r"rate_limit.weight_limit: weight_header and weight_limit go together",
+        ),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 1, weight_header: 'a b', weight_limit: 9}\n",
+            r"rate_limit.weight_header: 'a b' is not an HTTP header name",
+        ),
+        (
+            MINIMAL + "rate_limit: {requests_per_s: 1, weight_header: X-W, weight_limit: 1.5}\n",
+            r"rate_limit.weight_limit: expected a positive integer, got float 1.5",
+        ),
+        (
+            MINIMAL
+            + "rate_limit: {requests_per_s: 1, weight_header: X, weight_limit: 9, "
+            + "weight_window_s: 0}\n",
+            r"rate_limit.weight_window_s: expected a positive number",
+        ),
     ],
 )
 def test_schema_errors_name_file_line_and_key(text: str, expected: str) -> None:
@@ -216,6 +264,31 @@ def test_status_endpoints_name_their_operational_answer(
     assert rest is not None
     assert rest.health.path == path
     assert rest.health.status_endpoint and rest.health.expect_json == operational
+
+
+def test_every_shipped_profile_states_its_rate_limit() -> None:
+    for profile in load_profiles():
+        assert profile.rate_limit is not None, profile.name
+        assert 0 < profile.rate_limit.requests_per_s <= 10, profile.name
+        # Each says where its figure comes from (documented, or conservative).
+        assert "# Rate limit (" in Path(profile.source).read_text(), profile.name
+
+
+def test_rate_limit_block_is_read_whole() -> None:
+    profile = parse_profile_text(
+        MINIMAL
+        + "rate_limit: {requests_per_s: 2.5, weight_header: X-MBX-USED-WEIGHT-1M, "
+        + "weight_limit: 6000, weight_window_s: 10}\n"
+    )
+    limit = profile.rate_limit
+    assert limit is not None
+    assert (limit.requests_per_s, limit.spacing_s) == (2.5, 0.4)
+    assert (limit.weight_header, limit.weight_limit, limit.weight_window_s) == (
+        "X-MBX-USED-WEIGHT-1M",
+        6000,
+        10.0,
+    )
+    assert parse_profile_text(MINIMAL).rate_limit is None
 
 
 def test_unreadable_and_missing_files(tmp_path: Path) -> None:

@@ -105,3 +105,10 @@ async def test_written_profiles_load_back_identical(lab: Lab, tmp_path: Path) ->
         assert dataclasses.replace(loaded.get(name), source="") == dataclasses.replace(
             lab.profile(name), source=""
         )
+
+
+async def test_lab_profiles_are_not_paced(lab: Lab, shipped: ProfileSet) -> None:
+    """A simulator has no public limit: its profiles carry no rate_limit (the shipped ones do)."""
+    for name in SHIPPED_NAMES:
+        assert shipped.get(name).rate_limit is not None
+        assert lab.profile(name).rate_limit is None

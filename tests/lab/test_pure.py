@@ -1,15 +1,18 @@
-"""Fault parsing and message synthesis (pure)."""
+"""Fault parsing, message synthesis and profile export (pure)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mpnet.config.profiles import load_profile_file, load_profiles
 from mpnet.core.match import matches
 from mpnet.errors import UsageError
 from mpnet.lab.faults import Fault, parse_fault, parse_fault_assignment
 from mpnet.lab.messages import is_request, place, synthesize
+from mpnet.lab.profile_export import write_profile
 
 
 @pytest.mark.parametrize(
@@ -126,3 +129,10 @@ def test_is_request(message: Any, received: Any, expected: bool) -> None:
 )
 def test_place(document: Any, dotted: str, expected: Any) -> None:
     assert place(document, dotted, "T") == expected
+
+
+@pytest.mark.parametrize("name", ["binance", "okx", "kucoin"])
+def test_profiles_written_back_keep_their_rate_limit(name: str, tmp_path: Path) -> None:
+    profile = load_profiles().get(name)
+    loaded = load_profile_file(write_profile(profile, tmp_path / f"{name}.yaml"))
+    assert loaded.rate_limit == profile.rate_limit and loaded.rate_limit is not None

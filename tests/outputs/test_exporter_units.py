@@ -1,4 +1,4 @@
-"""The exporter's pure parts: --listen parsing and the scrape-timeout budget."""
+"""The exporter's pure parts: --listen parsing, the scrape-timeout budget and its pacing."""
 
 from __future__ import annotations
 
@@ -50,3 +50,34 @@ def test_parse_listen_refuses(text: str) -> None:
 )
 def test_probe_budget(timeout: float, header: str | None, budget: float) -> None:
     assert probe_budget(timeout, header) == pytest.approx(budget)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "target", "budget", "timeout", "pacing"),
+    [
+        # Bitfinex: 0.3 requests/s, so the WebSocket request waits 3.33 s after the REST one.
+        ("bitfinex", None, 10.0, 10 - 1 / 0.3, 1 / 0.3),
+        ("bitfinex", "ws", 10.0, 10.0, 0.0),  # one request: nothing to wait for
+        ("okx", None, 10.0, 10 - 1 / 3, 1 / 3),
+        ("kraken", None, 4.0, 0.1, 4.0),  # 4 s of spacing leave less than the floor: the floor
+    ],
+)
+def test_a_scrapes_budget_leaves_room_for_the_exchanges_pacing(
+    exchange: str, target: str | None, budget: float, timeout: float, pacing: float
+) -> None:
+    from mpnet.config.layers import NetworkOptions
+    from mpnet.config.model import ConfigFile
+    from mpnet.config.profiles import load_profiles
+    from mpnet.probe.exporter import ProbeExporter, pacing_s
+
+    exporter = ProbeExporter(
+        list(load_profiles()),
+        config=ConfigFile(),
+        options=NetworkOptions(),
+        env={},
+        timeout=10,
+        system_store=False,
+    )
+    plan = exporter.plan(exchange, target, budget)
+    assert plan.timeout == pytest.approx(timeout)
+    assert pacing_s(plan) == pytest.approx(pacing)

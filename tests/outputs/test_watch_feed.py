@@ -117,6 +117,31 @@ async def test_drops_are_counted_as_reconnects_and_gaps_and_the_feed_resubscribe
     assert row.last_finding is None
 
 
+async def test_an_interval_with_a_drop_and_reconnect_is_flapping_then_steady_is_ok() -> None:
+    """Each connection carries 20 data messages (1 s). Cycle 2 starts on the first message of
+    the second connection (so the feed is up, just back); cycle 3 three messages later, on the
+    same connection."""
+    async with lab_for("okx", faults={"okx": "drop_after:20"}) as lab:
+        plan = plan_for([lab.profile("okx")], lab.ca_file)
+        state = state_for(plan)
+        statuses: list[str] = []
+        runner: WatchRunner
+
+        async def between_cycles(_interval: float) -> None:
+            feed = only_feed(runner)
+            await feed.wait_for_data(21 if state.cycles == 1 else feed.data_messages + 3)
+
+        runner = WatchRunner(plan, state, sleep=between_cycles, reconnect_delay=0.01)
+        async with runner:
+            await runner.run(
+                interval=1.0, count=3, on_cycle=lambda: statuses.append(state.rows()[0].status)
+            )
+    assert statuses == ["ok", "flapping", "ok"]
+    [row] = state.rows()
+    assert row.loss_pct == pytest.approx(100 / 3) and row.drops == 1
+    assert state.troubled
+
+
 async def test_the_ping_time_is_the_feeds_latency_and_a_steady_feed_never_reconnects() -> None:
     async with lab_for("deribit", "okx") as lab:
         plan = plan_for([lab.profile("deribit"), lab.profile("okx")], lab.ca_file, rest=True)

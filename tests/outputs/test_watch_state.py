@@ -134,7 +134,9 @@ def test_a_feeds_latency_is_its_ping_and_loss_its_down_cycles() -> None:
     row = watch.row()
     # Not the connection phases (tcp + upgrade = 3 ms): the ping.
     assert (row.last_ms, row.p50_ms, row.p95_ms) == (8.0, 4.0, 8.0)
-    assert row.loss_pct == pytest.approx(100 / 3)
+    # The interval in which the feed came back (reconnected) is not ok either: flapping.
+    assert row.status == "flapping" and (row.flapping, row.dropped, row.reconnected) == (1, 0, 1)
+    assert row.loss_pct == pytest.approx(200 / 3)
     assert row.drops == 1 and row.consecutive_failures == 0
     assert row.feed is not None and (row.feed.reconnects, row.feed.gaps) == (1, 1)
 
@@ -150,8 +152,12 @@ def test_a_drop_healed_within_one_cycle_still_shows_as_the_last_error() -> None:
     watch = TargetWatch("okx", "ws")
     watch.record(feed_ok(4.0), feed=up(4.0))
     watch.record(feed_ok(4.0), feed=up(4.0, reconnects=1, gaps=1, last_error=CLOSED))
-    assert watch.row().last_error == "first_message closed"
-    assert watch.row().loss_pct == 0
+    row = watch.row()
+    assert row.last_error == "first_message closed"
+    # Up again and its ping answered, yet it dropped: flapping, a bad cycle, not ok.
+    assert (row.status, row.flapping) == ("flapping", 1)
+    assert row.loss_pct == 50 and row.drops == 1
+    assert row.p50_ms == 4.0 and row.last_ms == 4.0
 
 
 def test_a_feeds_diagnosis_stays_until_a_new_error() -> None:
@@ -184,12 +190,100 @@ def test_table_and_lines_show_feed_columns_and_dashes_for_rest() -> None:
     )
     assert rest.split()[-3:] == ["-", "-", "-"]
     assert ws.split()[-4:] == ["3", "4", "(812)", "5"]
-    assert "ok 2.5" in ws and "DOWN" in down
+    # 4 disconnects and 3 reconnects during the first interval: flapping, with its count.
+    assert "flapping 4 2.5" in ws and "DOWN" in down
     lines = [watch_line(row, cycle=1) for row in state.rows()]
     assert "reconnects" not in lines[0]
     assert lines[1] == (
-        "cycle 1 okx ws ok ping 2.5 ms p50 2.5 p95 2.5 loss 0% drops 0 "
-        "reconnects 3 gaps 4 (812) msgs 5"
+        "cycle 1 okx ws flapping 4 ping 2.5 ms (4 drops, 3 reconnects this interval) "
+        "p50 2.5 p95 2.5 loss 100% drops 0 reconnects 3 gaps 4 (812) msgs 5"
     )
     assert lines[2].startswith("cycle 1 deribit ws DOWN first_message closed ")
     assert lines[2].endswith(" reconnects 7 gaps 8 msgs 0")
+
+
+# -- flapping: a feed that dropped or reconnected during an interval is not ok ----------------
+
+
+def sample(token: str, previous: FeedSample | None) -> tuple[Attempt, FeedSample]:
+    """``up`` (steady), ``drop`` (dropped and reconnected once since the last cycle, up again),
+    ``drop2`` (twice), ``down`` (dropped, not back yet)."""
+    gaps = previous.gaps if previous is not None else 0
+    reconnects = previous.reconnects if previous is not None else 0
+    if token == "down":
+        return feed_down(), FeedSample(connected=False, reconnects=reconnects, gaps=gaps + 1)
+    times = {"up": 0, "drop": 1, "drop2": 2}[token]
+    back = previous is not None and not previous.connected  # reconnected after a down cycle
+    return feed_ok(3.0), up(3.0, reconnects=reconnects + times + back, gaps=gaps + times)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "statuses", "loss", "drops", "troubled"),
+    [
+        ("up up up", "ok ok ok", 0, 0, False),
+        ("up drop up", "ok flapping ok", 100 / 3, 1, True),
+        ("up drop2 drop", "ok flapping flapping", 200 / 3, 1, True),
+        ("up down up", "ok DOWN flapping", 200 / 3, 1, True),
+        ("drop up", "flapping ok", 50, 0, True),
+    ],
+)
+def test_a_feed_that_dropped_in_an_interval_is_flapping_not_ok(
+    sequence: str, statuses: str, loss: float, drops: int, troubled: bool
+) -> None:
+    state = WatchState([("okx", "ws")])
+    seen = []
+    previous: FeedSample | None = None
+    for token in sequence.split():
+        attempt, feed = sample(token, previous)
+        state.record_cycle([attempt], [None], [feed])
+        previous = feed
+        seen.append(state.rows()[0].status)
+    assert " ".join(seen) == statuses
+    row = state.rows()[0]
+    assert row.loss_pct == pytest.approx(loss)
+    assert row.drops == drops
+    assert state.troubled is troubled
+    assert state.last_cycle_ok is (seen[-1] == "ok")
+
+
+def test_flapping_shows_its_count_in_words_and_yellow() -> None:
+    state = WatchState([("okx", "ws")])
+    state.record_cycle([feed_ok(3.0)], [None], [up(3.0, reconnects=2, gaps=3)])
+    [row] = state.rows()
+    assert (row.flapping, row.dropped, row.reconnected) == (3, 3, 2)
+    assert watch_line(row, cycle=1).startswith(
+        "cycle 1 okx ws flapping 3 ping 3.0 ms (3 drops, 2 reconnects this interval) "
+    )
+    console = Console(width=200, file=io.StringIO(), force_terminal=True, color_system="standard")
+    console.print(watch_table(state.rows(), cycles=1, interval=1))
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[33mflapping 3" in output  # yellow, and the word says it without the colour
+    assert "flapping N: the feed dropped or reconnected N times" in output
+
+
+def test_a_failure_in_any_cycle_makes_the_run_troubled_even_after_recovery() -> None:
+    state = WatchState([("okx", "rest")])
+    state.record_cycle([ok(5)])
+    assert not state.troubled
+    state.record_cycle([fail()])
+    state.record_cycle([ok(5)])
+    assert state.last_cycle_ok and state.troubled
+
+
+def test_a_skipped_cycle_is_neither_loss_nor_success() -> None:
+    from mpnet.core.ratelimit import Skip
+
+    skip = Skip("okx", "http_429", "HTTP 429 with Retry-After: 7", 6.5)
+    state = WatchState([("okx", "rest")])
+    state.record_cycle([ok(5)])
+    state.record_cycle([Attempt(ok=False, skipped=skip)])
+    [row] = state.rows()
+    assert (row.status, row.skips, row.attempts, row.window) == ("SKIP", 1, 2, 1)
+    assert row.loss_pct == 0 and row.drops == 0 and row.consecutive_failures == 0
+    assert not state.troubled and state.last_cycle_ok
+    assert watch_line(row, cycle=2).startswith(
+        "cycle 2 okx rest SKIP not sent: okx asked to wait (HTTP 429 with Retry-After: 7); "
+        "6.5 s left p50 "
+    )
+    text = render(watch_table(state.rows(), cycles=2, interval=1))
+    assert "SKIP" in text and "rate-limit wait (http_429), 6 s left" in text

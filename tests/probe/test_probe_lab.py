@@ -79,7 +79,7 @@ def test_json_report_matches_the_design_shape(tmp_path: Path) -> None:
     assert stdout == ""  # --output takes the data; nothing else on stdout
     report = json.loads(out.read_text())
     assert set(report) == {"mpnet_version", "started_at", "results", "summary"}
-    assert report["summary"] == {"total": 6, "ok": 6, "failed": 0}
+    assert report["summary"] == {"total": 6, "ok": 6, "failed": 0, "skipped": 0}
     for result in report["results"]:
         assert {
             "exchange",
@@ -95,7 +95,10 @@ def test_json_report_matches_the_design_shape(tmp_path: Path) -> None:
             "tls",
             "error",
             "findings",
+            "skipped",
+            "skip",
         } <= set(result)
+        assert (result["skipped"], result["skip"]) == (0, None)
         assert set(result["proxy"]) >= {"url", "layer", "scheme"}
         assert set(result["ssl"]) >= {"verify", "ca", "layer", "reason"}
         assert set(result["tls"]) >= {
@@ -167,6 +170,10 @@ def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
         (["probe", "okx", "--proxy", "socks9://u:hunter22@h:1"], "unsupported proxy scheme"),
         (["probe", "okx", "--fault", "okx=waf"], "add --lab"),
         (["probe", "okx", "--config", "/nonexistent/mpnet.yaml"], "no such file"),
+        (["probe", "okx", "--interval", "0"], "--interval must be a positive number"),
+        (["probe", "okx", "--interval", "-1"], "--interval must be a positive number"),
+        (["probe", "okx", "--interval", "nan"], "--interval must be a positive number"),
+        (["probe", "okx", "--interval", "inf"], "--interval must be a positive number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
@@ -184,6 +191,25 @@ def test_broken_config_names_file_and_line(tmp_path: Path) -> None:
     code, _, stderr = invoke("probe", "okx", "--config", str(config))
     assert code == 2
     assert f"{config}:3 exchanges.okx.proxy.rest" in stderr and "topsecret" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("0", "int 0"), ("-2", "int -2"), ("fast", "string 'fast'"), (".nan", "float nan")],
+)
+def test_a_bad_rate_limit_names_file_and_line(tmp_path: Path, value: str, shown: str) -> None:
+    text = (Path(__file__).parents[2] / "profiles" / "okx.yaml").read_text()
+    lines = text.splitlines()
+    [line] = [i for i, t in enumerate(lines, 1) if t.startswith("rate_limit:")]
+    (tmp_path / "okx.yaml").write_text(
+        text.replace("requests_per_s: 3", f"requests_per_s: {value}")
+    )
+    code, stdout, stderr = invoke("probe", "okx", "--profiles", str(tmp_path))
+    assert code == 2, (stdout, stderr)
+    assert stderr.strip() == (
+        f"mpnet: error: {tmp_path / 'okx.yaml'}:{line} rate_limit.requests_per_s: "
+        f"expected a positive number, got {shown}"
+    )
 
 
 def test_ctrl_c_prints_the_partial_table_and_exits_130() -> None:

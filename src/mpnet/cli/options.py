@@ -68,6 +68,7 @@ def plan_probes(
     count: int,
     timeout: float,
     concurrency: int = 32,
+    interval: float | None = None,
 ) -> ProbePlan:
     """``build_plan`` with this process's environment and trust store, as every command plans."""
     from mpnet.net.tls import system_trust_store_available
@@ -83,4 +84,5 @@ def plan_probes(
         timeout=timeout,
         concurrency=concurrency,
         system_store=system_trust_store_available(),
+        interval=interval,
     )

@@ -55,6 +55,15 @@ def probe(
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Probe the REST API.")] = True,
     ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Probe the WebSocket feed.")] = True,
     count: Annotated[int, typer.Option("-n", "--count", help="Attempts per target.")] = 1,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            metavar="S",
+            help="Seconds between the starts of two attempts at a target (default: as fast as "
+            "each exchange's rate_limit allows).",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds allowed for one attempt.")
     ] = 10.0,
@@ -81,7 +90,12 @@ def probe(
         int, typer.Option("--concurrency", help="Targets probed at the same time.")
     ] = 32,
 ) -> None:
-    """Probe each exchange: DNS, TCP, proxy, TLS, HTTP or WebSocket upgrade, first message."""
+    """Probe each exchange: DNS, TCP, proxy, TLS, HTTP or WebSocket upgrade, first message.
+
+    Requests to an exchange are paced to the public limit in its profile (rate_limit). After a
+    429 or 418 (Retry-After, else 60 s / 120 s) nothing more is sent to that exchange during the
+    wait: the remaining attempts are reported as skipped, with the reason, not as failures.
+    """
     with guarded():
         names = list(exchanges or [])
         if names and all_:
@@ -105,6 +119,7 @@ def probe(
             count=count,
             timeout=timeout,
             concurrency=concurrency,
+            interval=interval,
         )
 
         # Plan (and so validate every proxy URL) before any I/O, lab or not.

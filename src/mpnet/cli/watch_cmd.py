@@ -56,7 +56,12 @@ def watch(
     ] = 5.0,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-c", help="Stop after N cycles (default: run until Ctrl-C)."),
+        typer.Option(
+            "--count",
+            "-c",
+            help="Stop after N cycles (default: run until Ctrl-C); exit 1 if any interval had "
+            "a failure, a drop or a reconnect.",
+        ),
     ] = None,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Watch the REST API.")] = True,
     ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Watch the WebSocket feed.")] = True,
@@ -72,14 +77,18 @@ def watch(
     fault: FaultOption = None,
 ) -> None:
     """Watch each target once per interval in a live table: last result and phases, rolling
-    p50/p95, loss, last error, consecutive failures and drops (ok -> fail transitions).
+    p50/p95, loss, last error, consecutive failures and drops (ok -> not ok transitions).
 
     REST: one fresh request per cycle. WebSocket: one long-lived feed per exchange that
     reconnects (with backoff) and resubscribes, as a trading system's does; each cycle pings it
     (the ping time is its latency), and the table counts its reconnects, its gaps (longest
     silence between data messages) and the data messages of the last interval. A cycle in which
-    the feed is disconnected or its ping fails counts as loss. With --count, exits 0 when the
-    last cycle was all ok, else 1; Ctrl-C prints a summary and exits 130.
+    the feed is disconnected or its ping fails counts as loss, and so does one in which it
+    dropped or reconnected: shown as "flapping N" (N drops or reconnects in that interval), never
+    as ok. REST requests and feed connections keep each exchange's rate_limit; after a 429 or
+    418 the REST rows show SKIP (nothing sent) until the exchange's wait is over. With --count,
+    exits 0 when every cycle was ok, and 1 when any interval had a failure, a drop or a
+    reconnect; Ctrl-C prints a summary and exits 130.
     """
     with guarded():
         names = list(exchanges or [])
@@ -112,7 +121,9 @@ def watch(
             session.summary()
             raise
         session.summary()
-        raise typer.Exit(ExitCode.OK if state.last_cycle_ok else ExitCode.PROBE_FAILED)
+        # Any bad interval fails the run, not only the last one: a feed that flapped and
+        # recovered is what this command is for.
+        raise typer.Exit(ExitCode.PROBE_FAILED if state.troubled else ExitCode.OK)
 
 
 class _Session:

@@ -38,6 +38,12 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
     network:                            # optional exchange layer, same shape as the config file's
       proxy: socks5h://127.0.0.1:1080   #   exchanges.<name> entry; the config file wins over it
       ssl: {verify: true}
+    rate_limit:                         # optional: the public limit mpnet stays under
+      requests_per_s: 1                 # REST requests and WebSocket connections (with their
+                                        #   bootstrap) to this exchange start >= 1/N s apart
+      weight_header: X-MBX-USED-WEIGHT-1M   # optional, with weight_limit: stop sending once the
+      weight_limit: 6000                #   header reports 90 % of the limit, until the window
+      weight_window_s: 60               #   (default 60 s, aligned to the clock) resets
 
 Patterns (``welcome``, ``ack_match``, ``error_match``, ``data_match``, ``ping.expect``,
 ``rest.health.expect_json``) are matched by :func:`mpnet.core.match.matches`. In messages to send,
@@ -65,6 +71,7 @@ from typing import Any
 
 from mpnet.core.proxy import ServiceProxy
 from mpnet.core.proxy_url import ProxyChoice
+from mpnet.core.ratelimit import RateLimit
 from mpnet.core.tls import TLSSetting
 
 JSON = Any
@@ -164,6 +171,7 @@ class Profile:
     websocket: WebSocketSpec | None = None
     network: ExchangeNetwork | None = None
     source: str = ""  # the file it was loaded from, or "<shipped>/name.yaml"
+    rate_limit: RateLimit | None = None
 
     def url_for(self, target: str) -> str | None:
         """The URL a target connects to: the REST health URL or the WebSocket URL."""

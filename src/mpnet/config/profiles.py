@@ -28,10 +28,13 @@ from mpnet.config.model import (
 from mpnet.config.network import read_exchange_network
 from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
 from mpnet.core.match import matches
+from mpnet.core.ratelimit import RateLimit
 from mpnet.errors import InvalidProfile, UnknownExchange
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-PROFILE_KEYS = ("name", "title", "rest", "websocket", "network")
+#: RFC 9110 §5.1 field-name (a token).
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+PROFILE_KEYS = ("name", "title", "rest", "websocket", "network", "rate_limit")
 REST_KEYS = ("base_url", "headers", "health")
 HEALTH_KEYS = (
     "method",
@@ -56,6 +59,10 @@ WS_KEYS = (
     "compression",
 )
 BOOTSTRAP_KEYS = ("method", "path", "endpoint", "token", "query")
+#: One request every 1000 s is the slowest pacing mpnet takes; a million per second is no limit.
+MIN_REQUESTS_PER_S = 0.001
+MAX_REQUESTS_PER_S = 1_000_000
+RATE_LIMIT_KEYS = ("requests_per_s", "weight_header", "weight_limit", "weight_window_s")
 HTTP_METHODS = ("GET", "POST", "HEAD")
 
 
@@ -151,7 +158,13 @@ def profile_from_document(doc: YamlDocument) -> Profile:
         base_dir = str(Path(doc.path).parent)
         network = read_exchange_network(r, top["network"], ("network",), base_dir=base_dir)
     return Profile(
-        name=name, title=title, rest=rest, websocket=websocket, network=network, source=doc.path
+        name=name,
+        title=title,
+        rest=rest,
+        websocket=websocket,
+        network=network,
+        source=doc.path,
+        rate_limit=_rate_limit(r, top.get("rate_limit"), ("rate_limit",)),
     )
 
 
@@ -347,4 +360,32 @@ def _bootstrap(r: Reader, value: Any, keys: KeyPath) -> BootstrapSpec | None:
         token=token,
         method=_method(r, block.get("method") or "POST", (*keys, "method")),
         query=query,
+    )
+
+
+def _rate_limit(r: Reader, value: Any, keys: KeyPath) -> RateLimit | None:
+    if value is None:
+        return None
+    block = r.mapping(value, keys, allowed=RATE_LIMIT_KEYS)
+    per_second = r.positive_number(
+        block.get("requests_per_s"),
+        (*keys, "requests_per_s"),
+        least=MIN_REQUESTS_PER_S,
+        most=MAX_REQUESTS_PER_S,
+    )
+    header = r.string(block.get("weight_header"), (*keys, "weight_header"), required=False)
+    weight_limit = r.positive_integer(block.get("weight_limit"), (*keys, "weight_limit"))
+    if header is not None and not HEADER_NAME.fullmatch(header):
+        r.doc.fail((*keys, "weight_header"), f"{header[:60]!r} is not an HTTP header name")
+    if (header is None) != (weight_limit is None):
+        missing = "weight_limit" if weight_limit is None else "weight_header"
+        r.doc.fail((*keys, missing), "weight_header and weight_limit go together")
+    window = block.get("weight_window_s")
+    return RateLimit(
+        requests_per_s=per_second,
+        weight_header=header,
+        weight_limit=weight_limit,
+        weight_window_s=60.0
+        if window is None
+        else r.positive_number(window, (*keys, "weight_window_s"), least=1, most=86_400),
     )

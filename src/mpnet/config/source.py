@@ -7,6 +7,7 @@ Python values and keeps a map from key path to line, so a schema error can say
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +211,28 @@ class Reader:
             self.doc.fail(keys, f"expected an integer, got {_kind(value)}")
         return value
 
+    def positive_number(
+        self, value: Any, keys: KeyPath, *, least: float = 0.0, most: float = math.inf
+    ) -> float:
+        """A finite number above 0 (an integer or a decimal), within ``least``..``most``;
+        required."""
+        if value is None:
+            self.doc.fail(keys, "required key is missing")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            self.doc.fail(keys, f"expected a positive number, got {_kind(value)}")
+        # Compared before float(): an integer too large for a float would overflow.
+        if not least <= value <= most:
+            self.doc.fail(keys, f"{_kind(value)} is out of range {least:g} to {most:g}")
+        return float(value)
+
+    def positive_integer(self, value: Any, keys: KeyPath) -> int | None:
+        """An integer above 0, or None when absent."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.doc.fail(keys, f"expected a positive integer, got {_kind(value)}")
+        return value
+
     def boolean(self, value: Any, keys: KeyPath) -> bool | None:
         if value is None:
             return None
@@ -250,4 +273,7 @@ def _kind(value: Any) -> str:
         # A misplaced proxy URL may carry a password.
         shown = redact_url_text(value)
         return f"string {shown!r}" if len(shown) < 60 else "a string"
-    return f"{type(value).__name__} {value!r}"
+    shown = repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "..."
+    return (
+        f"{type(value).__name__} {shown}" if len(shown) < 60 else f"a long {type(value).__name__}"
+    )

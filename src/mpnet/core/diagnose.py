@@ -593,7 +593,7 @@ def _diagnose_one(
             continue
         counts[finding.code] = counts.get(finding.code, 0) + 1
         first.setdefault(finding.code, finding)
-    total = len(result.attempts)
+    total = len(result.made)  # attempts skipped for a rate-limit wait were never sent
     for code, finding in first.items():
         if total > 1 and counts[code] < total:
             finding = Finding(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mpnet.core.proxy import ProxyDecision
+from mpnet.core.ratelimit import Skip
 from mpnet.core.tls import TLSDecision
 
 PHASE_ORDER = (
@@ -94,7 +95,9 @@ class Attempt:
     time at which its first byte arrived (for clock-skew findings). ``messages`` holds the
     decoded messages seen on a WebSocket (at most a few, for display).
     ``warnings`` holds the errors of steps that did not fail the attempt (a ping left
-    unanswered after data arrived).
+    unanswered after data arrived). ``skipped`` is set when
+    the attempt was never sent because the exchange's rate-limit wait was running: it is then
+    neither a success nor a failure (``ok`` is False, ``error`` None).
     """
 
     ok: bool
@@ -107,6 +110,7 @@ class Attempt:
     address: str | None = None
     tls: TLSInfo | None = None
     warnings: tuple[ErrorInfo, ...] = ()
+    skipped: Skip | None = None
 
     @property
     def total_ms(self) -> float:
@@ -152,8 +156,23 @@ class ProbeResult:
     findings: tuple[Finding, ...] = ()
 
     @property
+    def made(self) -> tuple[Attempt, ...]:
+        """The attempts that were sent (not skipped for a rate-limit wait)."""
+        return tuple(a for a in self.attempts if a.skipped is None)
+
+    @property
+    def skips(self) -> tuple[Skip, ...]:
+        return tuple(a.skipped for a in self.attempts if a.skipped is not None)
+
+    @property
+    def all_skipped(self) -> bool:
+        """Every attempt was skipped: nothing was measured, nothing failed."""
+        return bool(self.attempts) and not self.made
+
+    @property
     def ok(self) -> bool:
-        return bool(self.attempts) and all(a.ok for a in self.attempts)
+        made = self.made
+        return bool(made) and all(a.ok for a in made)
 
     @property
     def successes(self) -> int:
@@ -162,10 +181,11 @@ class ProbeResult:
     @property
     def shown_attempt(self) -> Attempt | None:
         """The attempt whose phases are shown: the first failure, else the last success."""
-        for attempt in self.attempts:
+        made = self.made
+        for attempt in made:
             if not attempt.ok:
                 return attempt
-        return self.attempts[-1] if self.attempts else None
+        return made[-1] if made else None
 
     @property
     def phases(self) -> Mapping[str, float]:
@@ -206,8 +226,11 @@ class ProbeResult:
             "target": self.target,
             "url": self.url,
             "ok": self.ok,
-            "attempts": len(self.attempts),
+            "attempts": len(self.made),
             "successes": self.successes,
+            # Attempts not sent because the exchange's rate-limit wait was running.
+            "skipped": len(self.skips),
+            "skip": self.skips[0].to_dict() if self.skips else None,
             "phases": phases,
             "latency_ms": latency.to_dict() if latency else None,
             # DESIGN's {"url", "layer", "scheme"} and {"verify", "ca", "layer", "reason"}, extended
@@ -235,9 +258,15 @@ class ProbeReport:
 
     def to_dict(self) -> dict[str, Any]:
         ok = sum(1 for r in self.results if r.ok)
+        skipped = sum(1 for r in self.results if r.all_skipped)
         return {
             "mpnet_version": self.mpnet_version,
             "started_at": self.started_at,
             "results": [r.to_dict() for r in self.results],
-            "summary": {"total": len(self.results), "ok": ok, "failed": len(self.results) - ok},
+            "summary": {
+                "total": len(self.results),
+                "ok": ok,
+                "failed": len(self.results) - ok - skipped,
+                "skipped": skipped,
+            },
         }

@@ -166,13 +166,21 @@ class Lab:
         """How many WebSocket connections one simulator has accepted so far."""
         return self._server(name).connections
 
+    def requests(self, name: str) -> int:
+        """How many HTTP requests (REST, bootstrap, upgrade) one simulator has received so far."""
+        return self._server(name).requests
+
     # -- what clients need ------------------------------------------------------------------
 
     def names(self) -> list[str]:
         return sorted(self._originals)
 
     def profile(self, name: str) -> Profile:
-        """A copy of the profile whose REST and WebSocket URLs point at its simulator."""
+        """A copy of the profile whose REST and WebSocket URLs point at its simulator.
+
+        The copy has no ``rate_limit``: a simulator has no public limit to stay under, so the
+        demo is not paced like the real exchange (a 429 or 418 from a fault is still obeyed).
+        """
         server = self._server(name)
         original = self._originals[server.profile.name]
         rest = original.rest
@@ -187,6 +195,7 @@ class Lab:
             websocket=websocket,
             network=None,
             source=f"<lab>/{original.name}.yaml",
+            rate_limit=None,
         )
 
     def profiles(self) -> list[Profile]:

@@ -72,6 +72,14 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         if spec.compression:
             ws["compression"] = spec.compression
         doc["websocket"] = ws
+    limit = profile.rate_limit
+    if limit is not None:
+        block: dict[str, Any] = {"requests_per_s": limit.requests_per_s}
+        if limit.weight_header is not None:
+            block["weight_header"] = limit.weight_header
+            block["weight_limit"] = limit.weight_limit
+            block["weight_window_s"] = limit.weight_window_s
+        doc["rate_limit"] = block
     return doc
 
 

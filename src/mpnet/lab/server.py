@@ -115,6 +115,8 @@ class ExchangeServer:
         self.port: int | None = None
         #: WebSocket connections accepted since the lab started (all restarts included).
         self.connections = 0
+        #: HTTP requests received since the lab started (REST, bootstraps, upgrades; refused too).
+        self.requests = 0
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class ExchangeServer:
         response.headers["Date"] = email.utils.formatdate(self._clock(fault).now(), usegmt=True)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
         try:
             fault = self._request_fault(request)
         except UsageError as exc:

@@ -29,6 +29,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -121,6 +122,15 @@ class TimedResponse:
         return _parse_json(self.body, url=self.url)
 
 
+#: Sees every answer :func:`timed_request` receives in this context, whatever its status: the
+#: rate-limit gate (:mod:`mpnet.probe.pacing`) reads Retry-After and weight headers with it,
+#: without every caller passing the answer along. A context variable, so concurrent attempts
+#: (each its own task) keep their own observer.
+response_observer: ContextVar[Callable[[TimedResponse], None] | None] = ContextVar(
+    "mpnet_response_observer", default=None
+)
+
+
 async def timed_request(
     method: str,
     url: str,
@@ -165,13 +175,17 @@ async def timed_request(
     request = _build_request(method, url, headers=headers, json_body=json_body)
     timings = PhaseTimings()
     try:
-        return await _timed_exchange(
+        response = await _timed_exchange(
             url, request, method.upper(), proxy, tls, timeout, timings, max_body
         )
     except ProbeError as exc:
         # The phases that did complete, for the failed attempt's waterfall.
         exc.timings = timings  # type: ignore[attr-defined]
         raise
+    observer = response_observer.get()
+    if observer is not None:
+        observer(response)
+    return response
 
 
 async def _timed_exchange(

@@ -31,6 +31,7 @@ from mpnet.errors import (
     TLSError,
 )
 from mpnet.probe.messages import decode_message, server_ping_reply
+from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
 if TYPE_CHECKING:
@@ -41,8 +42,16 @@ AttemptCallback = Callable[[ProbeTarget, Attempt], None]
 OUTER_GRACE = 0.25
 
 
-async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = None) -> ProbeReport:
+async def run_probes(
+    plan: ProbePlan,
+    *,
+    on_attempt: AttemptCallback | None = None,
+    gate: RateGate | None = None,
+) -> ProbeReport:
     """Run every target of ``plan`` and return the diagnosed report.
+
+    Every attempt goes through ``gate`` (a fresh one when None): paced to the profile's
+    ``rate_limit`` and ``plan.interval``, and skipped, not sent, inside an exchange's 429/418 wait.
 
     Cancelling the task (Ctrl-C in the CLI) stops all probes at once and returns what has been
     collected so far, with ``interrupted`` set.
@@ -50,11 +59,16 @@ async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = No
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     semaphore = asyncio.Semaphore(plan.concurrency)
     collected: list[list[Attempt]] = [[] for _ in plan.targets]
+    gate = gate if gate is not None else RateGate()
 
     async def run_target(index: int, target: ProbeTarget) -> None:
         for _ in range(plan.count):
-            async with semaphore:
-                attempt = await run_attempt(target, plan.timeout)
+            attempt = await gate.attempt(
+                target,
+                lambda: run_attempt(target, plan.timeout),
+                interval=plan.interval,
+                semaphore=semaphore,
+            )
             collected[index].append(attempt)
             if on_attempt is not None:
                 on_attempt(target, attempt)

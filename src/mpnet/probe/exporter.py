@@ -5,14 +5,20 @@ answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text
 JSON report (findings and hints) when ``debug=true`` is added;
 ``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
 
-Every scrape plans and runs its own probe, so concurrent scrapes do not share state. A probe
+Every scrape plans and runs its own probe; the only state scrapes share is the exporter's
+:class:`~mpnet.probe.pacing.RateGate`: after an exchange answered 429 or 418 (or its weight
+header neared the limit), a scrape inside the wait sends nothing and answers at once with the
+skipped result (``mpnet_probe_success 0``, ``mpnet_probe_skipped_total 1`` and the wait's cause),
+and requests to one exchange keep the profile's ``rate_limit`` spacing across scrapes. A probe
 never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Timeout-Seconds -
-0.5)``, and a probe cut off by it reports ``mpnet_probe_success 0``.
+0.5)``, less the spacing between its REST and WebSocket requests, and a probe cut off by it
+reports ``mpnet_probe_success 0``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +35,7 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.result import ProbeReport, ProbeResult
 from mpnet.errors import ConfigError, UnknownExchange, UsageError
+from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import TARGETS, ProbePlan, build_plan
 from mpnet.render.prometheus import prometheus_text
 
@@ -105,7 +112,7 @@ def probes_served() -> PromCounter:
     """The exporter's own counter of probes, by exchange and result (one per process)."""
     return PromCounter(
         "mpnet_exporter_probes",
-        "Probes served by this exporter, by exchange and result (success, failure).",
+        "Probes served by this exporter, by exchange and result (success, failure, skipped).",
         ["exchange", "result"],
     )
 
@@ -148,6 +155,8 @@ class ProbeExporter:
         self.env = dict(env)
         self.timeout = timeout
         self.system_store = system_store
+        # One gate for the process: a wait an exchange asked for holds across scrapes.
+        self.gate = RateGate()
 
     def names(self) -> list[str]:
         return sorted(self.profiles)
@@ -167,7 +176,7 @@ class ProbeExporter:
             raise UsageError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
         if target is not None and profile.url_for(target) is None:
             raise UsageError(f"exchange {profile.name!r} has no {target} target")
-        return build_plan(
+        plan = build_plan(
             [profile],
             config=self.config,
             options=self.options,
@@ -178,16 +187,41 @@ class ProbeExporter:
             timeout=timeout,
             system_store=self.system_store,
         )
+        # The WebSocket request waits its turn after the REST one: the attempts get what is left.
+        pacing = pacing_s(plan)
+        if pacing > 0:
+            plan = dataclasses.replace(plan, timeout=max(MIN_PROBE_TIMEOUT, timeout - pacing))
+        return plan
 
     async def probe(self, plan: ProbePlan) -> ProbeReport:
         """Run ``plan``; a run that overstays its budget is cut off and reported as failed."""
         from mpnet.probe.engine import run_probes
 
         try:
-            async with asyncio.timeout(plan.timeout + CUTOFF_GRACE):
-                return await run_probes(plan)
+            async with asyncio.timeout(plan.timeout + pacing_s(plan) + CUTOFF_GRACE):
+                return await run_probes(plan, gate=self.gate)
         except TimeoutError:
             return _cut_off_report(plan)
+
+
+def pacing_s(plan: ProbePlan) -> float:
+    """Seconds the profile's ``rate_limit`` spaces the requests of one scrape's plan."""
+    spacing = 0.0
+    for target in plan.targets:
+        limit = target.profile.rate_limit
+        if limit is not None:
+            spacing = max(spacing, limit.spacing_s)
+    return spacing * max(0, len(plan.targets) - 1)
+
+
+def _outcome(report: ProbeReport) -> str:
+    """``success``, ``skipped`` (nothing was sent: the exchange's wait was running) or
+    ``failure``."""
+    if report.ok:
+        return "success"
+    if report.results and all(r.all_skipped for r in report.results):
+        return "skipped"
+    return "failure"
 
 
 def _cut_off_report(plan: ProbePlan) -> ProbeReport:
@@ -264,9 +298,7 @@ def _probe_handler(exporter: ProbeExporter) -> Handler:
         except ConfigError as exc:
             return _bad_request(str(exc))
         report = await exporter.probe(plan)
-        probes_served().labels(
-            exchange=plan.targets[0].profile.name, result="success" if report.ok else "failure"
-        ).inc()
+        probes_served().labels(exchange=plan.targets[0].profile.name, result=_outcome(report)).inc()
         if request.query.get("debug", "").lower() in ("1", "true", "yes"):
             # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
             return web.json_response(report.to_dict(), dumps=_indented_json)

@@ -20,6 +20,7 @@ from mpnet.core.result import Attempt, ErrorInfo
 from mpnet.errors import Phase, ProbeError, ProbeTimeout, ProtocolError
 from mpnet.probe.engine import run_bootstrap
 from mpnet.probe.messages import decode_message, server_ping_reply
+from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbeTarget
 from mpnet.probe.watch import FeedSample
 
@@ -45,6 +46,8 @@ class FeedMonitor:
             one ping.
         initial_delay, max_delay: the reconnect backoff window (full jitter).
         clock: monotonic seconds, for the silences between data messages.
+        gate: the rate-limit gate; each connection (KuCoin's bootstrap included) waits for the
+            exchange's turn there, and its refusals (429, 418) start the exchange's wait.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class FeedMonitor:
         initial_delay: float = RECONNECT_INITIAL_DELAY,
         max_delay: float = RECONNECT_MAX_DELAY,
         clock: Callable[[], float] = time.monotonic,
+        gate: RateGate | None = None,
     ) -> None:
         from mpnet.net.ws import ReconnectingWebSocket
 
@@ -65,6 +69,7 @@ class FeedMonitor:
         self.spec: WebSocketSpec = spec
         self.timeout = timeout
         self._clock = clock
+        self._gate = gate
         self._rws: ReconnectingWebSocket = ReconnectingWebSocket(
             self._connect,
             initial_delay=initial_delay,
@@ -216,33 +221,38 @@ class FeedMonitor:
         # A pong can only come back on the connection the ping went out on.
         if self._pong is not None and not self._pong.done():
             self._pong.set_result(None)
+        if self._gate is not None:
+            # Before the timings start: waiting for the exchange's turn is not a network phase.
+            await self._gate.wait_turn(self.target)
         timings = PhaseTimings()
         phases: dict[str, float] = {}
-        try:
-            url = self.target.url
-            if self.spec.bootstrap is not None:
-                started = time.perf_counter_ns()
-                try:
-                    answer = await run_bootstrap(self.target, self.timeout)
-                finally:
-                    phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
-                url = answer.url
-            ws = await WebSocketWrapper.connect(
-                url,
-                proxy=self.target.proxy,
-                tls=self.target.tls,
-                timeout=self.timeout,
-                headers=self.spec.headers,
-                timings=timings,
-            )
-            self._opened = ws
-            if self.spec.welcome is not None:
-                await self._wait_for_welcome(ws)
-        except ProbeError as exc:
-            self._phases = phases | _measured(timings)
-            self._connect_error = exc
-            self._settled.set()
-            raise
+        gate = self._gate
+        with gate.observing(self.target) if gate is not None else contextlib.nullcontext():
+            try:
+                url = self.target.url
+                if self.spec.bootstrap is not None:
+                    started = time.perf_counter_ns()
+                    try:
+                        answer = await run_bootstrap(self.target, self.timeout)
+                    finally:
+                        phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
+                    url = answer.url
+                ws = await WebSocketWrapper.connect(
+                    url,
+                    proxy=self.target.proxy,
+                    tls=self.target.tls,
+                    timeout=self.timeout,
+                    headers=self.spec.headers,
+                    timings=timings,
+                )
+                self._opened = ws
+                if self.spec.welcome is not None:
+                    await self._wait_for_welcome(ws)
+            except ProbeError as exc:
+                self._phases = phases | _measured(timings)
+                self._connect_error = exc
+                self._settled.set()
+                raise
         self._phases = phases | _measured(timings)
         self._connected_at_ns = time.perf_counter_ns()
         return ws

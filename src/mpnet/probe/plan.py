@@ -6,6 +6,7 @@ before a single packet is sent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,9 @@ class ProbePlan:
     count: int = 1
     timeout: float = 10.0
     concurrency: int = 32
+    #: Least seconds between the starts of two attempts at one target (``--interval``); None
+    #: leaves only the profiles' ``rate_limit`` pacing.
+    interval: float | None = None
 
 
 def build_plan(
@@ -53,17 +57,20 @@ def build_plan(
     timeout: float = 10.0,
     concurrency: int = 32,
     system_store: bool = True,
+    interval: float | None = None,
 ) -> ProbePlan:
     """Plan probes of every profile's REST and/or WebSocket target.
 
     Raises:
-        UsageError: nothing to probe, or count/timeout out of range.
+        UsageError: nothing to probe, or count/timeout/interval out of range.
         InvalidProxyURL: a proxy URL in any layer is malformed.
     """
     if count < 1:
         raise UsageError(f"-n/--count must be at least 1, not {count}")
     if not timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
+    if interval is not None and not (math.isfinite(interval) and interval > 0):
+        raise UsageError(f"--interval must be a positive number of seconds, not {interval}")
     if not (rest or ws):
         raise UsageError("--no-rest and --no-ws together leave nothing to probe")
     wanted = tuple(t for t, on in (("rest", rest), ("ws", ws)) if on)
@@ -87,4 +94,10 @@ def build_plan(
             )
     if not targets:
         raise UsageError("the chosen profiles have no target left to probe")
-    return ProbePlan(targets=tuple(targets), count=count, timeout=timeout, concurrency=concurrency)
+    return ProbePlan(
+        targets=tuple(targets),
+        count=count,
+        timeout=timeout,
+        concurrency=concurrency,
+        interval=interval,
+    )

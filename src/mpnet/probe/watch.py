@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mpnet.core.ratelimit import Skip
 from mpnet.core.result import Attempt, ErrorInfo, percentile
 
 #: Cycles kept per target for the rolling statistics.
@@ -52,9 +53,15 @@ class WatchRow:
     ``last_ms`` is the last successful cycle's latency: the total attempt time of a REST target,
     the application ping round trip of a WebSocket feed. ``p50_ms``/``p95_ms`` are nearest-rank
     percentiles of those latencies over the successes in the window; ``loss_pct`` is the share
-    of failed cycles in the window (for a feed: disconnected, or its ping failed). ``drops``
-    counts ok -> fail transitions (a target failing from its first cycle has none). ``feed`` is
-    the last :class:`FeedSample` of a WebSocket target (None for REST).
+    of bad cycles in the window (failed; for a feed also disconnected, its ping failed, or
+    flapping). ``drops`` counts ok -> bad transitions (a target bad from its first cycle has
+    none). ``feed`` is the last :class:`FeedSample` of a WebSocket target (None for REST).
+
+    ``flapping`` is how often the feed dropped or reconnected during the last interval
+    (the larger of the two counts; 0 for a steady feed): a connected feed that flapped is not ok.
+    ``dropped``/``reconnected`` are the two counts. ``skipped`` is set when the last cycle was
+    not sent because the exchange's rate-limit wait was running (``skips`` counts such cycles;
+    they are neither loss nor success).
     """
 
     exchange: str
@@ -72,6 +79,31 @@ class WatchRow:
     drops: int = 0
     last_finding: str | None = None
     feed: FeedSample | None = None
+    flapping: int = 0
+    dropped: int = 0
+    reconnected: int = 0
+    skipped: Skip | None = None
+    skips: int = 0
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``flapping``, ``DOWN``, ``FAIL``, ``SKIP`` or ``-`` (no cycle yet)."""
+        if self.skipped is not None:
+            return "SKIP"
+        if self.last_ok is None:
+            return "-"
+        if self.last_ok:
+            return "flapping" if self.flapping else "ok"
+        if self.feed is not None and not self.feed.connected:
+            return "DOWN"
+        return "FAIL"
+
+
+def flapping_counts(previous: FeedSample | None, current: FeedSample) -> tuple[int, int]:
+    """Disconnects and reconnects of a feed between two samples (from the start for the first)."""
+    gaps = previous.gaps if previous is not None else 0
+    reconnects = previous.reconnects if previous is not None else 0
+    return max(0, current.gaps - gaps), max(0, current.reconnects - reconnects)
 
 
 class TargetWatch:
@@ -79,16 +111,22 @@ class TargetWatch:
 
     __slots__ = (
         "_feed_error",
+        "_last_good",
         "_window",
         "attempts",
         "consecutive_failures",
+        "dropped",
         "drops",
         "exchange",
         "feed",
         "last",
         "last_error",
         "last_finding",
+        "reconnected",
+        "skipped",
+        "skips",
         "target",
+        "troubled",
     )
 
     def __init__(self, exchange: str, target: str, *, window: int = WINDOW) -> None:
@@ -96,8 +134,9 @@ class TargetWatch:
             raise ValueError("window must hold at least one attempt")
         self.exchange = exchange
         self.target = target
-        # (ok, latency in ms or None) per cycle.
+        # (good, latency in ms or None) per cycle that was sent.
         self._window: deque[tuple[bool, float | None]] = deque(maxlen=window)
+        self._last_good: bool | None = None
         self.attempts = 0
         self.consecutive_failures = 0
         self.drops = 0
@@ -106,6 +145,12 @@ class TargetWatch:
         self.last_finding: str | None = None
         self.feed: FeedSample | None = None
         self._feed_error: ErrorInfo | None = None
+        self.dropped = 0
+        self.reconnected = 0
+        self.skipped: Skip | None = None
+        self.skips = 0
+        #: Cycles that failed or in which the feed dropped or reconnected (for the exit code).
+        self.troubled = 0
 
     def record(
         self, attempt: Attempt, *, finding: str | None = None, feed: FeedSample | None = None
@@ -116,11 +161,29 @@ class TargetWatch:
             attempt: the cycle's outcome (for a feed: ok when connected and the ping answered).
             finding: the diagnosis code of a failure, if any.
             feed: what a WebSocket feed showed; its ping time is the cycle's latency, and its
-                last error is shown even when the feed recovered within the cycle.
+                last error is shown even when the feed recovered within the cycle. A feed that
+                dropped or reconnected since the previous cycle makes this cycle a bad one
+                (flapping, when it is connected again), never ok.
+
+        A skipped attempt (the exchange's rate-limit wait) is counted apart and changes
+        nothing else.
         """
-        previous = self.last
-        if not attempt.ok and previous is not None and previous.ok:
-            self.drops += 1
+        self.attempts += 1
+        if attempt.skipped is not None:
+            self.skipped = attempt.skipped
+            self.skips += 1
+            return
+        self.skipped = None
+        if feed is not None:
+            self.dropped, self.reconnected = flapping_counts(self.feed, feed)
+        else:
+            self.dropped = self.reconnected = 0
+        good = attempt.ok and not (self.dropped or self.reconnected)
+        if not good:
+            self.troubled += 1
+            if self._last_good:
+                self.drops += 1
+        self._last_good = good
         self.consecutive_failures = 0 if attempt.ok else self.consecutive_failures + 1
         if attempt.error is not None:
             self.last_error = _error_text(attempt.error)
@@ -133,15 +196,15 @@ class TargetWatch:
         if feed is not None:
             self._feed_error = feed.last_error
         latency = (feed.ping_ms if feed is not None else attempt.total_ms) if attempt.ok else None
-        self._window.append((attempt.ok, latency))
-        self.attempts += 1
+        self._window.append((good, latency))
         self.last = attempt
         self.feed = feed
 
     def row(self) -> WatchRow:
         """A snapshot for rendering."""
         window = list(self._window)
-        latencies = [ms for ok, ms in window if ok and ms is not None]
+        # Every latency measured, a flapping feed's ping included: it is what the ping took.
+        latencies = [ms for _, ms in window if ms is not None]
         failures = sum(1 for ok, _ in window if not ok)
         last = self.last
         return WatchRow(
@@ -160,6 +223,11 @@ class TargetWatch:
             drops=self.drops,
             last_finding=self.last_finding,
             feed=self.feed,
+            flapping=max(self.dropped, self.reconnected) if last is not None and last.ok else 0,
+            dropped=self.dropped,
+            reconnected=self.reconnected,
+            skipped=self.skipped,
+            skips=self.skips,
         )
 
 
@@ -190,7 +258,14 @@ class WatchState:
         ):
             watch.record(attempt, finding=code, feed=sample)
         self.cycles += 1
-        self.last_cycle_ok = all(a.ok for a in attempts)
+        rows = self.rows()
+        self.last_cycle_ok = all(row.status in ("ok", "SKIP") for row in rows)
+
+    @property
+    def troubled(self) -> bool:
+        """Some cycle failed, or a feed dropped or reconnected during some interval (``watch
+        --count`` then exits 1)."""
+        return any(watch.troubled for watch in self.targets)
 
     def rows(self) -> list[WatchRow]:
         return [watch.row() for watch in self.targets]

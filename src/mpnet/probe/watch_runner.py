@@ -4,6 +4,9 @@ A REST target gets one fresh attempt per cycle (:func:`~mpnet.probe.engine.run_a
 WebSocket target keeps ONE long-lived feed (:class:`~mpnet.probe.feed.FeedMonitor`), as a
 trading system does, and each cycle samples it: connected or not, reconnects and gaps so far,
 data messages since the last cycle, and an application ping.
+
+Both go through one :class:`~mpnet.probe.pacing.RateGate`: a REST cycle inside an exchange's
+rate-limit wait is skipped (nothing sent), and a feed reconnects only once the wait is over.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from mpnet.core.result import Attempt
 from mpnet.probe.feed import RECONNECT_INITIAL_DELAY, FeedMonitor
+from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 from mpnet.probe.watch import FeedSample, WatchState
 
@@ -31,6 +35,7 @@ class WatchRunner:
         reconnect_delay: the first reconnect backoff window of the feeds, in seconds.
         clock: monotonic seconds (cycle starts, feed silences).
         sleep: waits between cycles (tests pass one that waits for an event instead).
+        gate: the rate-limit gate every request goes through (a fresh one when None).
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class WatchRunner:
         reconnect_delay: float = RECONNECT_INITIAL_DELAY,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        gate: RateGate | None = None,
     ) -> None:
         planned = [(t.profile.name, t.target) for t in plan.targets]
         if planned != [(w.exchange, w.target) for w in state.targets]:
@@ -50,6 +56,8 @@ class WatchRunner:
         self._reconnect_delay = reconnect_delay
         self._clock = clock
         self._sleep = sleep
+        # Its own clock, not ``clock``: the gate sleeps for real, so it must read time for real.
+        self.gate = gate if gate is not None else RateGate()
         self.feeds: list[FeedMonitor | None] = []
 
     async def __aenter__(self) -> WatchRunner:
@@ -69,6 +77,7 @@ class WatchRunner:
                 timeout=self.plan.timeout,
                 initial_delay=self._reconnect_delay,
                 clock=self._clock,
+                gate=self.gate,
             )
             if target.target == "ws"
             else None
@@ -138,7 +147,8 @@ class WatchRunner:
             return await feed.sample()
         from mpnet.probe.engine import run_attempt
 
-        return await run_attempt(target, self.plan.timeout), None
+        attempt = await self.gate.attempt(target, lambda: run_attempt(target, self.plan.timeout))
+        return attempt, None
 
 
 def finding_code(target: ProbeTarget, attempt: Attempt) -> str | None:

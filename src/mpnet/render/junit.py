@@ -26,10 +26,13 @@ def junit_xml(report: ProbeReport) -> str:
     """Render ``report`` as a JUnit XML document (with its XML declaration).
 
     Counts: ``tests`` is the number of exchange x target results, ``failures`` those not ok,
-    ``errors`` is always 0 (a failed probe is a failed test, not a broken test run).
+    ``skipped`` those whose every attempt was held back by the exchange's rate-limit wait (not
+    sent: neither a pass nor a failure), ``errors`` is always 0 (a failed probe is a failed
+    test, not a broken test run).
     """
     cases = [_testcase(result) for result in report.results]
-    failures = sum(1 for result in report.results if not result.ok)
+    skipped = sum(1 for result in report.results if result.all_skipped)
+    failures = sum(1 for result in report.results if not result.ok) - skipped
     seconds = sum(_seconds(result) for result in report.results)
     suite = ET.Element(
         "testsuite",
@@ -38,7 +41,7 @@ def junit_xml(report: ProbeReport) -> str:
             "tests": str(len(report.results)),
             "failures": str(failures),
             "errors": "0",
-            "skipped": "0",
+            "skipped": str(skipped),
             "time": _format_seconds(seconds),
             "timestamp": report.started_at,
         },
@@ -64,6 +67,9 @@ def _testcase(result: ProbeResult) -> ET.Element:
     if result.ok:
         out = ET.SubElement(case, "system-out")
         out.text = _clean(_success_text(result))
+    elif result.all_skipped:
+        skipped = ET.SubElement(case, "skipped", {"message": _clean(result.skips[0].message)})
+        skipped.text = _clean(_skipped_text(result))
     else:
         failure = ET.SubElement(
             case,
@@ -119,7 +125,7 @@ def _failure_text(result: ProbeResult) -> str:
             lines.append(f"  certificate issuer: {error.issuer}")
         if error.body:
             lines.append(f"  body: {error.body[:500]}")
-    lines.append(f"attempts: {result.successes}/{len(result.attempts)} ok")
+    lines.append(_attempts_line(result))
     lines.extend(_findings_lines(result.findings))
     lines.extend(_context_lines(result))
     if result.phases:
@@ -131,10 +137,10 @@ def _success_text(result: ProbeResult) -> str:
     lines = [
         f"{result.exchange} {result.target} {result.url}",
         f"phases (ms): {_phases_text(result)}",
-        f"attempts: {result.successes}/{len(result.attempts)} ok",
+        _attempts_line(result),
     ]
     latency = result.latency
-    if latency is not None and len(result.attempts) > 1:
+    if latency is not None and len(result.made) > 1:
         lines.append(
             f"latency (ms): min {latency.min:.1f} p50 {latency.p50:.1f} "
             f"p95 {latency.p95:.1f} max {latency.max:.1f}"
@@ -146,6 +152,21 @@ def _success_text(result: ProbeResult) -> str:
     lines.extend(_findings_lines(result.findings))
     lines.extend(_context_lines(result))
     return "\n".join(lines)
+
+
+def _skipped_text(result: ProbeResult) -> str:
+    lines = [f"{result.exchange} {result.target} {result.url}", _attempts_line(result)]
+    lines.extend(_context_lines(result))
+    return "\n".join(lines)
+
+
+def _attempts_line(result: ProbeResult) -> str:
+    """``attempts: 1/1 ok`` and, when some were held back, ``; 4 skipped (not sent: ...)``."""
+    line = f"attempts: {result.successes}/{len(result.made)} ok"
+    skips = result.skips
+    if skips:
+        line += f"; {len(skips)} skipped ({skips[0].message})"
+    return line
 
 
 def _findings_lines(findings: tuple[Finding, ...]) -> list[str]:

@@ -53,6 +53,9 @@ def tls_text(result: ProbeResult) -> str:
 def result_cell(result: ProbeResult) -> Text:
     if result.ok:
         return Text("ok", style="bold green")
+    if result.all_skipped:
+        # Not measured, so neither ok nor FAIL: the exchange asked us to wait.
+        return Text("SKIP wait", style="yellow")
     error = result.error
     if error is None:
         return Text("not run", style="yellow")
@@ -89,7 +92,7 @@ def probe_table(report: ProbeReport) -> RenderableType:
             result_cell(result),
             *cells,
             stats,
-            f"{result.successes}/{len(result.attempts)}",
+            ok_cell(result),
         ]
         if len(routes) > 1:
             row.append(route_text(result))
@@ -107,25 +110,43 @@ def probe_table(report: ProbeReport) -> RenderableType:
     return Group(table, *shared)
 
 
+def ok_cell(result: ProbeResult) -> Text:
+    """``3/5``: successes of the attempts sent; ``, 2 skipped`` for those a wait held back."""
+    text = Text(f"{result.successes}/{len(result.made)}")
+    skipped = len(result.skips)
+    if skipped:
+        text.append(f", {skipped} skipped", style="yellow")
+    return text
+
+
 def error_lines(results: Sequence[ProbeResult]) -> list[Text]:
-    """One line per failed target: where it failed and the error message."""
+    """One line per failed target: where it failed and the error message; one per target with
+    attempts skipped for a rate-limit wait, with the wait's reason."""
     lines = []
     for result in results:
         error = result.error
-        if result.ok or error is None:
-            continue
-        line = Text(f"{result.exchange} {result.target}: ", style="bold")
-        line.append(f"{error.phase} failed", style="red")
-        line.append(f" ({error.kind}): {error.message}")
-        lines.append(line)
+        if not result.ok and error is not None:
+            line = Text(f"{result.exchange} {result.target}: ", style="bold")
+            line.append(f"{error.phase} failed", style="red")
+            line.append(f" ({error.kind}): {error.message}")
+            lines.append(line)
+        skips = result.skips
+        if skips:
+            line = Text(f"{result.exchange} {result.target}: ", style="bold")
+            line.append(f"{len(skips)} attempt(s) skipped", style="yellow")
+            line.append(f", {skips[0].message}")
+            lines.append(line)
     return lines
 
 
 def summary_line(report: ProbeReport) -> Text:
     total = len(report.results)
     ok = sum(1 for r in report.results if r.ok)
+    skipped = sum(1 for r in report.results if r.all_skipped)
     style = "bold green" if ok == total and not report.interrupted else "bold red"
     text = Text(f"{ok}/{total} probes ok", style=style)
+    if skipped:
+        text.append(f", {skipped} not sent (rate-limit wait)", style="yellow")
     if report.interrupted:
         text.append("  (interrupted: partial results)", style="yellow")
     return text

@@ -69,8 +69,20 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "mpnet_probe_attempts_total",
-        "Attempts made at this exchange target in this probe.",
+        "Attempts made (sent) at this exchange target in this probe.",
         (),
+    ),
+    (
+        "mpnet_probe_skipped_total",
+        "Attempts at this exchange target not sent in this probe because the exchange's "
+        "rate-limit wait (after a 429 or 418, or its weight header near the limit) was running.",
+        (),
+    ),
+    (
+        "mpnet_probe_rate_limit_wait_seconds",
+        "Seconds of the exchange's rate-limit wait left when an attempt was skipped; cause is "
+        "http_429, http_418 or weight.",
+        ("cause",),
     ),
     (
         "mpnet_probe_successes_total",
@@ -94,7 +106,21 @@ def prometheus_text(report: ProbeReport) -> str:
     """Render ``report`` in the Prometheus text format (version 0.0.4)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ReportCollector(report))
-    return generate_latest(registry).decode("utf-8")
+    return generate_latest(registry).decode("utf-8") + _skip_comments(report)
+
+
+def _skip_comments(report: ProbeReport) -> str:
+    """Why attempts were not sent, for the person reading a scrape (comment lines: Prometheus
+    ignores them, and a label must not carry free text)."""
+    lines = []
+    for result in report.results:
+        skips = result.skips
+        if skips:
+            reason = " ".join(skips[0].message.split())  # never a line break in a comment
+            lines.append(
+                f"# mpnet: {result.exchange} {result.target}: {len(skips)} attempt(s) {reason}\n"
+            )
+    return "".join(lines)
 
 
 class _ReportCollector(Collector):
@@ -136,7 +162,12 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     yield "mpnet_probe_proxy_info", (result.proxy.layer, result.proxy.scheme or "direct"), 1.0
     for code, count in sorted(Counter(f.code for f in result.findings).items()):
         yield "mpnet_probe_findings", (code,), float(count)
-    yield "mpnet_probe_attempts_total", (), float(len(result.attempts))
+    yield "mpnet_probe_attempts_total", (), float(len(result.made))
+    skips = result.skips
+    yield "mpnet_probe_skipped_total", (), float(len(skips))
+    if skips:
+        first = skips[0]
+        yield "mpnet_probe_rate_limit_wait_seconds", (first.cause,), round(first.remaining_s, 3)
     yield "mpnet_probe_successes_total", (), float(result.successes)
     totals = [a.total_ms for a in result.attempts if a.ok]
     if totals:

@@ -39,9 +39,12 @@ def watch_table(
     )
     caption = (
         f"Times in ms. last, p50, p95, loss over the last {window} cycle(s): REST the whole "
-        "request, WebSocket the ping on its long-lived feed (loss: down or no pong).\n"
-        "drops: ok -> fail transitions; reconn: reconnects; gaps: disconnects (longest silence "
-        "between data messages); msgs: data messages in the last interval."
+        "request, WebSocket the ping on its long-lived feed (loss: failed, down, no pong or "
+        "flapping).\n"
+        "flapping N: the feed dropped or reconnected N times in the last interval (up again, "
+        "not ok); SKIP: not sent, the exchange's rate-limit wait is running.\n"
+        "drops: ok -> not ok transitions; reconn: reconnects; gaps: disconnects (longest "
+        "silence between data messages); msgs: data messages in the last interval."
     )
     # No column rules, as mtr: fourteen columns must fit a 120-column terminal.
     table = Table(
@@ -89,18 +92,30 @@ def watch_line(row: WatchRow, *, cycle: int) -> str:
     """One plain log line for a target after a cycle (used when stdout is not a terminal)."""
     feed = row.feed
     parts = [f"cycle {cycle}", row.exchange, row.target, _status(row).plain]
-    if row.last_ok:
+    if row.skipped is not None:
+        parts.append(row.skipped.message)
+    elif row.last_ok:
         if feed is not None:
             parts.append(f"ping {_ms(row.last_ms)} ms" if row.last_ms is not None else "no ping")
         else:
             parts.append(f"{_ms(row.last_ms)} ms")
     else:
         parts.append(error_text(row))
+    if row.skipped is None and (row.dropped or row.reconnected):
+        parts.append(f"({flapping_text(row)} this interval)")
     parts.append(f"p50 {_ms(row.p50_ms)} p95 {_ms(row.p95_ms)} loss {row.loss_pct or 0:.0f}%")
     parts.append(f"drops {row.drops}")
     if feed is not None:
         parts.append(f"reconnects {feed.reconnects} gaps {gaps_text(feed)} msgs {feed.messages}")
     return " ".join(parts)
+
+
+def flapping_text(row: WatchRow) -> str:
+    """``3 drops, 2 reconnects``: what a feed did during the last interval."""
+    return (
+        f"{row.dropped} drop{'' if row.dropped == 1 else 's'}, "
+        f"{row.reconnected} reconnect{'' if row.reconnected == 1 else 's'}"
+    )
 
 
 def gaps_text(feed: FeedSample) -> str:
@@ -134,6 +149,8 @@ def _phases_cell(row: WatchRow) -> RenderableType:
 
 
 def error_text(row: WatchRow) -> str:
+    if row.skipped is not None:
+        return f"rate-limit wait ({row.skipped.cause}), {row.skipped.remaining_s:.0f} s left"
     if row.last_error is None:
         return "-"
     if row.last_finding:
@@ -149,19 +166,26 @@ def _messages(feed: FeedSample) -> Text:
 
 def _last(row: WatchRow) -> Text:
     status = _status(row)
-    if row.last_ok and row.last_ms is not None:
+    if row.last_ok and not row.skipped and row.last_ms is not None:
         status.append(f" {_ms(row.last_ms)}", style="")
     return status
 
 
+_STATUS_STYLES = {
+    "ok": "green",
+    "flapping": "yellow",
+    "SKIP": "yellow",
+    "DOWN": "bold red",
+    "FAIL": "bold red",
+}
+
+
 def _status(row: WatchRow) -> Text:
-    if row.last_ok is None:
-        return Text("-")
-    if row.last_ok:
-        return Text("ok", style="green")
-    if row.feed is not None and not row.feed.connected:
-        return Text("DOWN", style="bold red")
-    return Text("FAIL", style="bold red")
+    """The status word; a flapping feed carries its count (``flapping 3``) so that the word,
+    not only the colour, says what happened."""
+    status = row.status
+    text = f"flapping {row.flapping}" if status == "flapping" else status
+    return Text(text, style=_STATUS_STYLES.get(status, ""))
 
 
 def _ms(value: float | None) -> str:
