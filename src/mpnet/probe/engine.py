@@ -9,10 +9,11 @@ One attempt at a REST target: dial (dns, tcp, proxy, tls), send the profile's he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -29,44 +30,62 @@ from mpnet.errors import (
     ProtocolError,
     TLSError,
 )
+from mpnet.net.dial import PhaseTimings
 from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
 if TYPE_CHECKING:
     from mpnet.net.http import TimedResponse
+    from mpnet.probe.looplag import LoopLagMonitor
 
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
 
 OUTER_GRACE = 0.25
+#: Phases the engine times itself, around net/'s calls.
+ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 
 
 async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = None) -> ProbeReport:
     """Run every target of ``plan`` and return the diagnosed report.
 
+    Before the first attempt, everything that would block the loop while clocks run is done
+    (imports, SSL contexts: :func:`~mpnet.net.prepare.prepare_network`), and a
+    :class:`~mpnet.probe.looplag.LoopLagMonitor` runs for the whole run so that each attempt
+    reports the loop lag its figures may include.
+
     Cancelling the task (Ctrl-C in the CLI) stops all probes at once and returns what has been
     collected so far, with ``interrupted`` set.
+
+    Raises:
+        ConfigError: a CA bundle of the plan cannot be loaded (before any attempt).
     """
+    from mpnet.net.prepare import prepare_network
+    from mpnet.probe.looplag import shared_monitor
+
+    prepare_network(t.tls for t in plan.targets)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     semaphore = asyncio.Semaphore(plan.concurrency)
     collected: list[list[Attempt]] = [[] for _ in plan.targets]
 
-    async def run_target(index: int, target: ProbeTarget) -> None:
-        for _ in range(plan.count):
-            async with semaphore:
-                attempt = await run_attempt(target, plan.timeout)
-            collected[index].append(attempt)
-            if on_attempt is not None:
-                on_attempt(target, attempt)
+    async with shared_monitor() as monitor:
 
-    tasks = [asyncio.create_task(run_target(i, t)) for i, t in enumerate(plan.targets)]
-    interrupted = False
-    try:
-        await asyncio.gather(*tasks)
-    except asyncio.CancelledError:
-        interrupted = True
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async def run_target(index: int, target: ProbeTarget) -> None:
+            for _ in range(plan.count):
+                async with semaphore:
+                    attempt = await run_attempt(target, plan.timeout, monitor=monitor)
+                collected[index].append(attempt)
+                if on_attempt is not None:
+                    on_attempt(target, attempt)
+
+        tasks = [asyncio.create_task(run_target(i, t)) for i, t in enumerate(plan.targets)]
+        interrupted = False
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            interrupted = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     results = [
         ProbeResult(
             exchange=t.profile.name,
@@ -86,39 +105,81 @@ async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = No
     )
 
 
-async def run_attempt(target: ProbeTarget, timeout: float) -> Attempt:
-    """One attempt; never raises for a network failure (it is reported in the Attempt)."""
+async def run_attempt(
+    target: ProbeTarget, timeout: float, *, monitor: LoopLagMonitor | None = None
+) -> Attempt:
+    """One attempt; never raises for a network failure (it is reported in the Attempt).
+
+    With a running ``monitor``, the attempt's ``loop_lag_ms`` is the longest loop stall that
+    overlapped the span its clocks ran; without one it is None (not measured). Call
+    :func:`~mpnet.net.prepare.prepare_network` for the target's TLS decision first, or the first
+    attempt pays for building its SSL context.
+    """
+    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    window = monitor.open_window() if monitor is not None else None
     progress = _Progress(timeout)
     try:
         # The inner steps get the remaining budget and name their own phase on timeout; this
         # outer guard (a little later) covers the waits between them.
         async with asyncio.timeout(timeout + OUTER_GRACE):
             if target.target == "rest":
-                return await _probe_rest(target, progress)
-            return await _probe_ws(target, progress)
+                attempt = await _probe_rest(target, progress)
+            else:
+                attempt = await _probe_ws(target, progress)
     except TimeoutError:
-        phase = progress.phase
+        # Cut off from outside: the phase in progress is the one a net/ measurement was in
+        # when it was cancelled, else the engine's own step.
+        phase = progress.cut_phase()
         error = ProbeTimeout(
             f"no answer within {timeout:g} s during {phase}", phase=phase, kind="timeout"
         )
-        return progress.failed(error)
+        attempt = progress.failed(error)
     except ProbeError as exc:
-        return progress.failed(exc)
+        attempt = progress.failed(exc)
+    ended_ns = time.perf_counter_ns()
+    lag = await monitor.settle(window) if monitor is not None and window is not None else None
+    return replace(
+        attempt,
+        started_at=started_at,
+        window_ns=(progress.started_ns, ended_ns),
+        loop_lag_ms=lag,
+    )
+
+
+class _TrackedTimings(PhaseTimings):
+    """PhaseTimings that remember which measurement was cut off (left by an exception), so an
+    outer timeout can name the phase net/ was in. ``to_dict`` is unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut: str | None = None
+
+    @contextlib.contextmanager
+    def measure(self, phase: Phase | str) -> Iterator[None]:
+        self.cut = str(phase)
+        with PhaseTimings.measure(self, phase):
+            yield
+        # Reached only when the body ended normally.
+        self.cut = None
 
 
 class _Progress:
     """What an attempt has measured so far, so a failure can still report earlier phases."""
 
     def __init__(self, timeout: float) -> None:
+        self.started_ns = time.perf_counter_ns()
         self.deadline = time.monotonic() + timeout
         self.phase: Phase = Phase.DNS
         self.phases: dict[str, float] = {}
+        # Handed to net/ (dial, the HTTP request, the WebSocket connect), filled as they go.
+        self.timings = _TrackedTimings()
         self.status: int | None = None
         self.server_date: str | None = None
         self.local_time: float | None = None
         self.addresses: tuple[str, ...] = ()
         self.address: str | None = None
         self.tls: Any = None
+        self.tcp_rtt_kernel_ms: float | None = None
         # The last message that did not match, kept as evidence when the data never comes.
         self.last_unmatched: str | None = None
 
@@ -132,8 +193,42 @@ class _Progress:
             self.addresses = tuple(peer.addresses)
             self.address = peer.address
             self.tls = peer.tls
+            # PeerInfo.tcp_rtt_kernel_ms comes with branch dial; absent before it.
+            self.tcp_rtt_kernel_ms = getattr(peer, "tcp_rtt_kernel_ms", None)
+
+    def merge_timings(self, timings: Any = None) -> None:
+        """Add the connection phases net/ measured before a failure (the engine times
+        ``bootstrap``, ``first_message`` and ``ping_rtt`` itself: the WebSocket wrapper's own
+        ``first_message`` is its first message of any kind, not the first data message)."""
+        source = self.timings if timings is None else timings
+        for name, value in source.to_dict().items():
+            if name not in ENGINE_PHASES:
+                self.phases.setdefault(name, value)
+
+    def cut_phase(self) -> Phase:
+        """The phase in progress when the attempt was cut off from outside."""
+        cut = self.timings.cut
+        return Phase(cut) if cut is not None else self.phase
+
+    def keep_stuck_phase(self, phase: Phase) -> None:
+        """Give the phase a timeout cut off the time spent in it so far.
+
+        net/ records a measured phase even when it is cut off; when it did not (the HTTP wait,
+        the engine's own steps), the phase gets the attempt's time not accounted for by the
+        phases before it (they ran one after the other, so the rest is the stuck phase's).
+        """
+        self.merge_timings()
+        name = str(phase)
+        if name in self.phases:
+            return
+        elapsed = (time.perf_counter_ns() - self.started_ns) / 1e6
+        self.phases[name] = max(0.0, elapsed - sum(self.phases.values()))
 
     def failed(self, error: ProbeError) -> Attempt:
+        if isinstance(error, ProbeTimeout):
+            self.keep_stuck_phase(error.phase)
+        else:
+            self.merge_timings()
         status = getattr(error, "status", None)
         headers = getattr(error, "headers", {}) or {}
         body = getattr(error, "body", b"") or b""
@@ -158,6 +253,7 @@ class _Progress:
             addresses=self.addresses,
             address=self.address,
             tls=self.tls,
+            tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
         )
 
     def succeeded(self) -> Attempt:
@@ -170,6 +266,7 @@ class _Progress:
             addresses=self.addresses,
             address=self.address,
             tls=self.tls,
+            tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
         )
 
 
@@ -189,7 +286,9 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
     rest = target.profile.rest
     assert rest is not None
     health = rest.health
-    progress.phase = Phase.DNS
+    # Outside dial's measured phases (which the timings name themselves), the request is in its
+    # HTTP exchange: that is the phase an outer timeout names.
+    progress.phase = Phase.HTTP
     try:
         response = await timed_request(
             health.method,
@@ -199,6 +298,7 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
             timeout=progress.remaining(),
             headers=rest.headers,
             json_body=fill_placeholders(health.body) if health.body is not None else None,
+            timings=progress.timings,
         )
     except ProbeError as exc:
         _absorb_partial(progress, exc)
@@ -232,17 +332,17 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
 
 
 def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
-    """Keep the phases a failed dial did measure (net/ attaches them when it can)."""
+    """Keep the phases a failed request did measure (net/ attaches them, including the ``http``
+    wait of a timeout once net/ fills it; :meth:`_Progress.keep_stuck_phase` covers the rest)."""
     timings = getattr(exc, "timings", None)
     if timings is not None:
-        progress.phases.update(timings.to_dict())
+        progress.merge_timings(timings)
 
 
 # -- WebSocket ------------------------------------------------------------------------------------
 
 
 async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
-    from mpnet.net.dial import PhaseTimings
     from mpnet.net.ws import WebSocketWrapper
 
     spec = target.profile.websocket
@@ -252,19 +352,18 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         progress.phase = Phase.BOOTSTRAP
         url = await _bootstrap(target, progress)
     progress.phase = Phase.DNS
-    # Filled in phase by phase, so a refused upgrade still shows its dns/tcp/tls times.
-    timings = PhaseTimings()
     try:
+        # Filled in phase by phase, so a refused upgrade still shows its dns/tcp/tls times.
         ws = await WebSocketWrapper.connect(
             url,
             proxy=target.proxy,
             tls=target.tls,
             timeout=progress.remaining(),
             headers=spec.headers,
-            timings=timings,
+            timings=progress.timings,
         )
     except ProbeError as exc:
-        progress.phases.update(timings.to_dict())
+        progress.merge_timings()
         progress.tls = exc.tls
         raise
     try:

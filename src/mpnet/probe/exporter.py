@@ -159,6 +159,7 @@ class ProbeExporter:
             UnknownExchange: no profile has that name.
             UsageError: ``target`` is not rest or ws, or the exchange has no such target.
             InvalidProxyURL: a proxy layer holds a malformed URL.
+            ConfigError: the plan's CA bundle cannot be loaded.
         """
         profile = self.profiles.get(exchange.strip().lower())
         if profile is None:
@@ -167,7 +168,7 @@ class ProbeExporter:
             raise UsageError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
         if target is not None and profile.url_for(target) is None:
             raise UsageError(f"exchange {profile.name!r} has no {target} target")
-        return build_plan(
+        plan = build_plan(
             [profile],
             config=self.config,
             options=self.options,
@@ -178,6 +179,11 @@ class ProbeExporter:
             timeout=timeout,
             system_store=self.system_store,
         )
+        # SSL contexts and imports at plan time, before this scrape's clocks (cached after).
+        from mpnet.net.prepare import prepare_network
+
+        prepare_network(t.tls for t in plan.targets)
+        return plan
 
     async def probe(self, plan: ProbePlan) -> ProbeReport:
         """Run ``plan``; a run that overstays its budget is cut off and reported as failed."""
