@@ -274,6 +274,90 @@ async def test_attempts_without_a_monitor_report_no_loop_lag() -> None:
     assert attempt.started_at is not None and attempt.window_ns is not None
 
 
+async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
+    monkeypatch: pytest.MonkeyPatch, open_windows: list[int]
+) -> None:
+    """Six slow REST targets, concurrency 6, two connecting at once: never more than two
+    dials at the same time, yet all six attempts end up waiting for their answers together."""
+    import mpnet.net.http
+
+    monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 2)
+    dialing = [0, 0]  # now, peak
+    windows_peak = [0]
+    real_dial = mpnet.net.http.dial
+
+    async def counted_dial(*args: Any, **kwargs: Any) -> Any:
+        dialing[0] += 1
+        dialing[1] = max(dialing[1], dialing[0])
+        windows_peak[0] = max(windows_peak[0], open_windows[0])
+        try:
+            return await real_dial(*args, **kwargs)
+        finally:
+            dialing[0] -= 1
+
+    monkeypatch.setattr(mpnet.net.http, "dial", counted_dial)
+    names = ("okx", "deribit", "binance", "bybit", "kraken", "gate")
+    async with Lab(
+        [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
+    ) as lab:
+        plan = build_plan(
+            lab.profiles(),
+            config=ConfigFile(),
+            options=NetworkOptions(ca_bundle=lab.ca_file),
+            env={},
+            ws=False,
+            concurrency=6,
+        )
+        report = await engine.run_probes(plan)
+    assert report.ok
+    assert dialing[1] <= 2
+    # Slots come back when the handshake is done, not when the attempt ends.
+    assert windows_peak[0] > 2
+
+
+async def test_a_connection_stuck_in_set_up_gives_its_slot_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts TCP and never speaks TLS: with one connecting slot, the second
+    attempt still starts while the first is stuck (after CONNECT_SLOT_HOLD)."""
+    monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 1)
+    monkeypatch.setattr(engine, "CONNECT_SLOT_HOLD", 0.05)
+    held: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    targets = []
+    for name in ("mute-a", "mute-b"):
+        profile = parse_profile_text(
+            f"name: {name}\ntitle: Mute\nrest:\n  base_url: https://127.0.0.1:{port}\n"
+            "  health: {method: GET, path: /, expect_status: 200}\n"
+        )
+        url = profile.url_for("rest")
+        assert url is not None
+        tls = TLSDecision(verify=False, ca=None, ca_kind="none", layer="cli", reason="test")
+        targets.append(
+            ProbeTarget(
+                profile=profile, target="rest", url=url, proxy=direct_decision(url), tls=tls
+            )
+        )
+    try:
+        report = await engine.run_probes(ProbePlan(targets=tuple(targets), timeout=1.0))
+    finally:
+        for writer in held:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+    first, second = (r.attempts[0] for r in report.results)
+    assert first.error is not None and first.error.phase == "tls"
+    assert first.window_ns is not None and second.window_ns is not None
+    a, b = sorted([first.window_ns, second.window_ns])
+    assert b[0] < a[1]  # the second began before the first ended
+
+
 # -- 3. samples and medians -----------------------------------------------------------------------
 
 

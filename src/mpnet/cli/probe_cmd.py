@@ -81,8 +81,8 @@ def probe(
         int,
         typer.Option(
             "--concurrency",
-            help="Attempts in flight at once. More is faster but adds loop lag to the figures "
-            "(docs/timing.md).",
+            help="Attempts in flight at once (at most 4 of them connecting at the same time, "
+            "so that TLS handshakes do not stall each other's clocks: docs/timing.md).",
         ),
     ] = DEFAULT_CONCURRENCY,
 ) -> None:

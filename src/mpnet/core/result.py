@@ -269,7 +269,7 @@ class ProbeResult:
             warnings.append(
                 f"loop lag: the event loop stalled for up to {max(shaky):.1f} ms while the "
                 f"clocks of {which} ran (over {LOOP_LAG_UNCERTAIN_MS:g} ms): their figures may "
-                "include that wait"
+                "include such waits"
             )
         for number, attempt in enumerate(self.attempts, start=1):
             if attempt.tcp_inflated:

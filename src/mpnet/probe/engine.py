@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
 
 OUTER_GRACE = 0.25
+#: Attempts setting up their connection at once (DNS to the end of the TLS handshake). The
+#: handshakes' crypto runs on the loop, inside every other attempt's timed span; past a few at
+#: once, the loop lag they add dwarfs the figures (docs/timing.md). Waits are not limited by it.
+CONNECTING_AT_ONCE = 4
+#: Seconds an attempt may hold its connecting slot at most.
+CONNECT_SLOT_HOLD = 0.5
 #: Phases the engine times itself, around net/'s calls.
 ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 
@@ -60,32 +66,36 @@ async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = No
         ConfigError: a CA bundle of the plan cannot be loaded (before any attempt).
     """
     from mpnet.net.prepare import prepare_network
-    from mpnet.probe.looplag import shared_monitor
+    from mpnet.probe.looplag import acquire_shared_monitor, release_shared_monitor
 
     prepare_network(t.tls for t in plan.targets)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     semaphore = asyncio.Semaphore(plan.concurrency)
+    connecting = asyncio.Semaphore(min(plan.concurrency, CONNECTING_AT_ONCE))
+    monitor = acquire_shared_monitor()
     collected: list[list[Attempt]] = [[] for _ in plan.targets]
 
-    async with shared_monitor() as monitor:
+    async def run_target(index: int, target: ProbeTarget) -> None:
+        for _ in range(plan.count):
+            async with semaphore:
+                attempt = await run_attempt(
+                    target, plan.timeout, monitor=monitor, connecting=connecting
+                )
+            collected[index].append(attempt)
+            if on_attempt is not None:
+                on_attempt(target, attempt)
 
-        async def run_target(index: int, target: ProbeTarget) -> None:
-            for _ in range(plan.count):
-                async with semaphore:
-                    attempt = await run_attempt(target, plan.timeout, monitor=monitor)
-                collected[index].append(attempt)
-                if on_attempt is not None:
-                    on_attempt(target, attempt)
-
-        tasks = [asyncio.create_task(run_target(i, t)) for i, t in enumerate(plan.targets)]
-        interrupted = False
-        try:
-            await asyncio.gather(*tasks)
-        except asyncio.CancelledError:
-            interrupted = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    tasks = [asyncio.create_task(run_target(i, t)) for i, t in enumerate(plan.targets)]
+    interrupted = False
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        interrupted = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        release_shared_monitor(monitor)
     results = [
         ProbeResult(
             exchange=t.profile.name,
@@ -106,37 +116,47 @@ async def run_probes(plan: ProbePlan, *, on_attempt: AttemptCallback | None = No
 
 
 async def run_attempt(
-    target: ProbeTarget, timeout: float, *, monitor: LoopLagMonitor | None = None
+    target: ProbeTarget,
+    timeout: float,
+    *,
+    monitor: LoopLagMonitor | None = None,
+    connecting: asyncio.Semaphore | None = None,
 ) -> Attempt:
     """One attempt; never raises for a network failure (it is reported in the Attempt).
 
     With a running ``monitor``, the attempt's ``loop_lag_ms`` is the longest loop stall that
-    overlapped the span its clocks ran; without one it is None (not measured). Call
-    :func:`~mpnet.net.prepare.prepare_network` for the target's TLS decision first, or the first
-    attempt pays for building its SSL context.
+    overlapped the span its clocks ran; without one it is None (not measured). With
+    ``connecting``, the attempt takes a slot of it before its clocks start and gives it back once
+    its connection is set up (TLS done), so that only so many handshakes share the loop at once.
+    Call :func:`~mpnet.net.prepare.prepare_network` for the target's TLS decision first, or the
+    first attempt pays for building its SSL context.
     """
-    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    window = monitor.open_window() if monitor is not None else None
-    progress = _Progress(timeout)
+    slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
     try:
-        # The inner steps get the remaining budget and name their own phase on timeout; this
-        # outer guard (a little later) covers the waits between them.
-        async with asyncio.timeout(timeout + OUTER_GRACE):
-            if target.target == "rest":
-                attempt = await _probe_rest(target, progress)
-            else:
-                attempt = await _probe_ws(target, progress)
-    except TimeoutError:
-        # Cut off from outside: the phase in progress is the one a net/ measurement was in
-        # when it was cancelled, else the engine's own step.
-        phase = progress.cut_phase()
-        error = ProbeTimeout(
-            f"no answer within {timeout:g} s during {phase}", phase=phase, kind="timeout"
-        )
-        attempt = progress.failed(error)
-    except ProbeError as exc:
-        attempt = progress.failed(exc)
-    ended_ns = time.perf_counter_ns()
+        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        window = monitor.open_window() if monitor is not None else None
+        progress = _Progress(timeout, on_phase_end=slot.phase_ended)
+        try:
+            # The inner steps get the remaining budget and name their own phase on timeout;
+            # this outer guard (a little later) covers the waits between them.
+            async with asyncio.timeout(timeout + OUTER_GRACE):
+                if target.target == "rest":
+                    attempt = await _probe_rest(target, progress)
+                else:
+                    attempt = await _probe_ws(target, progress)
+        except TimeoutError:
+            # Cut off from outside: the phase in progress is the one a net/ measurement was in
+            # when it was cancelled, else the engine's own step.
+            phase = progress.cut_phase()
+            error = ProbeTimeout(
+                f"no answer within {timeout:g} s during {phase}", phase=phase, kind="timeout"
+            )
+            attempt = progress.failed(error)
+        except ProbeError as exc:
+            attempt = progress.failed(exc)
+        ended_ns = time.perf_counter_ns()
+    finally:
+        slot.release()
     lag = await monitor.settle(window) if monitor is not None and window is not None else None
     return replace(
         attempt,
@@ -146,33 +166,79 @@ async def run_attempt(
     )
 
 
+def _setup_ends_with(target: ProbeTarget) -> str:
+    """The phase that completes the connection set-up of ``target`` (the handshake's CPU)."""
+    if target.url.startswith(("https:", "wss:")):
+        return "tls"
+    return "proxy" if target.proxy.proxy is not None else "tcp"
+
+
+class _ConnectSlot:
+    """A slot of the ``connecting`` semaphore, held from before the attempt's clocks start until
+    its connection is set up, the attempt ends, or :data:`CONNECT_SLOT_HOLD` has passed
+    (whichever comes first: a set-up that takes longer is waiting for the network, not using
+    the loop, and must not hold back the others)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> None:
+        self._semaphore = semaphore
+        self._setup_ends_with = setup_ends_with
+        self._timer: asyncio.TimerHandle | None = None
+        if semaphore is not None:
+            self._timer = asyncio.get_running_loop().call_later(CONNECT_SLOT_HOLD, self.release)
+
+    @classmethod
+    async def take(cls, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> _ConnectSlot:
+        if semaphore is not None:
+            await semaphore.acquire()
+        return cls(semaphore, setup_ends_with)
+
+    def phase_ended(self, phase: str) -> None:
+        if phase == self._setup_ends_with:
+            self.release()
+
+    def release(self) -> None:
+        semaphore, self._semaphore = self._semaphore, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if semaphore is not None:
+            semaphore.release()
+
+
 class _TrackedTimings(PhaseTimings):
     """PhaseTimings that remember which measurement was cut off (left by an exception), so an
-    outer timeout can name the phase net/ was in. ``to_dict`` is unchanged."""
+    outer timeout can name the phase net/ was in, and report each phase that completes.
+    ``to_dict`` is unchanged."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_phase_end: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.cut: str | None = None
+        self._on_phase_end = on_phase_end
 
     @contextlib.contextmanager
     def measure(self, phase: Phase | str) -> Iterator[None]:
-        self.cut = str(phase)
+        name = str(phase)
+        self.cut = name
         with PhaseTimings.measure(self, phase):
             yield
         # Reached only when the body ended normally.
         self.cut = None
+        if self._on_phase_end is not None:
+            self._on_phase_end(name)
 
 
 class _Progress:
     """What an attempt has measured so far, so a failure can still report earlier phases."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(
+        self, timeout: float, *, on_phase_end: Callable[[str], None] | None = None
+    ) -> None:
         self.started_ns = time.perf_counter_ns()
         self.deadline = time.monotonic() + timeout
         self.phase: Phase = Phase.DNS
         self.phases: dict[str, float] = {}
         # Handed to net/ (dial, the HTTP request, the WebSocket connect), filled as they go.
-        self.timings = _TrackedTimings()
+        self.timings = _TrackedTimings(on_phase_end)
         self.status: int | None = None
         self.server_date: str | None = None
         self.local_time: float | None = None

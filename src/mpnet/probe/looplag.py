@@ -200,10 +200,10 @@ _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[LoopLagMonit
 )
 
 
-@contextlib.asynccontextmanager
-async def shared_monitor() -> AsyncIterator[LoopLagMonitor]:
-    """The running loop's monitor, started on first use and stopped when the last user leaves
-    (so concurrent probe runs on one loop, as ``serve``'s scrapes are, pay for one monitor)."""
+def acquire_shared_monitor() -> LoopLagMonitor:
+    """The running loop's monitor, started on first use; give it back with
+    :func:`release_shared_monitor`. Concurrent probe runs on one loop (``serve``'s scrapes)
+    share it, so they pay for one monitor."""
     loop = asyncio.get_running_loop()
     entry = _shared.get(loop)
     if entry is None:
@@ -212,13 +212,36 @@ async def shared_monitor() -> AsyncIterator[LoopLagMonitor]:
     monitor, users = entry
     users[0] += 1
     monitor.start()
+    return monitor
+
+
+def release_shared_monitor(monitor: LoopLagMonitor) -> None:
+    """Stop the shared monitor when its last user gives it back."""
+    for loop, (shared, users) in list(_shared.items()):
+        if shared is monitor:
+            users[0] -= 1
+            if users[0] == 0:
+                monitor.stop()
+                del _shared[loop]
+            return
+    monitor.stop()
+
+
+@contextlib.asynccontextmanager
+async def shared_monitor() -> AsyncIterator[LoopLagMonitor]:
+    """``async with`` form of :func:`acquire_shared_monitor`."""
+    monitor = acquire_shared_monitor()
     try:
         yield monitor
     finally:
-        users[0] -= 1
-        if users[0] == 0:
-            monitor.stop()
-            _shared.pop(loop, None)
+        release_shared_monitor(monitor)
 
 
-__all__ = ["LagWindow", "LoopLagMonitor", "Stall", "shared_monitor"]
+__all__ = [
+    "LagWindow",
+    "LoopLagMonitor",
+    "Stall",
+    "acquire_shared_monitor",
+    "release_shared_monitor",
+    "shared_monitor",
+]

@@ -16,11 +16,9 @@ from mpnet.core.tls import TLSDecision
 from mpnet.errors import UsageError
 
 TARGETS = ("rest", "ws")
-#: Attempts in flight at once. Each attempt's TLS handshake and HTTP/WebSocket parsing run on
-#: the one event loop; with many at once, every attempt's clocks also count the others' CPU
-#: work (loop lag). Measured against the lab (docs/timing.md): at 4 the loop lag stays at the
-#: single-attempt floor, at 8 it grows by half, at 32 it is four to five times that.
-DEFAULT_CONCURRENCY = 4
+#: Attempts in flight at once (of which at most engine.CONNECTING_AT_ONCE set up their
+#: connection at the same time: docs/timing.md).
+DEFAULT_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, slots=True)

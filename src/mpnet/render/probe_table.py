@@ -40,7 +40,7 @@ def uncertainty_legend(results: Sequence[ProbeResult]) -> Text | None:
         return None
     return Text(
         f"{UNCERTAIN_MARK} uncertain: the event loop stalled (up to {max(lags):.1f} ms) while an "
-        "attempt behind the figure was timed; the figure may include that wait (marked over "
+        "attempt behind the figure was timed; the figure may include such waits (marked over "
         f"{LOOP_LAG_UNCERTAIN_MS:g} ms)",
         style="yellow",
     )
@@ -104,11 +104,7 @@ def probe_table(report: ProbeReport) -> RenderableType:
             cells.append(_ms(phases.get(name), uncertain=name in marked))
         latency = result.latency
         shaky = any(a.uncertain for a in result.attempts if a.ok)
-        stats = (
-            f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95, uncertain=shaky)}"
-            if latency
-            else "-"
-        )
+        stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
         row: list[RenderableType] = [
             result.exchange,
             result.target,
