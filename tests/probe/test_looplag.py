@@ -106,3 +106,12 @@ async def test_concurrent_users_share_one_monitor() -> None:
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         LoopLagMonitor(interval=0)
+
+
+async def test_a_window_closed_without_settling_is_forgotten_at_the_next_tick() -> None:
+    """A cancelled attempt closes its window but never settles it: nothing may keep it."""
+    async with LoopLagMonitor() as monitor:
+        window = monitor.open_window()
+        monitor.close(window)
+        await asyncio.sleep(0.005)
+        assert monitor._open == set() and monitor._closing == []

@@ -543,3 +543,25 @@ def _table_text(report: ProbeReport, *, verbose: bool = False) -> list[str]:
     with console.capture() as capture:
         console.print(probe_view(report, verbose=verbose))
     return capture.get().splitlines()
+
+
+async def test_a_cancelled_run_leaves_no_window_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve cuts a scrape's run off from outside; the shared monitor must not keep its windows."""
+    from mpnet.probe import looplag
+
+    seen: list[looplag.LoopLagMonitor] = []
+    real = looplag.acquire_shared_monitor
+
+    def remember() -> looplag.LoopLagMonitor:
+        seen.append(real())
+        return seen[-1]
+
+    monkeypatch.setattr(looplag, "acquire_shared_monitor", remember)
+    async with lab_plan("okx") as plan, looplag.shared_monitor() as outer:
+        # A user outside the run keeps the shared monitor alive after the run is cut off.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await engine.run_probes(replace(plan, timeout=5))
+        await asyncio.sleep(0.005)
+        assert len(seen) == 2 and all(m is outer for m in seen)  # ours, then the run's
+        assert outer._open == set() and outer._closing == []

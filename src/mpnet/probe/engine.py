@@ -132,6 +132,7 @@ async def run_attempt(
     first attempt pays for building its SSL context.
     """
     slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
+    window = None
     try:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         window = monitor.open_window() if monitor is not None else None
@@ -157,6 +158,9 @@ async def run_attempt(
         ended_ns = time.perf_counter_ns()
     finally:
         slot.release()
+        if monitor is not None and window is not None:
+            # Also when cancelled: a window left open would be checked at every tick.
+            monitor.close(window)
     lag = await monitor.settle(window) if monitor is not None and window is not None else None
     return replace(
         attempt,
