@@ -6,6 +6,7 @@ The JSON shape is DESIGN.md's; :meth:`ProbeReport.to_dict` is the one place it i
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +26,13 @@ PHASE_ORDER = (
     "first_message",
     "ping_rtt",
 )
+
+#: An attempt whose timed window overlapped an event-loop stall longer than this (ms) has
+#: uncertain figures: a network event may have waited that long for the loop to notice it.
+LOOP_LAG_UNCERTAIN_MS = 1.0
+#: How far the user-space ``tcp`` figure may exceed the kernel's round-trip time (ms), on top of
+#: the attempt's loop lag, before mpnet says the figure was inflated by this process.
+TCP_KERNEL_SLACK_MS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,11 @@ class Attempt:
     unanswered after data arrived). ``skipped`` is set when
     the attempt was never sent because the exchange's rate-limit wait was running: it is then
     neither a success nor a failure (``ok`` is False, ``error`` None).
+
+    Timing truth: ``started_at`` is the wall-clock start (ISO 8601 UTC), ``window_ns`` the
+    ``perf_counter_ns`` span during which the attempt's clocks ran, ``loop_lag_ms`` the longest
+    event-loop stall that overlapped that span (None: not measured), ``tcp_rtt_kernel_ms`` the
+    kernel's round-trip estimate of the TCP connection (Linux ``TCP_INFO``; None elsewhere).
     """
 
     ok: bool
@@ -111,10 +124,70 @@ class Attempt:
     tls: TLSInfo | None = None
     warnings: tuple[ErrorInfo, ...] = ()
     skipped: Skip | None = None
+    started_at: str | None = None
+    window_ns: tuple[int, int] | None = None
+    loop_lag_ms: float | None = None
+    tcp_rtt_kernel_ms: float | None = None
 
     @property
     def total_ms(self) -> float:
         return sum(v for k, v in self.phases.items() if k != "ping_rtt")
+
+    @property
+    def uncertain(self) -> bool:
+        """True when a loop stall over :data:`LOOP_LAG_UNCERTAIN_MS` overlapped the attempt."""
+        return self.loop_lag_ms is not None and self.loop_lag_ms > LOOP_LAG_UNCERTAIN_MS
+
+    @property
+    def tcp_inflated(self) -> bool | None:
+        """Whether the user-space ``tcp`` figure exceeds the kernel's RTT by more than
+        :data:`TCP_KERNEL_SLACK_MS` plus the attempt's loop lag (None: nothing to compare)."""
+        tcp = self.phases.get("tcp")
+        if tcp is None or self.tcp_rtt_kernel_ms is None:
+            return None
+        allowed = TCP_KERNEL_SLACK_MS + (self.loop_lag_ms or 0.0)
+        return tcp - self.tcp_rtt_kernel_ms > allowed
+
+    def to_sample(self) -> dict[str, Any]:
+        """The attempt as one entry of a result's JSON ``samples``."""
+        return {
+            "phases": ordered_phases(self.phases),
+            "ok": self.ok,
+            "error": self.error.to_dict() if self.error else None,
+            "loop_lag_ms": _rounded(self.loop_lag_ms),
+            "started_at": self.started_at,
+            "tcp_rtt_kernel_ms": _rounded(self.tcp_rtt_kernel_ms),
+            "tcp_inflated": self.tcp_inflated,
+            "skipped": self.skipped.to_dict() if self.skipped else None,
+            "warnings": [warning.to_dict() for warning in self.warnings],
+        }
+
+
+def ordered_phases(phases: Mapping[str, float]) -> dict[str, float]:
+    """``phases`` in connection order (unknown names last), rounded to microseconds."""
+    ranked = sorted(
+        phases.items(),
+        key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else len(PHASE_ORDER),
+    )
+    return {name: round(value, 3) for name, value in ranked}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def median_phases(attempts: Sequence[Attempt]) -> dict[str, float]:
+    """Per phase, the median over the attempts that measured that phase.
+
+    An attempt counts for every phase it has a figure for, whether it succeeded or not (a
+    phase cut off by a timeout holds the time spent in it); an attempt that stopped before a
+    phase does not count for it. An even number of figures gives the mean of the middle two.
+    """
+    values: dict[str, list[float]] = {}
+    for attempt in attempts:
+        for name, value in attempt.phases.items():
+            values.setdefault(name, []).append(value)
+    return {name: statistics.median(figures) for name, figures in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +262,51 @@ class ProbeResult:
 
     @property
     def phases(self) -> Mapping[str, float]:
-        shown = self.shown_attempt
-        return shown.phases if shown else {}
+        """Per-phase medians over the attempts (see :func:`median_phases`)."""
+        return median_phases(self.attempts)
+
+    @property
+    def loop_lag_ms(self) -> float | None:
+        """The longest loop stall any attempt saw (None: no attempt was measured)."""
+        lags = [a.loop_lag_ms for a in self.attempts if a.loop_lag_ms is not None]
+        return max(lags) if lags else None
+
+    @property
+    def uncertain_phases(self) -> frozenset[str]:
+        """Phases whose figure includes an attempt with uncertain timings (loop lag)."""
+        return frozenset(name for a in self.attempts if a.uncertain for name in a.phases)
+
+    @property
+    def tcp_rtt_kernel_ms(self) -> float | None:
+        """The median of the attempts' kernel RTT figures (None: the kernel gave none)."""
+        values = [a.tcp_rtt_kernel_ms for a in self.attempts if a.tcp_rtt_kernel_ms is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def timing_warnings(self) -> list[str]:
+        """What makes these figures less than certain: one sentence for the attempts with loop
+        lag over :data:`LOOP_LAG_UNCERTAIN_MS`, one per attempt whose tcp was inflated."""
+        many = len(self.attempts) > 1
+        warnings: list[str] = []
+        shaky = [a.loop_lag_ms for a in self.attempts if a.uncertain and a.loop_lag_ms is not None]
+        if shaky:
+            which = f"{len(shaky)} of {len(self.attempts)} attempts" if many else "the attempt"
+            warnings.append(
+                f"loop lag: the event loop stalled for up to {max(shaky):.1f} ms while the "
+                f"clocks of {which} ran (over {LOOP_LAG_UNCERTAIN_MS:g} ms): their figures may "
+                "include such waits"
+            )
+        for number, attempt in enumerate(self.attempts, start=1):
+            if attempt.tcp_inflated:
+                which = f"attempt {number}" if many else "the attempt"
+                warnings.append(
+                    f"tcp inflated: {which}'s user-space tcp {attempt.phases['tcp']:.2f} ms "
+                    f"exceeds the kernel's TCP RTT {attempt.tcp_rtt_kernel_ms:.2f} ms by more "
+                    f"than {TCP_KERNEL_SLACK_MS:g} ms + its loop lag "
+                    f"{attempt.loop_lag_ms or 0.0:.2f} ms: the user-space tcp figure was "
+                    "inflated by this process, not by the network"
+                )
+        return warnings
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -213,13 +329,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         latency = self.latency
-        phases = {
-            k: round(v, 3)
-            for k, v in sorted(
-                self.phases.items(),
-                key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else 99,
-            )
-        }
+        phases = ordered_phases(self.phases)
         error = self.error
         return {
             "exchange": self.exchange,
@@ -240,6 +350,11 @@ class ProbeResult:
             "tls": self.tls.to_dict() if self.tls else None,
             "error": error.to_dict() if error else None,
             "findings": [f.to_dict() for f in self.findings],
+            # Second wave: every attempt, its loop lag and kernel RTT; the phases above are the
+            # medians of these samples.
+            "samples": [a.to_sample() for a in self.attempts],
+            "loop_lag_ms": _rounded(self.loop_lag_ms),
+            "timing_warnings": self.timing_warnings,
         }
 
 

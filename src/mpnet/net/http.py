@@ -141,6 +141,7 @@ async def timed_request(
     headers: Mapping[str, str] | None = None,
     json_body: Any = None,
     max_body: int = 1 << 20,
+    timings: PhaseTimings | None = None,
 ) -> TimedResponse:
     """Send one HTTP/1.1 request on a freshly dialed, phase-timed connection.
 
@@ -158,6 +159,8 @@ async def timed_request(
         headers: extra request headers; they replace the defaults of the same name.
         json_body: sent as ``application/json`` when not None.
         max_body: bodies longer than this are cut (``truncated`` is set).
+        timings: filled in as phases complete (a new one when omitted); pass your own to keep
+            the phases measured before the request was cancelled from outside.
 
     Raises:
         UsageError: not an http/https URL, or a header value with a line break.
@@ -173,7 +176,7 @@ async def timed_request(
     if scheme not in ("http", "https"):
         raise UsageError(f"invalid URL {url!r}: timed_request needs an http or https URL")
     request = _build_request(method, url, headers=headers, json_body=json_body)
-    timings = PhaseTimings()
+    timings = timings if timings is not None else PhaseTimings()
     try:
         response = await _timed_exchange(
             url, request, method.upper(), proxy, tls, timeout, timings, max_body

@@ -25,6 +25,8 @@ _MODULES = (
     "gzip",
     "zlib",
     "cryptography.x509",
+    # getaddrinfo and ssl encode host names with the idna codec, imported on first use.
+    "encodings.idna",
 )
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,16 +30,26 @@ from mpnet.errors import (
     ProtocolError,
     TLSError,
 )
+from mpnet.net.dial import PhaseTimings
 from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
 if TYPE_CHECKING:
     from mpnet.net.http import TimedResponse
+    from mpnet.probe.looplag import LoopLagMonitor
 
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
 
 OUTER_GRACE = 0.25
+#: Attempts setting up their connection at once (DNS to the end of the TLS handshake). The
+#: handshakes' crypto runs on the loop, inside every other attempt's timed span; past a few at
+#: once, the loop lag they add dwarfs the figures (docs/timing.md). Waits are not limited by it.
+CONNECTING_AT_ONCE = 4
+#: Seconds an attempt may hold its connecting slot at most.
+CONNECT_SLOT_HOLD = 0.5
+#: Phases the engine times itself, around net/'s calls.
+ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 
 
 async def run_probes(
@@ -53,11 +63,25 @@ async def run_probes(
     Every attempt goes through ``gate`` (a fresh one when None): paced to the profile's
     ``rate_limit`` and ``plan.interval``, and skipped, not sent, inside an exchange's 429/418 wait.
 
+    Before the first attempt, everything that would block the loop while clocks run is done
+    (imports, SSL contexts: :func:`~mpnet.net.prepare.prepare_network`), and a
+    :class:`~mpnet.probe.looplag.LoopLagMonitor` runs for the whole run so that each attempt
+    reports the loop lag its figures may include.
+
     Cancelling the task (Ctrl-C in the CLI) stops all probes at once and returns what has been
     collected so far, with ``interrupted`` set.
+
+    Raises:
+        ConfigError: a CA bundle of the plan cannot be loaded (before any attempt).
     """
+    from mpnet.net.prepare import prepare_network
+    from mpnet.probe.looplag import acquire_shared_monitor, release_shared_monitor
+
+    prepare_network(t.tls for t in plan.targets)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     semaphore = asyncio.Semaphore(plan.concurrency)
+    connecting = asyncio.Semaphore(min(plan.concurrency, CONNECTING_AT_ONCE))
+    monitor = acquire_shared_monitor()
     collected: list[list[Attempt]] = [[] for _ in plan.targets]
     gate = gate if gate is not None else RateGate()
 
@@ -65,7 +89,7 @@ async def run_probes(
         for _ in range(plan.count):
             attempt = await gate.attempt(
                 target,
-                lambda: run_attempt(target, plan.timeout),
+                lambda: run_attempt(target, plan.timeout, monitor=monitor, connecting=connecting),
                 interval=plan.interval,
                 semaphore=semaphore,
             )
@@ -82,6 +106,8 @@ async def run_probes(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        release_shared_monitor(monitor)
     results = [
         ProbeResult(
             exchange=t.profile.name,
@@ -101,39 +127,141 @@ async def run_probes(
     )
 
 
-async def run_attempt(target: ProbeTarget, timeout: float) -> Attempt:
-    """One attempt; never raises for a network failure (it is reported in the Attempt)."""
-    progress = _Progress(timeout)
+async def run_attempt(
+    target: ProbeTarget,
+    timeout: float,
+    *,
+    monitor: LoopLagMonitor | None = None,
+    connecting: asyncio.Semaphore | None = None,
+) -> Attempt:
+    """One attempt; never raises for a network failure (it is reported in the Attempt).
+
+    With a running ``monitor``, the attempt's ``loop_lag_ms`` is the longest loop stall that
+    overlapped the span its clocks ran; without one it is None (not measured). With
+    ``connecting``, the attempt takes a slot of it before its clocks start and gives it back once
+    its connection is set up (TLS done), so that only so many handshakes share the loop at once.
+    Call :func:`~mpnet.net.prepare.prepare_network` for the target's TLS decision first, or the
+    first attempt pays for building its SSL context.
+    """
+    slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
+    window = None
     try:
-        # The inner steps get the remaining budget and name their own phase on timeout; this
-        # outer guard (a little later) covers the waits between them.
-        async with asyncio.timeout(timeout + OUTER_GRACE):
-            if target.target == "rest":
-                return await _probe_rest(target, progress)
-            return await _probe_ws(target, progress)
-    except TimeoutError:
-        phase = progress.phase
-        error = ProbeTimeout(
-            f"no answer within {timeout:g} s during {phase}", phase=phase, kind="timeout"
-        )
-        return progress.failed(error)
-    except ProbeError as exc:
-        return progress.failed(exc)
+        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        window = monitor.open_window() if monitor is not None else None
+        progress = _Progress(timeout, on_phase_end=slot.phase_ended)
+        try:
+            # The inner steps get the remaining budget and name their own phase on timeout;
+            # this outer guard (a little later) covers the waits between them.
+            async with asyncio.timeout(timeout + OUTER_GRACE):
+                if target.target == "rest":
+                    attempt = await _probe_rest(target, progress)
+                else:
+                    attempt = await _probe_ws(target, progress)
+        except TimeoutError:
+            # Cut off from outside: the phase in progress is the one a net/ measurement was in
+            # when it was cancelled, else the engine's own step.
+            phase = progress.cut_phase()
+            error = ProbeTimeout(
+                f"no answer within {timeout:g} s during {phase}", phase=phase, kind="timeout"
+            )
+            attempt = progress.failed(error)
+        except ProbeError as exc:
+            attempt = progress.failed(exc)
+        ended_ns = time.perf_counter_ns()
+    finally:
+        slot.release()
+        if monitor is not None and window is not None:
+            # Also when cancelled: a window left open would be checked at every tick.
+            monitor.close(window)
+    lag = await monitor.settle(window) if monitor is not None and window is not None else None
+    return replace(
+        attempt,
+        started_at=started_at,
+        window_ns=(progress.started_ns, ended_ns),
+        loop_lag_ms=lag,
+    )
+
+
+def _setup_ends_with(target: ProbeTarget) -> str:
+    """The phase that completes the connection set-up of ``target`` (the handshake's CPU)."""
+    if target.url.startswith(("https:", "wss:")):
+        return "tls"
+    return "proxy" if target.proxy.proxy is not None else "tcp"
+
+
+class _ConnectSlot:
+    """A slot of the ``connecting`` semaphore, held from before the attempt's clocks start until
+    its connection is set up, the attempt ends, or :data:`CONNECT_SLOT_HOLD` has passed
+    (whichever comes first: a set-up that takes longer is waiting for the network, not using
+    the loop, and must not hold back the others)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> None:
+        self._semaphore = semaphore
+        self._setup_ends_with = setup_ends_with
+        self._timer: asyncio.TimerHandle | None = None
+        if semaphore is not None:
+            self._timer = asyncio.get_running_loop().call_later(CONNECT_SLOT_HOLD, self.release)
+
+    @classmethod
+    async def take(cls, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> _ConnectSlot:
+        if semaphore is not None:
+            await semaphore.acquire()
+        return cls(semaphore, setup_ends_with)
+
+    def phase_ended(self, phase: str) -> None:
+        if phase == self._setup_ends_with:
+            self.release()
+
+    def release(self) -> None:
+        semaphore, self._semaphore = self._semaphore, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if semaphore is not None:
+            semaphore.release()
+
+
+class _TrackedTimings(PhaseTimings):
+    """PhaseTimings that remember which measurement was cut off (left by an exception), so an
+    outer timeout can name the phase net/ was in, and report each phase that completes.
+    ``to_dict`` is unchanged."""
+
+    def __init__(self, on_phase_end: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.cut: str | None = None
+        self._on_phase_end = on_phase_end
+
+    @contextlib.contextmanager
+    def measure(self, phase: Phase | str) -> Iterator[None]:
+        name = str(phase)
+        self.cut = name
+        with PhaseTimings.measure(self, phase):
+            yield
+        # Reached only when the body ended normally.
+        self.cut = None
+        if self._on_phase_end is not None:
+            self._on_phase_end(name)
 
 
 class _Progress:
     """What an attempt has measured so far, so a failure can still report earlier phases."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(
+        self, timeout: float, *, on_phase_end: Callable[[str], None] | None = None
+    ) -> None:
+        self.started_ns = time.perf_counter_ns()
         self.deadline = time.monotonic() + timeout
         self.phase: Phase = Phase.DNS
         self.phases: dict[str, float] = {}
+        # Handed to net/ (dial, the HTTP request, the WebSocket connect), filled as they go.
+        self.timings = _TrackedTimings(on_phase_end)
         self.status: int | None = None
         self.server_date: str | None = None
         self.local_time: float | None = None
         self.addresses: tuple[str, ...] = ()
         self.address: str | None = None
         self.tls: Any = None
+        self.tcp_rtt_kernel_ms: float | None = None
         # The last message that did not match, kept as evidence when the data never comes.
         self.last_unmatched: str | None = None
 
@@ -147,8 +275,42 @@ class _Progress:
             self.addresses = tuple(peer.addresses)
             self.address = peer.address
             self.tls = peer.tls
+            # PeerInfo.tcp_rtt_kernel_ms comes with branch dial; absent before it.
+            self.tcp_rtt_kernel_ms = getattr(peer, "tcp_rtt_kernel_ms", None)
+
+    def merge_timings(self, timings: Any = None) -> None:
+        """Add the connection phases net/ measured before a failure (the engine times
+        ``bootstrap``, ``first_message`` and ``ping_rtt`` itself: the WebSocket wrapper's own
+        ``first_message`` is its first message of any kind, not the first data message)."""
+        source = self.timings if timings is None else timings
+        for name, value in source.to_dict().items():
+            if name not in ENGINE_PHASES:
+                self.phases.setdefault(name, value)
+
+    def cut_phase(self) -> Phase:
+        """The phase in progress when the attempt was cut off from outside."""
+        cut = self.timings.cut
+        return Phase(cut) if cut is not None else self.phase
+
+    def keep_stuck_phase(self, phase: Phase) -> None:
+        """Give the phase a timeout cut off the time spent in it so far.
+
+        net/ records a measured phase even when it is cut off; when it did not (the HTTP wait,
+        the engine's own steps), the phase gets the attempt's time not accounted for by the
+        phases before it (they ran one after the other, so the rest is the stuck phase's).
+        """
+        self.merge_timings()
+        name = str(phase)
+        if name in self.phases:
+            return
+        elapsed = (time.perf_counter_ns() - self.started_ns) / 1e6
+        self.phases[name] = max(0.0, elapsed - sum(self.phases.values()))
 
     def failed(self, error: ProbeError) -> Attempt:
+        if isinstance(error, ProbeTimeout):
+            self.keep_stuck_phase(error.phase)
+        else:
+            self.merge_timings()
         status = getattr(error, "status", None)
         headers = getattr(error, "headers", {}) or {}
         body = getattr(error, "body", b"") or b""
@@ -173,6 +335,7 @@ class _Progress:
             addresses=self.addresses,
             address=self.address,
             tls=self.tls,
+            tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
         )
 
     def succeeded(self) -> Attempt:
@@ -185,6 +348,7 @@ class _Progress:
             addresses=self.addresses,
             address=self.address,
             tls=self.tls,
+            tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
         )
 
 
@@ -204,7 +368,9 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
     rest = target.profile.rest
     assert rest is not None
     health = rest.health
-    progress.phase = Phase.DNS
+    # Outside dial's measured phases (which the timings name themselves), the request is in its
+    # HTTP exchange: that is the phase an outer timeout names.
+    progress.phase = Phase.HTTP
     try:
         response = await timed_request(
             health.method,
@@ -214,6 +380,7 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
             timeout=progress.remaining(),
             headers=rest.headers,
             json_body=fill_placeholders(health.body) if health.body is not None else None,
+            timings=progress.timings,
         )
     except ProbeError as exc:
         _absorb_partial(progress, exc)
@@ -261,17 +428,17 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
 
 
 def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
-    """Keep the phases a failed dial did measure (net/ attaches them when it can)."""
+    """Keep the phases a failed request did measure (net/ attaches them, including the ``http``
+    wait of a timeout once net/ fills it; :meth:`_Progress.keep_stuck_phase` covers the rest)."""
     timings = getattr(exc, "timings", None)
     if timings is not None:
-        progress.phases.update(timings.to_dict())
+        progress.merge_timings(timings)
 
 
 # -- WebSocket ------------------------------------------------------------------------------------
 
 
 async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
-    from mpnet.net.dial import PhaseTimings
     from mpnet.net.ws import WebSocketWrapper
 
     spec = target.profile.websocket
@@ -281,19 +448,18 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         progress.phase = Phase.BOOTSTRAP
         url = await _bootstrap(target, progress)
     progress.phase = Phase.DNS
-    # Filled in phase by phase, so a refused upgrade still shows its dns/tcp/tls times.
-    timings = PhaseTimings()
     try:
+        # Filled in phase by phase, so a refused upgrade still shows its dns/tcp/tls times.
         ws = await WebSocketWrapper.connect(
             url,
             proxy=target.proxy,
             tls=target.tls,
             timeout=progress.remaining(),
             headers=spec.headers,
-            timings=timings,
+            timings=progress.timings,
         )
     except ProbeError as exc:
-        progress.phases.update(timings.to_dict())
+        progress.merge_timings()
         progress.tls = exc.tls
         raise
     try:

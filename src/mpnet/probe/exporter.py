@@ -168,6 +168,7 @@ class ProbeExporter:
             UnknownExchange: no profile has that name.
             UsageError: ``target`` is not rest or ws, or the exchange has no such target.
             InvalidProxyURL: a proxy layer holds a malformed URL.
+            ConfigError: the plan's CA bundle cannot be loaded.
         """
         profile = self.profiles.get(exchange.strip().lower())
         if profile is None:
@@ -191,6 +192,10 @@ class ProbeExporter:
         pacing = pacing_s(plan)
         if pacing > 0:
             plan = dataclasses.replace(plan, timeout=max(MIN_PROBE_TIMEOUT, timeout - pacing))
+        # SSL contexts and imports at plan time, before this scrape's clocks (cached after).
+        from mpnet.net.prepare import prepare_network
+
+        prepare_network(t.tls for t in plan.targets)
         return plan
 
     async def probe(self, plan: ProbePlan) -> ProbeReport:

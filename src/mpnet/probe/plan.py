@@ -17,6 +17,9 @@ from mpnet.core.tls import TLSDecision
 from mpnet.errors import UsageError
 
 TARGETS = ("rest", "ws")
+#: Attempts in flight at once (of which at most engine.CONNECTING_AT_ONCE set up their
+#: connection at the same time: docs/timing.md).
+DEFAULT_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class ProbePlan:
     targets: tuple[ProbeTarget, ...]
     count: int = 1
     timeout: float = 10.0
-    concurrency: int = 32
+    concurrency: int = DEFAULT_CONCURRENCY
     #: Least seconds between the starts of two attempts at one target (``--interval``); None
     #: leaves only the profiles' ``rate_limit`` pacing.
     interval: float | None = None
@@ -55,7 +58,7 @@ def build_plan(
     ws: bool = True,
     count: int = 1,
     timeout: float = 10.0,
-    concurrency: int = 32,
+    concurrency: int = DEFAULT_CONCURRENCY,
     system_store: bool = True,
     interval: float | None = None,
 ) -> ProbePlan:

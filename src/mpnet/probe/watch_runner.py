@@ -68,9 +68,17 @@ class WatchRunner:
         await self.close()
 
     async def start(self) -> None:
-        """Open a feed for every WebSocket target (connections open in the background)."""
+        """Open a feed for every WebSocket target (connections open in the background).
+
+        Raises:
+            ConfigError: a CA bundle of the plan cannot be loaded (before any connection).
+        """
         if self.feeds:
             return
+        from mpnet.net.prepare import prepare_network
+
+        # Imports and SSL contexts now, not on the loop while a cycle's clocks run.
+        prepare_network(t.tls for t in self.plan.targets)
         self.feeds = [
             FeedMonitor(
                 target,

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 
 from mpnet.core.proxy_url import redact_url_text
-from mpnet.core.result import PHASE_ORDER, Finding, ProbeReport, ProbeResult
+from mpnet.core.result import (
+    LOOP_LAG_UNCERTAIN_MS,
+    PHASE_ORDER,
+    Finding,
+    ProbeReport,
+    ProbeResult,
+)
 
 SUITE_NAME = "mpnet probe"
 
@@ -128,15 +135,19 @@ def _failure_text(result: ProbeResult) -> str:
     lines.append(_attempts_line(result))
     lines.extend(_findings_lines(result.findings))
     lines.extend(_context_lines(result))
-    if result.phases:
-        lines.append(f"phases (ms, up to the failure): {_phases_text(result)}")
+    shown = result.shown_attempt
+    if shown is not None and shown.phases:
+        lines.append(f"phases (ms, up to the failure): {_phases_text(shown.phases)}")
+    lines.extend(_timing_lines(result))
     return "\n".join(lines)
 
 
 def _success_text(result: ProbeResult) -> str:
+    many = len(result.attempts) > 1
+    label = f"phases (ms, medians of {len(result.attempts)} attempts)" if many else "phases (ms)"
     lines = [
         f"{result.exchange} {result.target} {result.url}",
-        f"phases (ms): {_phases_text(result)}",
+        f"{label}: {_phases_text(result.phases)}",
         _attempts_line(result),
     ]
     latency = result.latency
@@ -151,6 +162,7 @@ def _success_text(result: ProbeResult) -> str:
         lines.append(f"tls: {tls.version} {tls.cipher or ''}{expiry}".rstrip())
     lines.extend(_findings_lines(result.findings))
     lines.extend(_context_lines(result))
+    lines.extend(_timing_lines(result))
     return "\n".join(lines)
 
 
@@ -167,6 +179,19 @@ def _attempts_line(result: ProbeResult) -> str:
     if skips:
         line += f"; {len(skips)} skipped ({skips[0].message})"
     return line
+
+
+def _timing_lines(result: ProbeResult) -> list[str]:
+    """The loop lag the figures may include, and every timing warning."""
+    lag = result.loop_lag_ms
+    if lag is None:
+        return []
+    verdict = "timings uncertain" if result.uncertain_phases else "timings certain"
+    lines = [
+        f"loop lag (ms): max {lag:.2f} ({verdict}; uncertain above {LOOP_LAG_UNCERTAIN_MS:g} ms)"
+    ]
+    lines.extend(f"warning: {warning}" for warning in result.timing_warnings)
+    return lines
 
 
 def _findings_lines(findings: tuple[Finding, ...]) -> list[str]:
@@ -191,9 +216,9 @@ def _context_lines(result: ProbeResult) -> list[str]:
     return lines
 
 
-def _phases_text(result: ProbeResult) -> str:
+def _phases_text(phases: Mapping[str, float]) -> str:
     ordered = sorted(
-        result.phases.items(),
+        phases.items(),
         key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else len(PHASE_ORDER),
     )
     return " ".join(f"{name}={ms:.1f}" for name, ms in ordered) or "-"

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from mpnet.core.result import ProbeReport, ProbeResult
+from mpnet.core.result import LOOP_LAG_UNCERTAIN_MS, ProbeReport, ProbeResult
 
 PHASE_COLUMNS = (
     ("dns", "dns"),
@@ -22,10 +22,28 @@ PHASE_COLUMNS = (
 )
 
 
-def _ms(value: float | None) -> str:
+#: Put before a figure whose attempt overlapped a loop stall over LOOP_LAG_UNCERTAIN_MS.
+UNCERTAIN_MARK = "~"
+
+
+def _ms(value: float | None, *, uncertain: bool = False) -> str:
     if value is None:
         return "-"
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    text = f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    return UNCERTAIN_MARK + text if uncertain else text
+
+
+def uncertainty_legend(results: Sequence[ProbeResult]) -> Text | None:
+    """The one-line legend of the uncertainty mark, when any figure carries it."""
+    lags = [r.loop_lag_ms for r in results if r.uncertain_phases and r.loop_lag_ms is not None]
+    if not lags:
+        return None
+    return Text(
+        f"{UNCERTAIN_MARK} uncertain: the event loop stalled (up to {max(lags):.1f} ms) while an "
+        "attempt behind the figure was timed; the figure may include such waits (marked over "
+        f"{LOOP_LAG_UNCERTAIN_MS:g} ms)",
+        style="yellow",
+    )
 
 
 def route_text(result: ProbeResult) -> str:
@@ -82,10 +100,14 @@ def probe_table(report: ProbeReport) -> RenderableType:
         table.add_column("TLS", overflow="fold")
     for result in results:
         phases = result.phases
-        http = phases.get("http", phases.get("ws_upgrade"))
-        cells = [_ms(http) if key == "http" else _ms(phases.get(key)) for key, _ in PHASE_COLUMNS]
+        marked = result.uncertain_phases
+        cells = []
+        for key, _ in PHASE_COLUMNS:
+            name = key if key != "http" or "http" in phases else "ws_upgrade"
+            cells.append(_ms(phases.get(name), uncertain=name in marked))
         latency = result.latency
-        stats = f"{_ms(latency.p50)}/{_ms(latency.p95)}" if latency else "-"
+        shaky = any(a.uncertain for a in result.attempts if a.ok)
+        stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
         row: list[RenderableType] = [
             result.exchange,
             result.target,
@@ -101,6 +123,9 @@ def probe_table(report: ProbeReport) -> RenderableType:
             row.append(Text(tls, style="bold red" if tls.startswith("INSECURE") else ""))
         table.add_row(*row)
     shared: list[RenderableType] = []
+    legend = uncertainty_legend(results)
+    if legend is not None:
+        shared.append(legend)
     if len(routes) == 1 and results:
         shared.append(Text.assemble(("route: ", "bold"), routes.pop(), " — all targets"))
     if len(policies) == 1 and results:
@@ -139,6 +164,23 @@ def error_lines(results: Sequence[ProbeResult]) -> list[Text]:
     return lines
 
 
+def timing_notes(result: ProbeResult) -> list[Text]:
+    """Under a waterfall: how many attempts the medians come from, and every timing warning
+    (loop lag over the threshold, a user-space tcp figure the kernel's RTT contradicts)."""
+    notes: list[Text] = []
+    count = len(result.attempts)
+    if count > 1:
+        notes.append(Text(f"  medians of {count} attempts", style="dim"))
+    lag = result.loop_lag_ms
+    if lag is not None and not result.uncertain_phases:
+        notes.append(
+            Text(f"  loop lag: {lag:.2f} ms (at most {LOOP_LAG_UNCERTAIN_MS:g} ms)", style="dim")
+        )
+    for warning in result.timing_warnings:
+        notes.append(Text(f"  ! {warning}", style="yellow"))
+    return notes
+
+
 def summary_line(report: ProbeReport) -> Text:
     total = len(report.results)
     ok = sum(1 for r in report.results if r.ok)
@@ -170,7 +212,14 @@ def probe_view(report: ProbeReport, *, verbose: bool = False) -> RenderableType:
 
         for result in report.results:
             parts.append(Text(f"\n{result.exchange} {result.target}  {result.url}", style="bold"))
-            parts.append(render_waterfall(result.phases))
+            parts.append(
+                render_waterfall(
+                    result.phases,
+                    uncertain=result.uncertain_phases,
+                    tcp_rtt_kernel_ms=result.tcp_rtt_kernel_ms,
+                )
+            )
+            parts.extend(timing_notes(result))
     parts.append(Text(""))
     parts.append(summary_line(report))
     return Group(*parts)

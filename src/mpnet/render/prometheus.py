@@ -31,7 +31,8 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "mpnet_probe_duration_seconds",
         "Seconds the shown attempt took: the sum of its phases except ping_rtt (the first "
-        "failure, else the last success).",
+        "failure, else the last success); a phase cut off by a timeout counts with the time "
+        "spent in it.",
         (),
     ),
     (
@@ -93,6 +94,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "mpnet_probe_latency_seconds",
         "Quantiles (nearest rank) of the total attempt time over the successful attempts.",
         ("quantile",),
+    ),
+    (
+        "mpnet_probe_loop_lag_seconds",
+        "Longest event-loop stall that overlapped an attempt's timed span (the maximum over the "
+        "attempts). Above 0.001 the probe's timings are uncertain: they may include the wait.",
+        (),
     ),
 )
 
@@ -173,6 +180,9 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     if totals:
         for label, q in QUANTILES:
             yield "mpnet_probe_latency_seconds", (label,), _seconds(percentile(totals, q))
+    lag = result.loop_lag_ms
+    if lag is not None:
+        yield "mpnet_probe_loop_lag_seconds", (), _seconds(lag)
 
 
 def _seconds(ms: float) -> float:

@@ -7,7 +7,7 @@ so it is drawn from its own origin below the total.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from rich.table import Table
 from rich.text import Text
@@ -68,13 +68,25 @@ def _bar(start: float, length: float, scale: float, width: int, style: str) -> T
     return bar
 
 
-def render_waterfall(phases: Mapping[str, float], *, width: int = 40) -> Table:
+#: Put before a figure that may include event-loop lag (as in the probe table).
+UNCERTAIN_MARK = "~"
+
+
+def render_waterfall(
+    phases: Mapping[str, float],
+    *,
+    width: int = 40,
+    uncertain: Collection[str] = (),
+    tcp_rtt_kernel_ms: float | None = None,
+) -> Table:
     """A Rich table: phase, milliseconds, and a bar placed on the connection's timeline.
 
     Args:
         phases: ``{phase: ms}`` as in :meth:`mpnet.net.dial.PhaseTimings.to_dict` or a probe
             result; phases are shown in connection order, unknown names last.
         width: cells available to the bars.
+        uncertain: phases whose figure may include event-loop lag; marked with ``~``.
+        tcp_rtt_kernel_ms: the kernel's RTT of the TCP connection, shown beside ``tcp``.
     """
     ordered = _ordered(phases)
     timeline = [(n, v) for n, v in ordered if n not in DETACHED_PHASES]
@@ -87,22 +99,31 @@ def render_waterfall(phases: Mapping[str, float], *, width: int = 40) -> Table:
     table.add_column("phase", no_wrap=True)
     table.add_column("ms", justify="right", no_wrap=True)
     table.add_column("bar", no_wrap=True, min_width=width)
+    kernel = tcp_rtt_kernel_ms is not None and "tcp" in phases
+    if kernel:
+        table.add_column("note", no_wrap=True)
+
+    def row(name: str, value: float, bar: Text) -> None:
+        style = PHASE_STYLES.get(name, "white")
+        figure = format_ms(value)
+        cells: list[Text | str] = [
+            Text(PHASE_LABELS.get(name, name), style=style),
+            UNCERTAIN_MARK + figure if name in uncertain else figure,
+            bar,
+        ]
+        if kernel:
+            note = f"kernel RTT {format_ms(tcp_rtt_kernel_ms or 0.0)}" if name == "tcp" else ""
+            cells.append(Text(note, style="dim"))
+        table.add_row(*cells)
+
     start = 0.0
     for name, value in timeline:
-        style = PHASE_STYLES.get(name, "white")
-        table.add_row(
-            Text(PHASE_LABELS.get(name, name), style=style),
-            format_ms(value),
-            _bar(start, value, scale, width, style),
-        )
+        row(name, value, _bar(start, value, scale, width, PHASE_STYLES.get(name, "white")))
         start += value
     if timeline:
-        table.add_row(Text("total", style="bold"), Text(format_ms(total), style="bold"), "")
+        shaky = any(name in uncertain for name, _ in timeline)
+        figure = (UNCERTAIN_MARK if shaky else "") + format_ms(total)
+        table.add_row(Text("total", style="bold"), Text(figure, style="bold"), "")
     for name, value in detached:
-        style = PHASE_STYLES.get(name, "white")
-        table.add_row(
-            Text(PHASE_LABELS.get(name, name), style=style),
-            format_ms(value),
-            _bar(0.0, value, scale, width, style),
-        )
+        row(name, value, _bar(0.0, value, scale, width, PHASE_STYLES.get(name, "white")))
     return table

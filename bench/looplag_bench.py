@@ -1,0 +1,100 @@
+"""What the loop-lag monitor costs and how well it sees stalls, side by side in one run.
+
+1. Cost: a loop-bound workload (round trips over a local socket pair, as a probe's reads and
+   writes are) timed with and without the monitor running, interleaved, medians. Prints the
+   ratio, and the monitor's own time per tick (its ``cost_ns``) as a share of the run.
+2. Accuracy: a stall of known length (``time.sleep`` on the loop) inside a window; prints the
+   measured lag against the true stall.
+
+Run: ``python bench/looplag_bench.py [--rounds 7] [--trips 5000]``. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import time
+
+from mpnet.probe.looplag import DEFAULT_INTERVAL, LoopLagMonitor
+
+
+async def _round_trips(trips: int) -> float:
+    """Seconds for ``trips`` one-byte round trips over a socket pair on the running loop."""
+    left, right = socket.socketpair()
+    reader_a, writer_a = await asyncio.open_connection(sock=left)
+    reader_b, writer_b = await asyncio.open_connection(sock=right)
+
+    async def echo() -> None:
+        while data := await reader_b.read(1):
+            writer_b.write(data)
+
+    echoing = asyncio.create_task(echo())
+    started = time.perf_counter()
+    for _ in range(trips):
+        writer_a.write(b"x")
+        await reader_a.readexactly(1)
+    elapsed = time.perf_counter() - started
+    writer_a.close()
+    echoing.cancel()
+    writer_b.close()
+    return elapsed
+
+
+async def _cost(rounds: int, trips: int, interval: float) -> None:
+    plain: list[float] = []
+    watched: list[float] = []
+    shares: list[float] = []
+    per_tick: list[float] = []
+    await _round_trips(trips // 10)  # warm up
+    for _ in range(rounds):
+        plain.append(await _round_trips(trips))
+        monitor = LoopLagMonitor(interval=interval)
+        async with monitor:
+            elapsed = await _round_trips(trips)
+        watched.append(elapsed)
+        shares.append(monitor.cost_ns / 1e9 / elapsed)
+        per_tick.append(monitor.cost_ns / max(1, monitor.ticks) / 1e3)
+    base, with_monitor = statistics.median(plain), statistics.median(watched)
+    print(
+        f"cost: {trips} round trips, median of {rounds} interleaved runs, "
+        f"tick every {interval * 1e3:g} ms"
+    )
+    print(f"  without monitor  {base * 1e3:8.1f} ms")
+    print(f"  with monitor     {with_monitor * 1e3:8.1f} ms   ratio {with_monitor / base:.3f}")
+    print(
+        f"  monitor's own ticks: {statistics.median(per_tick):.1f} us each, "
+        f"{100 * statistics.median(shares):.2f} % of the run"
+    )
+
+
+async def _accuracy(rounds: int, interval: float) -> None:
+    print("accuracy: a blocking stall inside a window, measured lag / true stall (median)")
+    async with LoopLagMonitor(interval=interval) as monitor:
+        for stall_ms in (2, 5, 10, 20, 50):
+            ratios = []
+            for _ in range(rounds):
+                await asyncio.sleep(0.005)
+                window = monitor.open_window()
+                time.sleep(stall_ms / 1000)
+                await asyncio.sleep(0)
+                lag = await monitor.settle(window)
+                ratios.append((lag or 0.0) / stall_ms)
+            print(f"  {stall_ms:3d} ms stall  ratio {statistics.median(ratios):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--trips", type=int, default=5000)
+    parser.add_argument(
+        "--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between ticks"
+    )
+    args = parser.parse_args()
+    asyncio.run(_cost(args.rounds, args.trips, args.interval))
+    asyncio.run(_accuracy(args.rounds, args.interval))
+
+
+if __name__ == "__main__":
+    main()
