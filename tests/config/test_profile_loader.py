@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from mpnet.config.profiles import load_profile_file, load_profiles, parse_profile_text
+from mpnet.config.profiles import (
+    load_profile_file,
+    load_profiles,
+    parse_profile_text,
+    shipped_profiles_dir,
+)
 from mpnet.errors import InvalidProfile, UnknownExchange
 
 SHIPPED = {
@@ -35,14 +40,17 @@ rest:
 
 
 def test_every_shipped_profile_loads() -> None:
-    profiles = load_profiles()
-    assert set(profiles.names()) >= SHIPPED
-    for profile in profiles:
-        assert profile.rest is not None and profile.websocket is not None, profile.name
-        assert profile.url_for(
-            "rest",
-        ).startswith("https://")  # type: ignore[union-attr]
-        assert profile.url_for("ws").startswith("wss://")  # type: ignore[union-attr]
+    files = sorted(shipped_profiles_dir().glob("*.yaml"))
+    assert {path.stem for path in files} >= SHIPPED
+    # load_profiles keys by the name inside each file: it must find every file, each once.
+    assert load_profiles().names() == sorted(path.stem for path in files)
+    for path in files:
+        profile = load_profile_file(path)
+        assert profile.name == path.stem, f"{path.name} declares name {profile.name!r}"
+        assert profile.targets == ("rest", "ws"), profile.name
+        rest, ws = profile.url_for("rest"), profile.url_for("ws")
+        assert rest is not None and rest.startswith("https://"), (profile.name, rest)
+        assert ws is not None and ws.startswith("wss://"), (profile.name, ws)
 
 
 def test_override_directory_wins_by_name(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from mpnet.config.model import ConfigFile, ExchangeNetwork
 from mpnet.config.profiles import ProfileSet
 from mpnet.core.proxy_url import parse_proxy_url
 from mpnet.errors import InvalidProxyURL, UnknownExchange, UsageError
-from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager, network_manager
+from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager
 
 
 def _manager(env: dict[str, str] | None = None) -> NetworkConnectionManager:
@@ -95,9 +95,29 @@ def test_use_config_is_a_named_singleton() -> None:
     assert type(USE_CONFIG)() is USE_CONFIG
 
 
-def test_package_exports_the_manager() -> None:
-    assert mpnet.network_manager is network_manager
-    assert isinstance(network_manager, mpnet.NetworkConnectionManager)
+def test_package_network_manager_follows_the_live_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The documented entry point (`from mpnet import network_manager`) reads os.environ when it
+    # decides, not a copy taken at import: a proxy set later is used, one removed is not.
+    from mpnet import network_manager as shared
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    decision, _ = shared.decide("https://api.example.test/")
+    assert decision.layer == "env" and decision.proxy is not None
+    assert decision.proxy.port == 3128
+    monkeypatch.delenv("HTTPS_PROXY")
+    decision, _ = shared.decide("https://api.example.test/")
+    assert decision.layer == "default" and decision.proxy is None
+
+
+def test_package_exports_resolve_and_unknown_names_fail() -> None:
+    # Every name `mpnet` advertises is importable from it (its lazy table has no stale entry).
+    missing = [name for name in mpnet.__all__ if not hasattr(mpnet, name)]
+    assert missing == []
+    assert isinstance(mpnet.network_manager, mpnet.NetworkConnectionManager)
+    with pytest.raises(AttributeError, match="'no_such_name'"):
+        mpnet.no_such_name  # noqa: B018
 
 
 # -- test_connectivity --------------------------------------------------------------------------
