@@ -106,6 +106,18 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 100
 
 
+_PLAIN_COLLECTION_TAGS = frozenset(
+    {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"}
+)
+
+
+def _shown_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:python/object/apply:os.system`` -> ``!!python/object/apply``."""
+    name = tag.removeprefix("tag:yaml.org,2002:")
+    shown = f"!!{name}" if name != tag else tag
+    return shown.split(":", 1)[0][:60]
+
+
 class _Converter:
     """Node tree -> plain values, refusing alias loops, alias bombs and absurd nesting."""
 
@@ -123,6 +135,11 @@ class _Converter:
         if len(keys) > MAX_DEPTH:
             doc.fail(keys[:2], f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if node.tag not in _PLAIN_COLLECTION_TAGS:
+                # A tag PyYAML's safe loader would refuse on a scalar (!!python/object/apply:...)
+                # must not be dropped silently on a mapping or a list: refuse it the same way.
+                doc.lines[keys] = node.start_mark.line + 1
+                doc.fail(keys, f"invalid value: the tag {_shown_tag(node.tag)} is not allowed")
             if id(node) in self.open:
                 doc.fail(keys, "an alias refers to a value that contains it")
             self.open.add(id(node))
