@@ -31,7 +31,7 @@ Messages never contain a proxy password: build them from redacted URLs only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -84,12 +84,36 @@ class InvalidConfigFile(ConfigError):
     """The config file cannot be read, is not YAML, or does not match the schema."""
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` most likely misspells (``derbit`` -> ``deribit``), or None.
+
+    Case and ``-``/``_`` are ignored, as the parsers of exchange names and fault modes do.
+    """
+    import difflib
+
+    def key(text: str) -> str:
+        return text.strip().lower().replace("_", "-")
+
+    by_key = {key(choice): choice for choice in choices}
+    found = difflib.get_close_matches(key(word), list(by_key), n=1, cutoff=0.6)
+    return by_key[found[0]] if found else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, listing: str = "expected one of") -> str:
+    """``"did you mean 'deribit'?"`` when a choice is close, else ``"<listing>: a, b, c"``."""
+    options = list(choices)
+    match = closest(word, options)
+    if match is not None:
+        return f"did you mean {match!r}?"
+    return f"{listing}: {', '.join(options) or 'none'}"
+
+
 class UnknownExchange(ConfigError):
     """No profile carries the requested exchange name."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        listed = ", ".join(sorted(known)) or "none"
-        super().__init__(f"unknown exchange {name!r}; known exchanges: {listed}")
+        hint = did_you_mean(name, sorted(known), listing="known exchanges")
+        super().__init__(f"unknown exchange {name!r}; {hint}")
         self.name = name
         self.known = sorted(known)
 

@@ -58,7 +58,7 @@ def lab_command(
     with guarded():
         faults = dict(parse_fault_assignment(text) for text in fault or ())
         known = load_profiles(profiles or (), env=os.environ)
-        chosen = [known.get(name) for name in exchanges] if exchanges else list(known)
+        chosen = known.select(exchanges) if exchanges else list(known)
         lab = Lab(chosen, tls=not plain, faults=faults)
         asyncio.run(_serve(lab, profiles_dir, selected=bool(exchanges)))
 
