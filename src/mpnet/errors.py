@@ -52,6 +52,8 @@ class Phase(StrEnum):
     PING_RTT = "ping_rtt"
     # Work before the connection proper, e.g. KuCoin's token request.
     BOOTSTRAP = "bootstrap"
+    # Messages after the first (`mpnet ws --count N`): a failure there is not a first_message one.
+    RECEIVE = "receive"
 
 
 class MpnetError(Exception):
@@ -255,6 +257,24 @@ class WebSocketHandshakeError(_StatusError):
 
     default_phase = Phase.WS_UPGRADE
     default_kind = "ws_upgrade_rejected"
+
+    @staticmethod
+    def describe(url: str, status: int, reason: str = "") -> str:
+        """The message for an upgrade answered with ``status``: a 2xx is a web page answering,
+        not a refusal (``reason`` defaults to the standard phrase)."""
+        from http import HTTPStatus
+
+        try:
+            phrase = reason or HTTPStatus(status).phrase
+        except ValueError:
+            phrase = reason
+        answer = f"{status} {phrase}".strip()
+        if 200 <= status < 300:
+            return (
+                f"{url} answered the WebSocket upgrade with {answer}, not 101 Switching "
+                "Protocols: it is not a WebSocket endpoint"
+            )
+        return f"server refused the WebSocket upgrade of {url}: {answer}"
 
 
 class ProbeTimeout(ProbeError):
