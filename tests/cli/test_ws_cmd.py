@@ -88,8 +88,18 @@ def test_json_through_socks5h_with_auth(servers: Servers) -> None:
     )
     assert code == 0, stderr
     data = json.loads(stdout)
-    assert set(data) == {"url", "ok", "phases", "proxy", "ssl", "tls", "messages", "error"}
-    assert data["ok"] is True and data["error"] is None
+    assert set(data) == {
+        "url",
+        "ok",
+        "phases",
+        "proxy",
+        "ssl",
+        "tls",
+        "messages",
+        "error",
+        "hint",
+    }
+    assert data["ok"] is True and data["error"] is None and data["hint"] is None
     assert list(data["phases"]) == ["dns", "tcp", "proxy", "tls", "ws_upgrade", "first_message"]
     assert data["proxy"] == {
         "url": proxy.replace(PROXY_PASSWORD, "***"),

@@ -156,7 +156,8 @@ def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["probe", "deribt"], "unknown exchange 'deribt'; known exchanges: binance"),
+        (["probe", "deribt"], "unknown exchange 'deribt'; did you mean 'deribit'?"),
+        (["probe", "nowhere"], "unknown exchange 'nowhere'; known exchanges: binance"),
         (["probe"], "name at least one exchange"),
         (["probe", "okx", "--all"], "not both"),
         (["probe", "okx", "--no-rest", "--no-ws"], "leave nothing to probe"),
