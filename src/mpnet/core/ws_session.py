@@ -100,9 +100,8 @@ def session_hint(result: WebSocketSessionResult) -> str | None:
     hostport = parts.netloc.rpartition("@")[2]
     if error.phase == "ws_upgrade" and error.status is not None and 200 <= error.status < 300:
         return (
-            f"{hostport} answered {error.status} to the WebSocket upgrade, as a web page does: "
-            f"{parts.path or '/'} is a plain HTTP endpoint, not a WebSocket endpoint; check "
-            "the path (the exchange's docs give its WebSocket URL)"
+            f"{parts.path or '/'} on {hostport} is a plain HTTP endpoint, not a WebSocket "
+            "endpoint: check the path (the exchange's docs give its WebSocket URL)"
         )
     if scheme == "wss" and error.phase == "tls" and error.kind == "handshake":
         plain = urlunsplit(parts._replace(scheme="ws"))
