@@ -155,9 +155,10 @@ def test_a_control_character_is_named_as_such(text: str, control: str, where: fl
     cut = 1 + int(where * max(0, len(raw) - 1))
     outcome = _parse_or_invalid(f"x{raw[:cut]}{control}{raw[cut:]}x")
     assert isinstance(outcome, InvalidProxyURL)
-    assert f"(a control character, U+{ord(control):04X}); a proxy URL is one line" in (
-        outcome.message
-    )
+    assert "a control character" in outcome.message
+    assert outcome.message.endswith("); a proxy URL is one line")
+    if not any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        assert f"U+{ord(control):04X})" in outcome.message
 
 
 @pytest.mark.parametrize(

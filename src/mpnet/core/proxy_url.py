@@ -119,10 +119,10 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     if control is not None:
         # urlsplit would silently drop a newline or tab (WHATWG), gluing two pasted URLs into
         # one with a nonsense port; say what is really there.
-        raise InvalidProxyURL(
-            f"{where}: {shown!r} contains {_CONTROL_NAMES.get(control, 'a control character')} "
-            f"(a control character, U+{ord(control):04X}); a proxy URL is one line"
-        )
+        code = f"U+{ord(control):04X}"
+        name = _CONTROL_NAMES.get(control)
+        what = f"{name} (a control character, {code})" if name else f"a control character ({code})"
+        raise InvalidProxyURL(f"{where}: {shown!r} contains {what}; a proxy URL is one line")
     if "://" not in raw:
         raise InvalidProxyURL(
             f"{where}: {shown!r} has no scheme; write e.g. http://{shown} or socks5h://{shown}"
