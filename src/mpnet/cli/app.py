@@ -36,9 +36,10 @@ class MpnetGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        debug = _debug_option()
         for command in _commands(self):
             if not any(param.name == "debug" for param in command.params):
-                command.params.append(_debug_option())
+                command.params.append(debug)
         try:
             result = super().main(
                 args=args,
