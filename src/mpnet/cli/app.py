@@ -72,7 +72,9 @@ def _commands(group: Any) -> Iterator[Any]:
         yield from _commands(command)
 
 
-_INVALID_VALUE = re.compile(r"^Invalid value for (?P<param>'[^']*'(?: / '[^']*')*): (?P<rest>.*)$", re.S)
+_INVALID_VALUE = re.compile(
+    r"^Invalid value for (?P<param>'[^']*'(?: / '[^']*')*): (?P<rest>.*)$", re.S
+)
 _NOT_ONE_OF = re.compile(r"^(?P<value>'.*') is not one of (?P<choices>'.*')\.?$", re.S)
 
 

@@ -56,7 +56,6 @@ def lab_command(
     import signal
 
     from mpnet.cli.live import INTERRUPT_SIGNALS, Stopped, run_interruptibly
-
     from mpnet.config.profiles import load_profiles
     from mpnet.lab import Lab
     from mpnet.lab.faults import parse_fault_assignment

@@ -474,7 +474,9 @@ def _reads(tool: str, target: ProxyTarget, env: Mapping[str, str]) -> set[str]:
     elif tool == "aiohttp":
         keys = ["no"] + ([target.scheme] if target.scheme in ("http", "https", "ws", "wss") else [])
     elif tool == "websockets":
-        order = ("wss", "socks", "https") if ws_scheme == "wss" else ("ws", "socks", "https", "http")
+        order = (
+            ("wss", "socks", "https") if ws_scheme == "wss" else ("ws", "socks", "https", "http")
+        )
         keys = ["no", *_until_present(order, proxies)]
     else:  # httpx
         keys = ["no", *_until_present((http_scheme, "all"), proxies)]

@@ -110,8 +110,10 @@ def session_hint(result: WebSocketSessionResult) -> str | None:
             f"plain WebSocket (no TLS), use {plain}"
         )
     says_https = error.status == 400 and "https" in error.body.lower()
-    if scheme == "ws" and error.phase == "ws_upgrade" and (
-        error.kind in _PLAIN_TO_TLS_KINDS or says_https
+    if (
+        scheme == "ws"
+        and error.phase == "ws_upgrade"
+        and (error.kind in _PLAIN_TO_TLS_KINDS or says_https)
     ):
         secure = urlunsplit(parts._replace(scheme="wss"))
         return (

@@ -236,7 +236,9 @@ class Lab:
 def _not_simulated(name: str, fault: Fault | None, simulated: list[str]) -> str:
     """``--fault okx=waf`` for a run of ``deribit`` only: the name may be right, just not here."""
     listed = ", ".join(sorted(simulated)) or "none"
-    text = f"--fault {name.strip()}={fault or ''}: {name.strip()!r} is not among the probed exchanges"
+    text = (
+        f"--fault {name.strip()}={fault or ''}: {name.strip()!r} is not among the probed exchanges"
+    )
     match = closest(name, simulated)
     if match is not None:
         return f"{text} ({listed}); did you mean {match!r}?"

@@ -495,9 +495,7 @@ def error_info(error: ProbeError) -> ErrorInfo:
     )
 
 
-def _later_message_error(
-    exc: ProbeError, received: int, count: int, timeout: float
-) -> ProbeError:
+def _later_message_error(exc: ProbeError, received: int, count: int, timeout: float) -> ProbeError:
     """A failure while waiting for message ``received + 1``: phase ``receive``, not
     ``first_message``, since the first one did arrive."""
     if isinstance(exc, ProbeTimeout):

@@ -75,9 +75,7 @@ class WebsocketsBackend:
             transport.abort()
             response = exc.response
             raise WebSocketHandshakeError(
-                WebSocketHandshakeError.describe(
-                    url, response.status_code, response.reason_phrase
-                ),
+                WebSocketHandshakeError.describe(url, response.status_code, response.reason_phrase),
                 status=response.status_code,
                 headers={k: v for k, v in response.headers.raw_items()},
                 body=bytes(response.body or b""),

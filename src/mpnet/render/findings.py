@@ -50,8 +50,9 @@ class SharedCause:
         for exchange, target in self.targets:
             affected.setdefault(exchange, []).append(target)
         names = [
-            exchange if sorted(targets) == sorted(probed.get(exchange, ())) else
-            f"{exchange} {' '.join(targets)}"
+            exchange
+            if sorted(targets) == sorted(probed.get(exchange, ()))
+            else f"{exchange} {' '.join(targets)}"
             for exchange, targets in affected.items()
         ]
         return f"{len(self.targets)} targets, one cause: {', '.join(names)}"
@@ -77,12 +78,8 @@ def shared_causes(results: Sequence[ProbeResult]) -> list[SharedCause]:
         host = _host(first)
         if others and host:
             # "no DNS resolver answered for api.binance.com (and 20 other hosts): ..."
-            message = re.sub(
-                rf"{_bounded(host)}(:\d+)?",
-                lambda m: f"{m.group(0)} (and {others} other host{'s' if others > 1 else ''})",
-                message,
-                count=1,
-            )
+            suffix = f" (and {others} other host{'s' if others > 1 else ''})"
+            message = re.sub(rf"{_bounded(host)}(:\d+)?", rf"\g<0>{suffix}", message, count=1)
         shown = Finding(finding.code, message, finding.hint, finding.severity)
         causes.append(SharedCause(shown, targets))
     return causes
@@ -126,9 +123,7 @@ def grouped_findings(results: Sequence[ProbeResult]) -> list[tuple[str, list[Fin
     for cause in shared_causes(results):
         groups.append((cause.heading(results), [cause.finding]))
     shared_keys = {
-        key
-        for key, count in _key_exchanges(results).items()
-        if count >= SHARED_BY_EXCHANGES
+        key for key, count in _key_exchanges(results).items() if count >= SHARED_BY_EXCHANGES
     }
     shown: set[tuple[str, str, str]] = set()
     for result in results:
