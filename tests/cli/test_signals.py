@@ -60,7 +60,7 @@ async def test_signal_removes_the_lab_directory_and_exits_promptly(
         *args,
         cwd=tmp_path,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**env_clean, "TMPDIR": str(temporary), "XDG_CONFIG_HOME": str(tmp_path)},
     )
@@ -74,14 +74,15 @@ async def test_signal_removes_the_lab_directory_and_exits_promptly(
 
         process.send_signal(signum)
         async with asyncio.timeout(PATIENCE_S):
-            rest = await process.stderr.read()
-            code = await process.wait()
+            out, rest = await process.communicate()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
     stderr = "".join(seen) + rest.decode(errors="replace")
-    assert code == EXPECTED_EXIT[command, signum], stderr
+    assert process.returncode == EXPECTED_EXIT[command, signum], stderr
     assert not workdir.exists(), stderr
     assert list(temporary.iterdir()) == []
     assert "Traceback" not in stderr
+    if command == "lab":
+        assert out.decode().splitlines()[0] == "mpnet lab: 1 exchange simulator on 127.0.0.1 (TLS)"
