@@ -304,10 +304,18 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
         load_profile_file(tmp_path / "missing.yaml")
     with pytest.raises(InvalidProfile, match="is a directory"):
         load_profile_file(tmp_path)
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(InvalidProfile, match="is UTF-16 text; save it as UTF-8"):
+        load_profile_file(utf16)
     binary = tmp_path / "bin.yaml"
-    binary.write_bytes(b"\xff\xfe\x00name")
-    with pytest.raises(InvalidProfile, match="cannot read"):
+    binary.write_bytes(b"\x7fELF\x02\x01\x00\x00name: x")
+    with pytest.raises(InvalidProfile, match=r"bin.yaml: is a binary file, not YAML text$"):
         load_profile_file(binary)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(InvalidProfile, match=r"is not UTF-8 text \(byte 9 is 0xe9\)"):
+        load_profile_file(latin1)
 
 
 def test_profile_network_block_is_the_exchange_layer() -> None:

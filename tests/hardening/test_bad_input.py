@@ -144,6 +144,52 @@ def test_parse_proxy_url_near_misses_raise_only_invalid_proxy_url(text: str) -> 
 
 @SWEEP
 @given(
+    text=near_miss_proxy_urls(),
+    control=st.sampled_from("\n\r\t\x00\x1b\x7f"),
+    where=st.floats(min_value=0.0, max_value=1.0),
+)
+@example(text="http://proxy.corp:3128", control="\n", where=0.9)
+def test_a_control_character_is_named_as_such(text: str, control: str, where: float) -> None:
+    """urlsplit drops newlines and tabs silently (so two pasted URLs become one with a bad
+    port); mpnet names the character instead, wherever it is."""
+    raw = text.strip()
+    cut = 1 + int(where * max(0, len(raw) - 1))
+    outcome = _parse_or_invalid(f"x{raw[:cut]}{control}{raw[cut:]}x")
+    assert isinstance(outcome, InvalidProxyURL)
+    assert "a control character" in outcome.message
+    assert outcome.message.endswith("); a proxy URL is one line")
+    if not any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        assert f"U+{ord(control):04X})" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("http://" + "a" * 254 + ":1", "the host name is 254 characters long"),
+        (
+            "http://" + "a" * 63 + "." + "b" * 64 + ":1",
+            "is 64 characters long; DNS allows at most 63",
+        ),
+        ("http://a..b:1", "has an empty label"),
+        ("http://u:p w@h:1", "must be percent-encoded as %20"),
+        ("http://u\tx:p@h:1", "a tab (a control character"),
+    ],
+)
+def test_proxy_hosts_dns_cannot_hold_are_refused(text: str, problem: str) -> None:
+    outcome = _parse_or_invalid(text)
+    assert isinstance(outcome, InvalidProxyURL) and problem in outcome.message
+    assert "p w" not in outcome.message
+
+
+@pytest.mark.parametrize(
+    "host", ["a" * 63 + ".example", ".".join(["a" * 63] * 3 + ["b" * 61]), "[::1]", "x."]
+)
+def test_proxy_hosts_at_the_limits_are_accepted(host: str) -> None:
+    assert isinstance(_parse_or_invalid(f"http://{host}:3128"), ProxyURL)
+
+
+@SWEEP
+@given(
     text=near_miss_proxy_urls() | st.text(),
     variable=st.sampled_from(("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")),
     target=st.sampled_from(("https://exchange.example/", "wss://[::1]:8443/ws")),
@@ -507,11 +553,6 @@ def test_config_files_with_odd_network_blocks(proxy: Any, exchange: str, block: 
     _load_config(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: core/proxy_url.py's no-scheme hint repeats the raw value, newlines too",
-)
 def test_a_proxy_value_with_a_newline_gets_a_one_line_error() -> None:
     # Found by test_config_files_with_odd_network_blocks (slow step): block='0\n0'.
     with pytest.raises(InvalidConfigFile) as info:

@@ -165,6 +165,11 @@ def _half_unit(figure: str) -> float:
     return 0.5 * 10.0**-decimals
 
 
+def _figure(cell: str) -> str:
+    """A shown figure without its uncertainty mark (``~3.1``: loop lag over 1 ms, see legend)."""
+    return cell.removeprefix("~")
+
+
 def test_table_shows_phases_route_and_summary() -> None:
     code, stdout, _ = invoke("probe", "--lab", "binance", "-n", "2", "-v")
     assert code == 0
@@ -181,10 +186,15 @@ def test_table_shows_phases_route_and_summary() -> None:
     for row in rows.values():
         assert (row["exchange"], row["result"], row["ok"]) == ("binance", "ok", "2/2"), row
         assert row["proxy"] == "-"
-        p50, p95 = (float(v) for v in row["p50/p95"].split("/"))
+        p50, p95 = (float(v) for v in _figure(row["p50/p95"]).split("/"))
         assert 0 < p50 <= p95, row
     assert rows["rest"]["1st msg"] == rows["rest"]["ping"] == "-"
     assert lines[at + 4].strip() == ""
+    # A figure marked uncertain (~) comes with the legend that says why; none without.
+    marked = any(cell.startswith("~") for row in rows.values() for cell in row.values())
+    legend = lines[at + 5].startswith("~ uncertain: the event loop stalled (up to ")
+    assert marked == legend, lines[at + 5]
+    at += legend
     assert lines[at + 5] == "route: direct (default) — all targets"
     tls_line = re.compile(r"TLS:   verify against .+[/\\]mpnet-lab-ca\.pem \(cli\) — all targets")
     assert tls_line.fullmatch(lines[at + 6]), lines[at + 6]
@@ -202,13 +212,17 @@ def test_table_shows_phases_route_and_summary() -> None:
         )
         shown = [_cells(line)[:2] for line in lines[heading + 1 : heading + 1 + len(expected_rows)]]
         assert [label for label, _ in shown] == [label for label, _ in expected_rows]
-        assert lines[heading + 1 + len(expected_rows)].strip() == ""
+        # Then the notes (medians of N attempts, loop-lag warnings), indented, up to a blank line.
+        notes = lines[heading + 1 + len(expected_rows) :]
+        notes = notes[: notes.index("")] if "" in notes else notes
+        assert notes[0] == "  medians of 2 attempts", notes
+        assert all(note.startswith("  ! ") for note in notes[1:]), notes
         figures = {}
         for (label, column), (_, ms) in zip(expected_rows, shown, strict=True):
-            figure = ms.removesuffix(" ms")
+            figure = _figure(ms.removesuffix(" ms"))
             figures[label] = figure
             if column is not None:  # the table shows the same phase, rounded to 0.1 ms
-                table = rows[target][column]
+                table = _figure(rows[target][column])
                 slack = _half_unit(table) + _half_unit(figure) + 1e-9
                 assert abs(float(table) - float(figure)) <= slack, (target, label, table, figure)
         timeline = [label for label, column in expected_rows if column not in (None, "ping")]
@@ -243,7 +257,8 @@ def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["probe", "deribt"], "unknown exchange 'deribt'; known exchanges: binance"),
+        (["probe", "deribt"], "unknown exchange 'deribt'; did you mean 'deribit'?"),
+        (["probe", "nowhere"], "unknown exchange 'nowhere'; known exchanges: binance"),
         (["probe"], "name at least one exchange"),
         (["probe", "okx", "--all"], "not both"),
         (["probe", "okx", "--no-rest", "--no-ws"], "leave nothing to probe"),

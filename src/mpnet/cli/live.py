@@ -30,14 +30,23 @@ FaultOption = Annotated[
 ]
 
 
+#: Signals that end any run the way Ctrl-C does (cleaned up, exit 130) unless the caller makes
+#: them a normal stop; SIGHUP does not exist on Windows.
+INTERRUPT_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def run_interruptibly(
     factory: Callable[[], Awaitable[T]], *, stop_signals: Sequence[signal.Signals] = ()
 ) -> T:
     """Run a coroutine on a fresh loop until it ends.
 
     SIGINT (Ctrl-C) cancels it and raises KeyboardInterrupt here once it has cleaned up, so the
-    caller can print what it has and exit 130. Each of ``stop_signals`` (SIGTERM for a service)
-    cancels it too, and raises :class:`Stopped` instead: a requested, normal end.
+    caller can print what it has and exit 130; so do SIGTERM and SIGHUP (``kill``, a closed
+    terminal), so that a lab's temporary directory is removed whatever ends the run. Each of
+    ``stop_signals`` (SIGTERM for a service) raises :class:`Stopped` instead: a requested,
+    normal end.
     """
     loop = asyncio.new_event_loop()
     stopped_by: list[signal.Signals] = []
@@ -48,14 +57,15 @@ def run_interruptibly(
             stopped_by.append(signum)
             task.cancel()
 
-        for signum in (signal.SIGINT, *stop_signals):
+        handled = dict.fromkeys((signal.SIGINT, *INTERRUPT_SIGNALS, *stop_signals))
+        for signum in handled:
             # Not the main thread (tests) or no signal support: Ctrl-C stays KeyboardInterrupt.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, cancel, signum)
         try:
             return loop.run_until_complete(task)
         except asyncio.CancelledError:
-            if stopped_by and stopped_by[0] != signal.SIGINT:
+            if stopped_by and stopped_by[0] in stop_signals:
                 raise Stopped(stopped_by[0]) from None
             raise KeyboardInterrupt from None
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -55,7 +55,27 @@ FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")
 def load_context(config: str | None, profiles: list[str] | None) -> tuple[ConfigFile, ProfileSet]:
     """Load the config file and the profiles the way every command does."""
     env = os.environ
-    return load_config(config, env=env, cwd=Path.cwd()), load_profiles(profiles or (), env=env)
+    cfg = load_config(config, env=env, cwd=Path.cwd())
+    warn_about_no_proxy(cfg, env)
+    return cfg, load_profiles(profiles or (), env=env)
+
+
+def warn_about_no_proxy(config: ConfigFile, env: Mapping[str, str]) -> None:
+    """Warn on stderr about no_proxy entries that can never match (``10.0.0.0/33``): a typo
+    there silently sends traffic through the proxy."""
+    from mpnet.cli.console import err
+    from mpnet.core.noproxy import no_proxy_warnings
+    from mpnet.core.proxy import env_no_proxy
+
+    found: list[str] = []
+    variable, value = env_no_proxy(env)
+    if variable is not None:
+        found += no_proxy_warnings(value, variable)
+    service = config.proxy
+    if service is not None and service.no_proxy:
+        found += no_proxy_warnings(service.no_proxy, f"{service.origin}.no_proxy")
+    for warning in found:
+        err.print(f"mpnet: warning: {warning}", highlight=False, markup=False)
 
 
 def plan_probes(

@@ -114,7 +114,7 @@ def probe(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         cfg, found = load_context(config, profiles)
-        chosen = [found.get(n) for n in names] if names else list(found)
+        chosen = found.select(names) if names else list(found)
 
         plan_for = functools.partial(
             plan_probes,

@@ -44,7 +44,7 @@ def explain(
     and curl would do with the same URL and environment."""
     with guarded():
         from mpnet.config.layers import NetworkOptions, decide
-        from mpnet.core.libraries import library_verdicts
+        from mpnet.core.libraries import case_conflicts, library_verdicts
         from mpnet.core.proxy import parse_target
         from mpnet.render.explain import ProxyExplanation, explain_dict, explain_table
 
@@ -73,6 +73,7 @@ def explain(
                     url=target_url,
                     decision=decision,
                     libraries=library_verdicts(target_url, env),
+                    conflicts=case_conflicts(target_url, env),
                 )
             )
         name = profile.name if profile else None

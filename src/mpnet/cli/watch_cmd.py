@@ -103,7 +103,7 @@ def watch(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         cfg, found = load_context(config, profiles)
-        chosen = [found.get(n) for n in names] if names else list(found)
+        chosen = found.select(names) if names else list(found)
 
         plan_for: PlanFor = functools.partial(
             plan_probes, config=cfg, rest=rest, ws=ws, count=1, timeout=timeout

@@ -23,16 +23,14 @@ def find_config(
     path: str | None, *, env: Mapping[str, str], cwd: Path | None = None
 ) -> Path | None:
     """The config file to use, or None. Raises InvalidConfigFile if a named file is missing."""
-    if path:
-        candidate = Path(path).expanduser()
-        if not candidate.is_file():
-            raise InvalidConfigFile(f"--config {path}: no such file")
-        return candidate
-    named = env.get("MPNET_CONFIG")
-    if named:
+    for where, named in (("--config", path), ("$MPNET_CONFIG", env.get("MPNET_CONFIG"))):
+        if not named:
+            continue
         candidate = Path(named).expanduser()
+        if candidate.is_dir():
+            raise InvalidConfigFile(f"{where} {named}: is a directory, not a config file")
         if not candidate.is_file():
-            raise InvalidConfigFile(f"$MPNET_CONFIG {named}: no such file")
+            raise InvalidConfigFile(f"{where} {named}: no such file")
         return candidate
     local = (cwd or Path.cwd()) / "mpnet.yaml"
     if local.is_file():

@@ -92,6 +92,15 @@ class ProfileSet:
     def names(self) -> list[str]:
         return sorted(self.profiles)
 
+    def select(self, names: Sequence[str]) -> list[Profile]:
+        """The profiles called ``names`` in the order given, each once: a name given twice is
+        probed once, with or without ``--lab``. Raises UnknownExchange at the first unknown one."""
+        chosen: dict[str, Profile] = {}
+        for name in names:
+            profile = self.get(name)
+            chosen.setdefault(profile.name, profile)
+        return list(chosen.values())
+
     def __iter__(self) -> Iterator[Profile]:
         return iter(self.profiles[name] for name in self.names())
 

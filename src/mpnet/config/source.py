@@ -58,14 +58,25 @@ def load_yaml(path: str | Path, error_class: type[ConfigError]) -> YamlDocument:
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise error_class(f"{shown}: no such file") from None
     except IsADirectoryError:
         raise error_class(f"{shown}: is a directory, not a YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
         raise error_class(f"{shown}: cannot read: {reason}") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise error_class(f"{shown}: is UTF-16 text; save it as UTF-8") from None
+    if b"\0" in data[:8192]:
+        raise error_class(f"{shown}: is a binary file, not YAML text") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_class(
+            f"{shown}: is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
+            "save it as UTF-8"
+        ) from None
     return parse_yaml(text, shown, error_class)
 
 

@@ -175,7 +175,7 @@ def _env_proxy(env: Mapping[str, str], target: ProxyTarget) -> _EnvProxy:
     return _EnvProxy(fallback.variable, fallback.raw, first.notes + fallback.notes)
 
 
-def _env_no_proxy(env: Mapping[str, str]) -> tuple[str | None, str]:
+def env_no_proxy(env: Mapping[str, str]) -> tuple[str | None, str]:
     """(variable, value) of the environment's no_proxy: lower case wins, empty disables."""
     if "no_proxy" in env:
         return ("no_proxy", env["no_proxy"]) if env["no_proxy"].strip() else (None, "")
@@ -302,7 +302,7 @@ def resolve_proxy(
         if winner is not None:
             trace.append(TraceEntry("env", redact_proxy_text(raw.strip()), "shadowed", detail))
         else:
-            no_proxy_var, no_proxy_value = _env_no_proxy(environment)
+            no_proxy_var, no_proxy_value = env_no_proxy(environment)
             entry = (
                 match_no_proxy(target.host, target.port, no_proxy_value) if no_proxy_var else None
             )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mpnet.errors import UsageError
+from mpnet.errors import UsageError, did_you_mean
 
 #: Every fault mode, and whether its value is required (True), optional (None) or refused (False).
 FAULT_MODES: dict[str, bool | None] = {
@@ -69,9 +69,7 @@ def parse_fault(text: str) -> Fault:
     mode, sep, raw = text.strip().partition(":")
     mode = mode.strip().lower().replace("-", "_")
     if mode not in FAULT_MODES:
-        raise UsageError(
-            f"unknown lab fault {text.strip()!r}; expected one of: {', '.join(FAULT_MODES)}"
-        )
+        raise UsageError(f"unknown lab fault {text.strip()!r}; {did_you_mean(mode, FAULT_MODES)}")
     takes_value = FAULT_MODES[mode]
     if not sep:
         if takes_value:

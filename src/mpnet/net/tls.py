@@ -58,9 +58,20 @@ def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -
             ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except (OSError, ssl.SSLError) as exc:
         where = f" (chosen by {decision.layer} layer)" if decision.layer != "default" else ""
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(f"cannot load CA {decision.ca}{where}: {reason}") from exc
+        raise ConfigError(f"cannot load CA {decision.ca}{where}: {_ca_problem(exc)}") from exc
     return ctx
+
+
+def _ca_problem(exc: OSError) -> str:
+    """What is wrong with a CA file, in words rather than OpenSSL's."""
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            return (
+                "not a PEM bundle: no -----BEGIN CERTIFICATE----- block in it (a DER file "
+                "converts with `openssl x509 -inform der`)"
+            )
+        return "a certificate in it is damaged (not valid PEM)"
+    return (exc.strerror or str(exc)).lower()
 
 
 _ContextKey = tuple[bool, str, str | None, tuple[str, ...]]

@@ -495,6 +495,20 @@ def error_info(error: ProbeError) -> ErrorInfo:
     )
 
 
+def _later_message_error(exc: ProbeError, received: int, count: int, timeout: float) -> ProbeError:
+    """A failure while waiting for message ``received + 1``: phase ``receive``, not
+    ``first_message``, since the first one did arrive."""
+    if isinstance(exc, ProbeTimeout):
+        return ProbeTimeout(
+            f"message {received + 1} of {count} did not arrive within {timeout:g} s "
+            f"({received} received)",
+            phase=Phase.RECEIVE,
+        )
+    exc.phase = Phase.RECEIVE
+    exc.message = f"{exc.message} (after {received} of {count} messages)"
+    return exc
+
+
 async def run_session(
     url: str,
     *,
@@ -535,7 +549,13 @@ async def run_session(
             await ws.send(data)
             sent += 1
         while len(messages) < count:
-            messages.append(await ws.recv(timeout=timeout))
+            try:
+                messages.append(await ws.recv(timeout=timeout))
+            except ProbeError as exc:
+                if not messages:
+                    raise
+                error = _later_message_error(exc, len(messages), count, timeout)
+                break
     except ProbeError as exc:
         error = exc
     finally:

@@ -113,7 +113,11 @@ class AiohttpBackend:
         except aiohttp.WSServerHandshakeError as exc:
             await _abandon(session, dialed)
             raise WebSocketHandshakeError(
-                f"server refused the WebSocket upgrade of {url}: {exc.status} {exc.message}",
+                # aiohttp's message for a 2xx is "Invalid response status": the standard
+                # phrase says more.
+                WebSocketHandshakeError.describe(
+                    url, exc.status, "" if 200 <= exc.status < 300 else exc.message
+                ),
                 status=exc.status,
                 headers=dict(exc.headers or {}),
             ) from exc

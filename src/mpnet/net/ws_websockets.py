@@ -75,8 +75,7 @@ class WebsocketsBackend:
             transport.abort()
             response = exc.response
             raise WebSocketHandshakeError(
-                f"server refused the WebSocket upgrade of {url}: "
-                f"{response.status_code} {response.reason_phrase}",
+                WebSocketHandshakeError.describe(url, response.status_code, response.reason_phrase),
                 status=response.status_code,
                 headers={k: v for k, v in response.headers.raw_items()},
                 body=bytes(response.body or b""),
