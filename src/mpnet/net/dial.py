@@ -16,21 +16,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import errno
 import ipaddress
 import os
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-# python-socks' public Proxy.connect() opens its own TCP connection; its connectors take an
-# already-connected stream, which keeps tcp and proxy apart as separately timed phases. Imported
-# here, not in the proxy phase, so that the import does not count as proxy time.
+# Private python-socks names, on purpose: its public API (Proxy.connect, Proxy.from_url) opens
+# its own TCP connection and runs the SOCKS negotiation in the same call, so tcp and proxy could
+# not be timed apart. Its connectors take an already-connected stream, which keeps tcp and proxy
+# separately timed phases. pyproject.toml bounds python-socks to the versions tested with these
+# names, and tests/net/test_python_socks_internals.py fails with a clear message if they move or
+# their signatures change. Imported here, not in the proxy phase, so the import is not proxy time.
 from python_socks import ProxyType
 from python_socks._connectors.factory_async import create_connector
 from python_socks._protocols.errors import ReplyError
@@ -52,7 +55,12 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.tls import build_ssl_context
+from mpnet.net.tls import (
+    certificate_facts,
+    context_for,
+    refused_certificate_issuer,
+    verify_kind,
+)
 
 SECURE_SCHEMES = {"https": 443, "wss": 443}
 PLAIN_SCHEMES = {"http": 80, "ws": 80}
@@ -201,7 +209,7 @@ async def dial(
     proxy: ProxyDecision,
     tls: TLSDecision,
     timeout: float,
-    alpn: list[str] | None = None,
+    alpn: Sequence[str] | None = None,
     timings: PhaseTimings | None = None,
 ) -> DialedConnection:
     """Open a connection to ``url``'s host as ``proxy`` and ``tls`` decide, timing each phase.
@@ -220,13 +228,20 @@ async def dial(
         ConfigError: the CA bundle cannot be loaded.
         DNSError, ConnectError, ProxyUnreachable, ProxyAuthError, ProxyDenied, TLSError,
         ProbeTimeout: the network step that failed, with its phase.
+
+    The SSL context is the shared one of ``tls`` and ``alpn``
+    (:func:`mpnet.net.tls.context_for`): built once, before any clock runs when the caller ran
+    :func:`mpnet.net.prepare.prepare_network`.
     """
     target = parse_target(url)
-    ssl_context = build_ssl_context(tls, alpn=alpn) if target.secure else None
+    ssl_context = context_for(tls, alpn=tuple(alpn or ())) if target.secure else None
+    # An https:// proxy's certificate is checked by the same policy as the target's.
+    https_proxy = proxy.proxy is not None and proxy.proxy.scheme == "https"
+    proxy_context = context_for(tls) if https_proxy else None
     progress = _Progress(timings if timings is not None else PhaseTimings())
     try:
         async with asyncio.timeout(timeout):
-            return await _dial(target, proxy.proxy, tls, ssl_context, progress)
+            return await _dial(target, proxy.proxy, tls, ssl_context, proxy_context, progress)
     except TimeoutError as exc:
         # Everything else inside _dial is translated, so this is the overall budget running out.
         where = f" via proxy {proxy.proxy.redacted()}" if proxy.proxy else ""
@@ -242,6 +257,7 @@ async def _dial(
     proxy: ProxyURL | None,
     tls: TLSDecision,
     ssl_context: ssl.SSLContext | None,
+    proxy_context: ssl.SSLContext | None,
     progress: _Progress,
 ) -> DialedConnection:
     loop = asyncio.get_running_loop()
@@ -264,7 +280,7 @@ async def _dial(
         reader, writer = await asyncio.open_connection(sock=sock)
         if proxy is not None:
             with progress.step(Phase.PROXY):
-                await _open_tunnel(reader, writer, proxy, tunnel_host, target, tls)
+                await _open_tunnel(reader, writer, proxy, tunnel_host, target, proxy_context)
         tls_info: TLSInfo | None = None
         if ssl_context is not None:
             with progress.step(Phase.TLS):
@@ -414,19 +430,14 @@ async def _open_tunnel(
     proxy: ProxyURL,
     tunnel_host: str,
     target: Target,
-    tls: TLSDecision,
+    proxy_context: ssl.SSLContext | None,
 ) -> None:
     try:
-        if proxy.scheme == "https":
-            # The proxy's own certificate is checked by the same policy as the target's.
-            proxy_context = build_ssl_context(tls)
-            handshakes = _capture_handshake(proxy_context)
+        if proxy_context is not None:
             try:
                 await writer.start_tls(proxy_context, server_hostname=proxy.host)
             except (ssl.SSLError, ssl.CertificateError) as exc:
-                raise _tls_error(
-                    exc, proxy.host, phase=Phase.PROXY, what="proxy", seen=handshakes
-                ) from exc
+                raise _tls_error(exc, proxy.host, phase=Phase.PROXY, what="proxy") from exc
         if proxy.is_socks:
             await _socks_handshake(reader, writer, proxy, tunnel_host, target.port)
         else:
@@ -594,33 +605,6 @@ async def _socks_handshake(
 
 # -- tls ----------------------------------------------------------------------------------------
 
-_ENCODING_DER = 2  # _ssl.ENCODING_DER, for Certificate.public_bytes
-_VERIFY_KINDS = {
-    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
-    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
-    18: "untrusted",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
-    19: "untrusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
-    20: "untrusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-    21: "untrusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
-    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
-    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
-}
-
-
-def _capture_handshake(context: ssl.SSLContext) -> list[ssl.SSLObject]:
-    """Make ``context`` remember its SSLObject, so that a refused certificate can still be read
-    (the handshake's transport is gone by the time the verification error arrives)."""
-    seen: list[ssl.SSLObject] = []
-
-    class CapturingSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            if not seen:
-                seen.append(self)
-            super().do_handshake()
-
-    context.sslobject_class = CapturingSSLObject
-    return seen
-
 
 async def _start_tls(
     writer: asyncio.StreamWriter,
@@ -629,11 +613,10 @@ async def _start_tls(
     *,
     via: ProxyURL | None,
 ) -> None:
-    handshakes = _capture_handshake(context)
     try:
         await writer.start_tls(context, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise _tls_error(exc, host, phase=Phase.TLS, what="", via=via, seen=handshakes) from exc
+        raise _tls_error(exc, host, phase=Phase.TLS, what="", via=via) from exc
     except (OSError, asyncio.IncompleteReadError) as exc:
         where = f" (through proxy {via.redacted()})" if via else ""
         raise TLSError(
@@ -650,72 +633,25 @@ def _tls_error(
     phase: Phase,
     what: str,
     via: ProxyURL | None = None,
-    seen: list[ssl.SSLObject] | None = None,
 ) -> TLSError:
+    # The finished handshake frames in the traceback hold the SSLObject, its SSLProtocol and
+    # their buffers (256 KiB); the error may be kept long after the connection is gone. The
+    # traceback's lines stay for --debug, only those frames' locals go.
+    traceback.clear_frames(exc.__traceback__)
     who = f"{what} {host}".strip()
     where = f" (through proxy {via.redacted()})" if via else ""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        code = getattr(exc, "verify_code", None)
-        kind = _VERIFY_KINDS.get(code or -1, "untrusted")
         reason = getattr(exc, "verify_message", None) or str(exc)
-        issuer = _issuer_of_refused_certificate(seen or [])
+        issuer = refused_certificate_issuer(exc)
         issued = f" (issuer: {issuer})" if issuer else ""
         return TLSError(
             f"certificate of {who}{where} refused: {reason}{issued}",
             phase=phase,
-            kind=kind,
+            kind=verify_kind(exc),
             issuer=issuer,
         )
     reason = getattr(exc, "reason", None) or str(exc)
     return TLSError(f"TLS handshake with {who}{where} failed: {reason}", phase=phase)
-
-
-def _issuer_of_refused_certificate(seen: list[ssl.SSLObject]) -> str | None:
-    """The issuer of the certificate the peer sent, read after verification refused it."""
-    if not seen:
-        return None
-    sslobj = seen[0]
-    # getpeercert() refuses after a failed handshake; the unverified chain is still there
-    # (public from Python 3.13, on the private _sslobj before).
-    chain_of = getattr(sslobj, "get_unverified_chain", None) or getattr(
-        getattr(sslobj, "_sslobj", None), "get_unverified_chain", None
-    )
-    try:
-        chain = chain_of() if chain_of is not None else None
-        if not chain:
-            return None
-        leaf = chain[0]
-        der = leaf if isinstance(leaf, bytes) else leaf.public_bytes(_ENCODING_DER)
-    except (ValueError, ssl.SSLError, AttributeError, TypeError):
-        return None
-    facts = _certificate_facts(der)
-    return facts.issuer if facts else None
-
-
-@dataclass(frozen=True, slots=True)
-class _CertificateFacts:
-    subject: str
-    issuer: str
-    not_after: str
-    days_left: int
-
-
-def _certificate_facts(der: bytes) -> _CertificateFacts | None:
-    try:
-        from cryptography import x509
-    except ImportError:  # pragma: no cover - trustme depends on cryptography
-        return None
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
-    not_after = cert.not_valid_after_utc
-    return _CertificateFacts(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        not_after=not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        days_left=(not_after - dt.datetime.now(dt.UTC)).days,
-    )
 
 
 def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None:
@@ -729,7 +665,7 @@ def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None
     der = None
     with contextlib.suppress(ValueError, ssl.SSLError):
         der = sslobj.getpeercert(binary_form=True)
-    cert = _certificate_facts(der) if der else None
+    cert = certificate_facts(der) if der else None
     return TLSInfo(
         version=sslobj.version(),
         cipher=cipher[0] if cipher else None,

@@ -54,6 +54,7 @@ from mpnet.errors import (
     UsageError,
 )
 from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target
+from mpnet.net.tls import HTTP_ALPN, context_for, refused_certificate_issuer, verify_kind
 
 if TYPE_CHECKING:
     import aiohttp
@@ -186,9 +187,7 @@ async def _timed_exchange(
 ) -> TimedResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    conn = await dial(
-        url, proxy=proxy, tls=tls, timeout=timeout, alpn=["http/1.1"], timings=timings
-    )
+    conn = await dial(url, proxy=proxy, tls=tls, timeout=timeout, alpn=HTTP_ALPN, timings=timings)
     try:
         remaining = deadline - loop.time()
         try:
@@ -468,19 +467,17 @@ def _decode_content(body: bytes, encoding: str | None, max_body: int, shown: str
 
 # -- error translation (aiohttp, aiohttp-socks) -------------------------------------------------
 
-_VERIFY_KINDS = {
-    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
-    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
-    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
-    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
-}
-
 
 def _tls_error_from(exc: BaseException, where: str) -> TLSError:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        kind = _VERIFY_KINDS.get(getattr(exc, "verify_code", None) or -1, "untrusted")
         reason = getattr(exc, "verify_message", None) or str(exc)
-        return TLSError(f"certificate of {where} refused: {reason}", kind=kind)
+        issuer = refused_certificate_issuer(exc)
+        issued = f" (issuer: {issuer})" if issuer else ""
+        return TLSError(
+            f"certificate of {where} refused: {reason}{issued}",
+            kind=verify_kind(exc),
+            issuer=issuer,
+        )
     if isinstance(exc, ssl.CertificateError):
         return TLSError(f"certificate of {where} refused: {exc}", kind="hostname_mismatch")
     reason = getattr(exc, "reason", None) or str(exc)
@@ -727,9 +724,8 @@ def _build_session(
 ) -> aiohttp.ClientSession:
     import aiohttp
 
-    from mpnet.net.tls import build_ssl_context
-
-    ssl_context = build_ssl_context(tls)
+    # The shared context of this policy: no CA bundle is loaded per session.
+    ssl_context = context_for(tls)
     session_proxy: str | None = None
     connector: aiohttp.BaseConnector
     chosen = proxy.proxy
