@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import sys
 
 import pytest
 
@@ -31,7 +33,9 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.dial import PhaseTimings, dial, parse_target
+from mpnet.net.dial import PhaseTimings, dial, parse_target, parse_tcp_info_rtt_ms
+
+LINUX = sys.platform.startswith("linux")
 
 # proxy listener name in the `proxies` fixture, client-side scheme (None: as listed)
 PROXY_CASES = [
@@ -85,6 +89,10 @@ async def test_dial_matrix(
     assert all(value >= 0 for value in phases.values())
     connected_port = decision.proxy.port if decision.proxy else server.port
     assert conn.peer.address == f"127.0.0.1:{connected_port}"
+    if LINUX:
+        # Through a proxy it is the round trip to the proxy, as the tcp phase is.
+        assert isinstance(conn.peer.tcp_rtt_kernel_ms, float)
+        assert conn.peer.tcp_rtt_kernel_ms >= 0
     assert conn.peer.via_proxy == (decision.proxy.redacted() if decision.proxy else None)
     if secure:
         assert conn.peer.tls is not None
@@ -397,3 +405,73 @@ async def test_proxy_cannot_reach_the_target(
             timeout=10,
         )
     assert caught.value.phase is Phase.PROXY
+
+
+# -- kernel TCP RTT -----------------------------------------------------------------------------
+
+
+def _tcp_info(length: int, *, rtt_us: int, min_rtt_us: int | None) -> bytes:
+    """A struct tcp_info of ``length`` bytes: tcpi_rtt at byte 68, tcpi_min_rtt at byte 148."""
+    info = bytearray(length)
+    if length >= 72:
+        struct.pack_into("=I", info, 68, rtt_us)
+    if min_rtt_us is not None and length >= 152:
+        struct.pack_into("=I", info, 148, min_rtt_us)
+    return bytes(info)
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        pytest.param(_tcp_info(232, rtt_us=1500, min_rtt_us=700), 0.7, id="min-rtt-preferred"),
+        pytest.param(_tcp_info(152, rtt_us=1500, min_rtt_us=700), 0.7, id="min-rtt-just-fits"),
+        pytest.param(
+            _tcp_info(232, rtt_us=1500, min_rtt_us=0xFFFFFFFF), 1.5, id="min-rtt-no-sample"
+        ),
+        pytest.param(_tcp_info(104, rtt_us=2250, min_rtt_us=None), 2.25, id="old-kernel-rtt"),
+        pytest.param(_tcp_info(151, rtt_us=2250, min_rtt_us=None), 2.25, id="min-rtt-cut"),
+        pytest.param(_tcp_info(104, rtt_us=0, min_rtt_us=None), None, id="no-sample-yet"),
+        pytest.param(_tcp_info(71, rtt_us=0, min_rtt_us=None), None, id="too-short"),
+        pytest.param(b"", None, id="empty"),
+    ],
+)
+def test_parse_tcp_info(info: bytes, expected: float | None) -> None:
+    assert parse_tcp_info_rtt_ms(info) == expected
+
+
+@pytest.mark.skipif(not LINUX, reason="TCP_INFO is Linux's")
+async def test_kernel_rtt_on_loopback(tls_material: TLSMaterial, echo_server: EchoServer) -> None:
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=direct_decision(),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    rtt = conn.peer.tcp_rtt_kernel_ms
+    assert isinstance(rtt, float)
+    assert rtt >= 0
+
+
+async def test_kernel_rtt_is_none_when_getsockopt_fails(
+    monkeypatch: pytest.MonkeyPatch, echo_server: EchoServer
+) -> None:
+    real_getsockopt = socket.socket.getsockopt
+    asked: list[int] = []
+
+    def refusing_getsockopt(self: socket.socket, level: int, option: int, *args: int) -> object:
+        if option == getattr(socket, "TCP_INFO", None):
+            asked.append(option)
+            raise OSError(95, "Operation not supported")
+        return real_getsockopt(self, level, option, *args)
+
+    monkeypatch.setattr(socket.socket, "getsockopt", refusing_getsockopt)
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=direct_decision(),
+        tls=insecure_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    assert conn.peer.tcp_rtt_kernel_ms is None
+    assert asked or not LINUX  # on Linux the option was really asked for
