@@ -300,6 +300,30 @@ async def test_timed_request_times_out_in_the_http_phase(app: ScriptedApp) -> No
     assert {"dns", "tcp"} <= set(caught.value.timings.to_dict())  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("proxy_name", [None, "http"], ids=["direct", "http-connect"])
+async def test_http_timeout_keeps_the_time_spent_waiting(
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    silent_tls_server: int,
+    proxy_name: str | None,
+) -> None:
+    budget = 1.0
+    with pytest.raises(ProbeTimeout) as caught:
+        await timed_request(
+            "GET",
+            f"https://127.0.0.1:{silent_tls_server}/",
+            proxy=_proxy(proxies, proxy_name),
+            tls=tls_material.verify_decision(),
+            timeout=budget,
+        )
+    assert caught.value.phase is Phase.HTTP
+    phases = caught.value.timings.to_dict()  # type: ignore[attr-defined]
+    assert {"dns", "tcp", "tls", "http"} <= set(phases)
+    # Everything but the quick loopback dial went to waiting for the answer (a lower bound
+    # only: no assertion on how long anything may take).
+    assert phases["http"] >= 0.8 * budget
+
+
 async def test_timed_request_refused_port() -> None:
     with pytest.raises(ConnectError) as caught:
         await timed_request(

@@ -192,6 +192,7 @@ async def _timed_exchange(
         remaining = deadline - loop.time()
         try:
             if remaining <= 0:
+                timings.http = 0.0
                 raise TimeoutError
             async with asyncio.timeout(remaining):
                 return await _exchange(
@@ -269,10 +270,14 @@ async def _exchange(
     max_body: int,
 ) -> TimedResponse:
     shown = redact_url_text(url)
+    # Until the first byte, a failure (the budget running out, a reset) still shows how long
+    # the http phase ran: from the request written, or from here if writing never completed.
+    waiting_since = time.perf_counter_ns()
     try:
+        # Head and body in one write: one TLS record, one segment where it fits (TCP_NODELAY).
         writer.write(request)
         await writer.drain()
-        written = time.perf_counter_ns()
+        waiting_since = written = time.perf_counter_ns()
         first = await reader.read(1)
         if not first:
             raise ProtocolError(
@@ -288,12 +293,17 @@ async def _exchange(
             status, reason, headers = await _read_head(reader, b"", shown)
         body, truncated = await _read_body(reader, method, status, headers, max_body, shown)
     except (ConnectionError, ssl.SSLError, OSError) as exc:
+        _http_phase_so_far(timings, waiting_since)
         raise ConnectError(
             f"{shown}: connection lost during the HTTP exchange ({type(exc).__name__}: "
             f"{redact_url_text(str(exc)) or 'no detail'})",
             phase=Phase.HTTP,
             kind="reset",
         ) from exc
+    except BaseException:
+        # CancelledError when the budget runs out (asyncio.timeout), ProtocolError...
+        _http_phase_so_far(timings, waiting_since)
+        raise
     body = _decode_content(body, headers.get("content-encoding"), max_body, shown)
     return TimedResponse(
         url=url,
@@ -306,6 +316,11 @@ async def _exchange(
         received_at=received_at,
         truncated=truncated,
     )
+
+
+def _http_phase_so_far(timings: PhaseTimings, since: int) -> None:
+    if timings.http is None:
+        timings.http = (time.perf_counter_ns() - since) / 1e6
 
 
 def _invalid(shown: str, what: str) -> ProtocolError:
