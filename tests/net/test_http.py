@@ -3,6 +3,7 @@ on 127.0.0.1."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -37,7 +38,9 @@ from mpnet.net.http import (
     is_retryable_status,
     request_with_retry,
     timed_request,
+    translate_client_error,
 )
+from mpnet.net.tls import VERIFY_KINDS
 
 
 @pytest.fixture
@@ -703,3 +706,47 @@ async def test_https_proxy(
     assert timed.json() == pooled.json() == {"ok": True}
     assert "proxy" in timed.timings.to_dict()
     assert server.requests == {"/json": 2}
+
+
+# -- one TLS verify-code table ------------------------------------------------------------------
+
+
+def _verify_error(code: int) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"certificate verify failed: code {code}")
+    error.verify_code = code
+    error.verify_message = f"code {code}"
+    return error
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(VERIFY_KINDS.items()))
+def test_aiohttp_path_uses_the_one_verify_table(code: int, kind: str) -> None:
+    from aiohttp import ClientConnectorCertificateError
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("example.test", 443, True, True, None, None, None)
+    translated = translate_client_error(
+        ClientConnectorCertificateError(key, _verify_error(code)),
+        url="https://example.test/",
+        proxy=None,
+    )
+    assert isinstance(translated, TLSError)
+    assert (translated.kind, translated.phase) == (kind, Phase.TLS)
+
+
+async def test_aiohttp_path_names_the_refused_certificate(
+    manager: HTTPSessionManager, tls_material: TLSMaterial
+) -> None:
+    # Signed by a CA nobody trusts: OpenSSL code 20 (unable to get local issuer certificate),
+    # one of the codes the old copy of the table in http.py did not have.
+    session = await manager.get_session(
+        "t", proxy=direct_decision(), tls=tls_material.verify_decision()
+    )
+    async with running_app(tls_material.untrusted_context()) as server:
+        with pytest.raises(TLSError) as caught:
+            await request_with_retry("GET", server.url("/json"), session=session, max_attempts=1)
+    cause = caught.value.__cause__
+    verify_error = getattr(cause, "certificate_error", cause)
+    assert getattr(verify_error, "verify_code", None) == 20
+    assert caught.value.kind == VERIFY_KINDS[20] == "untrusted"
+    assert caught.value.issuer and "trustme" in caught.value.issuer
+    assert caught.value.issuer in caught.value.message
