@@ -32,7 +32,8 @@ class ScriptedApp:
     - ``/script``: pops the next ``(status, headers)`` from ``script`` (200 when empty);
     - ``/hang``: never answers.
 
-    ``requests`` counts requests per path.
+    ``requests`` counts requests per path; ``connections.idle()`` waits until the server side
+    has closed every connection.
     """
 
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
@@ -40,6 +41,7 @@ class ScriptedApp:
     port: int = 0
     scheme: str = "http"
     _runner: web.AppRunner | None = None
+    connections: _OpenConnections | None = None
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -145,10 +147,14 @@ class _OpenConnections:
         server.connection_made = connection_made  # type: ignore[method-assign]
         server.connection_lost = connection_lost  # type: ignore[method-assign]
 
+    async def idle(self) -> None:
+        """Until no connection is open (the server side closed every one)."""
+        await self._all_closed.wait()
+
     async def wait_closed(self) -> None:
         try:
             async with asyncio.timeout(CLOSE_WAIT):
-                await self._all_closed.wait()
+                await self.idle()
         except TimeoutError:
             # A client that never answers close_notify: stop waiting for it.
             for transport in list(self._open.values()):
@@ -162,7 +168,7 @@ async def running_app(ssl_context: ssl.SSLContext | None = None) -> AsyncIterato
     runner = web.AppRunner(scripted.build(), handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     assert runner.server is not None
-    connections = _OpenConnections(runner.server)
+    scripted.connections = connections = _OpenConnections(runner.server)
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     scripted.port = runner.addresses[0][1]

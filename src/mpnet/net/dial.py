@@ -24,9 +24,9 @@ import ssl
 import struct
 import sys
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,7 +98,9 @@ class PhaseTimings:
     @contextlib.contextmanager
     def measure(self, phase: Phase | str) -> Iterator[None]:
         """Time the body and store it under ``phase``; a phase entered twice adds up."""
-        name = str(phase)
+        # .value is the member's own string; str() would make a new one per phase and call,
+        # which the interpreter's attribute cache then keeps alive.
+        name = phase.value if isinstance(phase, Phase) else phase
         started = time.perf_counter_ns()
         try:
             yield
@@ -251,7 +253,11 @@ async def dial(
     try:
         async with asyncio.timeout(timeout):
             return await _dial(target, proxy.proxy, tls, ssl_context, proxy_context, progress)
+    except MpnetError as exc:
+        release_frames(exc)
+        raise
     except TimeoutError as exc:
+        release_frames(exc)
         # Everything else inside _dial is translated, so this is the overall budget running out.
         where = f" via proxy {proxy.proxy.redacted()}" if proxy.proxy else ""
         raise ProbeTimeout(
@@ -259,6 +265,42 @@ async def dial(
             f"{target.authority}{where}",
             phase=progress.phase,
         ) from exc
+
+
+def release_frames(exc: BaseException) -> None:
+    """Let an error outlive the connection it reports on without keeping that connection.
+
+    The finished frames in an error's traceback (and in its causes') hold their locals: the
+    socket, the stream writer, the transport, a failed handshake's SSLObject and SSLProtocol with
+    its 256 KiB buffer; and a finished frame still links to its callers of the time (``f_back``),
+    e.g. the transport callback that ran the handshake. Errors are kept (results, retry
+    histories, ``--debug``), so those locals are dropped here; the traceback's lines stay.
+
+    Only for errors raised inside the caller's own task (as everything dial and timed_request
+    raise is): frames still running refuse to be cleared and are left alone, and no frame of
+    another, suspended coroutine is in such a traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            frame: FrameType | None = tb.tb_frame
+            # The frame itself, then its callers until one is still running.
+            while frame is not None and _clear_frame(frame):
+                frame = frame.f_back
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+
+
+def _clear_frame(frame: FrameType) -> bool:
+    """Drop a finished frame's locals; False when the frame is still running."""
+    try:
+        frame.clear()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _dial(
@@ -685,10 +727,6 @@ def _tls_error(
     what: str,
     via: ProxyURL | None = None,
 ) -> TLSError:
-    # The finished handshake frames in the traceback hold the SSLObject, its SSLProtocol and
-    # their buffers (256 KiB); the error may be kept long after the connection is gone. The
-    # traceback's lines stay for --debug, only those frames' locals go.
-    traceback.clear_frames(exc.__traceback__)
     who = f"{what} {host}".strip()
     where = f" (through proxy {via.redacted()})" if via else ""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -737,4 +775,5 @@ __all__ = [
     "describe_tls",
     "dial",
     "parse_target",
+    "release_frames",
 ]

@@ -53,7 +53,7 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target
+from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target, release_frames
 from mpnet.net.tls import HTTP_ALPN, context_for, refused_certificate_issuer, verify_kind
 
 if TYPE_CHECKING:
@@ -172,6 +172,8 @@ async def timed_request(
     except ProbeError as exc:
         # The phases that did complete, for the failed attempt's waterfall.
         exc.timings = timings  # type: ignore[attr-defined]
+        # The error is kept; the closed connection in its traceback's frames need not be.
+        release_frames(exc)
         raise
 
 
