@@ -30,7 +30,8 @@ class ScriptedApp:
     - ``/echo``: the request's method, headers and body as JSON;
     - ``/status/{code}``: that status, with any ``?retry_after=`` as Retry-After;
     - ``/script``: pops the next ``(status, headers)`` from ``script`` (200 when empty);
-    - ``/hang``: never answers.
+    - ``/hang``: never answers;
+    - ``/held``: sends its head and the start of a body, finishes when ``release`` is set.
 
     ``requests`` counts requests per path; ``connections.idle()`` waits until the server side
     has closed every connection.
@@ -42,6 +43,7 @@ class ScriptedApp:
     scheme: str = "http"
     _runner: web.AppRunner | None = None
     connections: _OpenConnections | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -56,6 +58,7 @@ class ScriptedApp:
         app.router.add_get("/status/{code}", self._status)
         app.router.add_get("/script", self._script)
         app.router.add_get("/hang", self._hang)
+        app.router.add_get("/held", self._held)
         app.middlewares.append(self._count)
         return app
 
@@ -106,6 +109,16 @@ class ScriptedApp:
     async def _script(self, request: web.Request) -> web.Response:
         status, headers = self.script.pop(0) if self.script else (200, {})
         return web.Response(status=status, text=f"answer {status}", headers=headers)
+
+    async def _held(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"held ")
+        await self.release.wait()
+        await response.write(b"released")
+        await response.write_eof()
+        return response
 
     async def _hang(self, request: web.Request) -> web.Response:
         await asyncio.Event().wait()

@@ -478,3 +478,72 @@ async def test_kernel_rtt_is_none_when_getsockopt_fails(
     await conn.aclose()
     assert conn.peer.tcp_rtt_kernel_ms is None
     assert asked or not LINUX  # on Linux the option was really asked for
+
+
+# -- TCP_NODELAY and one write per request head -------------------------------------------------
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> int:
+    sock = transport.get_extra_info("socket")
+    assert sock is not None
+    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+@pytest.mark.parametrize(("proxy_name", "scheme"), PROXY_CASES)
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
+async def test_dialed_sockets_have_tcp_nodelay(
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    echo_server: EchoServer,
+    tls_echo_server: EchoServer,
+    proxy_name: str | None,
+    scheme: str | None,
+    secure: bool,
+) -> None:
+    # Nagle plus delayed ACK holds small writes back ~40 ms behind a proxy (LIBRARY-NOTES).
+    server = tls_echo_server if secure else echo_server
+    conn = await dial(
+        f"{'https' if secure else 'http'}://127.0.0.1:{server.port}/",
+        proxy=_proxy(proxies, proxy_name, scheme),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    try:
+        assert _nodelay(conn.writer.transport) == 1
+    finally:
+        await conn.aclose()
+
+
+class _WriteRecorder:
+    """Records every StreamWriter.write call (the bytes handed over in each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[bytes] = []
+        real_write = asyncio.StreamWriter.write
+
+        def write(writer: asyncio.StreamWriter, data: bytes) -> None:
+            self.calls.append(bytes(data))
+            real_write(writer, data)
+
+        monkeypatch.setattr(asyncio.StreamWriter, "write", write)
+
+
+async def test_connect_request_is_one_write(
+    monkeypatch: pytest.MonkeyPatch,
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    echo_server: EchoServer,
+) -> None:
+    writes = _WriteRecorder(monkeypatch)
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=_proxy(proxies, "http_auth", None),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    assert len(writes.calls) == 1
+    head = writes.calls[0]
+    assert head.startswith(f"CONNECT 127.0.0.1:{echo_server.port} HTTP/1.1\r\n".encode())
+    assert b"Proxy-Authorization: Basic " in head
+    assert head.endswith(b"\r\n\r\n")

@@ -3,6 +3,8 @@ on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -162,6 +164,57 @@ async def test_timed_request_sends_json_and_default_headers(app: ScriptedApp) ->
     assert seen["headers"]["X-Probe"] == "yes"
     assert seen["headers"]["Host"] == f"127.0.0.1:{app.port}"
     assert response.header("content-type") == response.header("CONTENT-TYPE") is not None
+
+
+async def test_request_head_and_body_are_one_write(
+    monkeypatch: pytest.MonkeyPatch, app: ScriptedApp
+) -> None:
+    writes: list[bytes] = []
+    real_write = asyncio.StreamWriter.write
+
+    def write(writer: asyncio.StreamWriter, data: bytes) -> None:
+        writes.append(bytes(data))
+        real_write(writer, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", write)
+    response = await timed_request(
+        "POST",
+        app.url("/echo"),
+        proxy=direct_decision(),
+        tls=insecure_decision(),
+        timeout=5,
+        json_body={"op": "ping"},
+    )
+    assert response.json()["body"] == '{"op":"ping"}'
+    # One write, so one segment (TCP_NODELAY) or one TLS record carries head and body.
+    assert len(writes) == 1
+    assert writes[0].startswith(b"POST /echo HTTP/1.1\r\n")
+    assert writes[0].endswith(b'\r\n\r\n{"op":"ping"}')
+
+
+@pytest.mark.parametrize(
+    ("proxy_name", "scheme"),
+    [*PATHS, pytest.param("socks5", None, id="socks5"), pytest.param("socks4", None, id="socks4")],
+)
+async def test_session_sockets_have_tcp_nodelay(
+    manager: HTTPSessionManager,
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    tls_app: ScriptedApp,
+    proxy_name: str | None,
+    scheme: str | None,
+) -> None:
+    session = await manager.get_session(
+        "s", proxy=_proxy(proxies, proxy_name, scheme), tls=tls_material.verify_decision()
+    )
+    async with session.get(tls_app.url("/held")) as response:
+        # The body is not complete yet, so the connection is still the response's.
+        assert response.connection is not None and response.connection.transport is not None
+        sock = response.connection.transport.get_extra_info("socket")
+        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        tls_app.release.set()
+        assert await response.read() == b"held released"
+    assert nodelay == 1
 
 
 async def test_timed_request_lets_headers_replace_defaults(app: ScriptedApp) -> None:

@@ -744,6 +744,9 @@ def _build_session(
     # The shared context of this policy: no CA bundle is loaded per session.
     ssl_context = context_for(tls)
     session_proxy: str | None = None
+    # TCP_NODELAY needs no option here: asyncio's socket transports and aiohttp's
+    # ResponseHandler.connection_made set it on every connection, SOCKS ones included
+    # (tests/net/test_http.py::test_session_sockets_have_tcp_nodelay checks it).
     connector: aiohttp.BaseConnector
     chosen = proxy.proxy
     if chosen is not None and chosen.is_socks:
