@@ -232,6 +232,27 @@ async def test_certificate_failure_through_proxy(
     finally:
         await server.close()
     assert (caught.value.phase, caught.value.kind) == (Phase.TLS, "expired")
+    assert caught.value.issuer and "trustme" in caught.value.issuer
+
+
+async def test_contexts_are_shared_and_never_changed_per_connection(
+    tls_material: TLSMaterial, tls_echo_server: EchoServer
+) -> None:
+    from mpnet.net.tls import HTTP_ALPN, context_for
+
+    context = context_for(tls_material.verify_decision(), alpn=HTTP_ALPN)
+    recording_class = context.sslobject_class
+    for _ in range(3):
+        conn = await dial(
+            f"https://127.0.0.1:{tls_echo_server.port}/",
+            proxy=direct_decision(),
+            tls=tls_material.verify_decision(),
+            alpn=list(HTTP_ALPN),
+            timeout=10,
+        )
+        assert conn.writer.get_extra_info("sslcontext") is context
+        await conn.aclose()
+    assert context.sslobject_class is recording_class
 
 
 async def test_insecure_still_reports_the_certificate(tls_material: TLSMaterial) -> None:
@@ -368,6 +389,8 @@ async def test_https_proxy_with_an_untrusted_certificate(
         )
     assert (caught.value.phase, caught.value.kind) == (Phase.PROXY, "untrusted")
     assert "proxy" in str(caught.value)
+    # The proxy's certificate, issued by the other CA, is still named.
+    assert caught.value.issuer and "trustme" in caught.value.issuer
 
 
 @pytest.mark.parametrize(
