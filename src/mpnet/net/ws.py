@@ -19,6 +19,7 @@ import contextlib
 import json
 import random as random_module
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -35,6 +36,9 @@ from mpnet.net.dial import PeerInfo, PhaseTimings, dial
 
 BACKENDS = ("websockets", "aiohttp")
 DEFAULT_MAX_SIZE = 16 * 2**20
+#: Gaps a ReconnectingWebSocket keeps (the latest); older ones are only counted, so a feed
+#: that reconnects for months does not grow.
+GAP_HISTORY = 100
 
 #: What send() accepts: text, bytes, or a dict/list sent as JSON text.
 Outgoing = str | bytes | dict[str, Any] | list[Any]
@@ -301,7 +305,8 @@ class ReconnectingWebSocket:
 
     Attributes:
         reconnects: successful connections after the first.
-        gaps: every disconnect, with when data resumed.
+        gap_count: disconnects so far.
+        gaps: the latest :data:`GAP_HISTORY` disconnects, oldest first, with when data resumed.
         last_error: the error that ended the previous connection or attempt.
     """
 
@@ -332,7 +337,8 @@ class ReconnectingWebSocket:
         self._closed = False
         self._connected_once = False
         self.reconnects = 0
-        self.gaps: list[Gap] = []
+        self.gap_count = 0
+        self.gaps: deque[Gap] = deque(maxlen=GAP_HISTORY)
         self.last_error: ProbeError | None = None
 
     @property
@@ -428,6 +434,7 @@ class ReconnectingWebSocket:
         ws, self._ws = self._ws, None
         if ws is not None:
             self.gaps.append(Gap(start=self._clock()))
+            self.gap_count += 1
             await ws.close()
 
     async def _ensure_connected(self) -> None:
