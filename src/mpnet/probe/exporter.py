@@ -320,7 +320,9 @@ def build_app(
     bad_requests()
     scrapes_shed()
     scrapes_cancelled()
-    _show_slots(slots)
+    # Read when /metrics is scraped (the latest application's slots: one per process).
+    probes_running().set_function(lambda: slots.running)
+    scrapes_waiting().set_function(lambda: slots.waiting)
     return app
 
 
@@ -387,7 +389,6 @@ async def _probe_in_turn(
     if shed is not None:
         return shed
     try:
-        _show_slots(slots)
         if asked is not None:
             # The wait came out of the scrape's budget: the probe gets what is left.
             waited = loop.time() - asked
@@ -396,18 +397,12 @@ async def _probe_in_turn(
         report = await exporter.probe(plan)
     finally:
         slots.release()
-        _show_slots(slots)
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         # The engine turns a cancellation into an interrupted report; the client that would
         # read it is gone, so the cancellation goes on.
         raise asyncio.CancelledError
     return report, budget
-
-
-def _show_slots(slots: ProbeSlots) -> None:
-    probes_running().set(slots.running)
-    scrapes_waiting().set(slots.waiting)
 
 
 def _shed(reason: Shed, slots: ProbeSlots, budget: float) -> web.Response:
