@@ -65,6 +65,22 @@ class _Backend(Protocol):
     async def close(self) -> None: ...
 
 
+def hand_over(transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol) -> None:
+    """Give the transport :func:`~mpnet.net.dial.dial` opened to a WebSocket library's protocol.
+
+    The stream protocol dial() attached will not hear from this transport again, so it is told
+    at once that its stream has ended. Otherwise asyncio's StreamReaderProtocol and StreamWriter,
+    which point at each other, keep the transport's TLS state (a 256 KiB read buffer, the SSL
+    object) as cyclic garbage that only a full collection frees: a long-lived process that
+    opens WebSockets over and over (serve, watch's reconnecting feeds) would grow between
+    collections. The stream writer itself stays usable for closing the transport.
+    """
+    streams = transport.get_protocol()
+    transport.set_protocol(protocol)
+    if streams is not protocol:
+        streams.connection_lost(None)
+
+
 def encode_message(data: Outgoing) -> str | bytes:
     """dict/list -> compact JSON text; str and bytes unchanged."""
     if isinstance(data, (dict, list)):
