@@ -11,12 +11,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from mpnet.config.model import ConfigFile, ExchangeNetwork
+from mpnet.config.model import ConfigFile, ExchangeNetwork, ServeSettings
 from mpnet.config.network import read_exchange_network, read_service_proxy, read_tls_setting
-from mpnet.config.source import Reader, YamlDocument, load_yaml, parse_yaml
+from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
 from mpnet.errors import InvalidConfigFile
 
-TOP_KEYS = ("proxy", "ssl", "exchanges")
+TOP_KEYS = ("proxy", "ssl", "exchanges", "serve")
 
 
 def find_config(
@@ -79,4 +79,26 @@ def config_from_document(doc: YamlDocument) -> ConfigFile:
         proxy=read_service_proxy(r, top.get("proxy"), ("proxy",)),
         ssl=read_tls_setting(r, top.get("ssl"), ("ssl",), base_dir=base_dir),
         exchanges=exchanges,
+        serve=read_serve_settings(r, top.get("serve"), ("serve",)),
     )
+
+
+def read_serve_settings(reader: Reader, value: object, keys: KeyPath) -> ServeSettings:
+    """``serve: {max_probes: N, max_waiting: N}``: the limits of ``mpnet serve``."""
+    if value is None:
+        return ServeSettings()
+    block = reader.mapping(value, keys, allowed=("max_probes", "max_waiting"))
+    return ServeSettings(
+        max_probes=_least(reader, block.get("max_probes"), (*keys, "max_probes"), 1),
+        max_waiting=_least(reader, block.get("max_waiting"), (*keys, "max_waiting"), 0),
+        origin=reader.doc.where(keys),
+    )
+
+
+def _least(reader: Reader, value: object, keys: KeyPath, least: int) -> int | None:
+    if value is None:
+        return None
+    number = reader.integer(value, keys, default=least)
+    if number < least:
+        reader.doc.fail(keys, f"expected an integer of at least {least}, got {number}")
+    return number

@@ -185,6 +185,16 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """The config file's ``serve:`` block: the limits of ``mpnet serve`` (None: unset, the
+    command line or the default decides). ``origin`` is ``file:line serve``."""
+
+    max_probes: int | None = None
+    max_waiting: int | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ConfigFile:
     """The loaded config file. ``path`` is None when no file was found (all layers empty)."""
 
@@ -192,6 +202,7 @@ class ConfigFile:
     proxy: ServiceProxy | None = None
     ssl: TLSSetting | None = None
     exchanges: Mapping[str, ExchangeNetwork] = field(default_factory=dict)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def exchange_network(self, profile: Profile | None) -> ExchangeNetwork | None:
         """The exchange layer for a profile: the config file's entry wins over the profile's."""

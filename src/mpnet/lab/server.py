@@ -65,6 +65,9 @@ Request ID: {request_id}
 RATE_LIMIT_BODY = '{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight."}'
 NOT_JSON_BODY = "<!doctype html><title>Maintenance</title><p>Back soon."
 MAINTENANCE_BODY = '{"code":503,"msg":"System maintenance in progress. Please try again later."}'
+#: Bootstrap tokens a simulator accepts: the latest ones it issued (a lab serving a long-running
+#: exporter issues one per scrape, and must not keep them all).
+TOKEN_HISTORY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,8 @@ class ExchangeServer:
         self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
-        self._tokens: set[str] = set()
+        # Issued tokens, oldest first (a dict as an ordered set).
+        self._tokens: dict[str, None] = {}
         self.port: int | None = None
         #: WebSocket connections accepted since the lab started (all restarts included).
         self.connections = 0
@@ -258,7 +262,9 @@ class ExchangeServer:
         bootstrap = spec.bootstrap
         assert bootstrap is not None
         token = secrets.token_urlsafe(24)
-        self._tokens.add(token)
+        self._tokens[token] = None
+        while len(self._tokens) > TOKEN_HISTORY:
+            del self._tokens[next(iter(self._tokens))]
         endpoint = urlunsplit(urlsplit(self.ws_url or "")._replace(query=""))
         stream = self._clock(fault)
         body: Any = (

@@ -2,7 +2,8 @@
 
 Every connection it opens goes through the configuration layers (command line arguments, the
 exchange layer, the config file's service layer, the environment, the default), exactly as
-``mpnet probe`` does, and it keeps a record of each one for :meth:`get_network_stats`.
+``mpnet probe`` does, and it keeps a record of each one for :meth:`get_network_stats` (of the
+open ones and the latest ended ones: a manager used for months does not grow).
 
 .. code-block:: python
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
@@ -63,6 +65,10 @@ class _UseConfig:
 USE_CONFIG: Final = _UseConfig()
 
 ProxyArgument = str | None | _UseConfig
+
+#: Ended (closed or failed) connections :meth:`NetworkConnectionManager.get_network_stats` still
+#: lists; older ones are only counted, so a manager used for months stays the same size.
+ENDED_HISTORY = 100
 
 
 def _error_info(error: ProbeError) -> ErrorInfo:
@@ -145,6 +151,12 @@ class _Connection:
         closed = getattr(self.handle, "closed", False)
         return "closed" if closed else "open"
 
+    def end(self) -> None:
+        """Mark it closed and let go of the connection object, which may then be freed."""
+        if self.state == "open":
+            self.state = "closed"
+        self.handle = None
+
     def to_dict(self, now: float) -> dict[str, Any]:
         proxy = self.proxy.proxy
         return {
@@ -184,7 +196,12 @@ class NetworkConnectionManager:
         self._profiles = profiles
         self._env = env
         self._http = HTTPSessionManager()
-        self._connections: list[_Connection] = []
+        # Open connections hold their handle; ended ones keep only their record, and only the
+        # latest ENDED_HISTORY of them. The counters cover every connection ever attempted.
+        self._open: list[_Connection] = []
+        self._ended: deque[_Connection] = deque(maxlen=ENDED_HISTORY)
+        self._attempted = 0
+        self._failed = 0
         self._ids = itertools.count(1)
 
     # -- configuration --------------------------------------------------------------------------
@@ -284,8 +301,27 @@ class NetworkConnectionManager:
             handle=handle,
             session_name=session_name,
         )
-        self._connections.append(record)
+        self._attempted += 1
+        self._prune()
+        if state == "open":
+            self._open.append(record)
+        else:
+            if state == "failed":
+                self._failed += 1
+            record.end()
+            self._ended.append(record)
         return record
+
+    def _prune(self) -> None:
+        """Move connections closed since the last look (by their owner) to the ended ones."""
+        still_open = []
+        for record in self._open:
+            if record.current_state() == "open":
+                still_open.append(record)
+            else:
+                record.end()
+                self._ended.append(record)
+        self._open = still_open
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -521,19 +557,22 @@ class NetworkConnectionManager:
         """Counts and one entry per connection opened (or attempted) by this manager.
 
         ``overview``: ``total_connections`` (every attempt), ``active_connections`` (open now),
-        ``failed_connections``, ``websocket_connections`` and ``http_sessions`` (open now),
-        ``proxy_connections`` / ``direct_connections`` (open now). ``connections``: ``type``,
-        ``exchange``, ``url``, ``proxy`` (redacted), ``proxy_layer``, ``age_seconds``,
-        ``state``.
+        ``failed_connections`` (every failure), ``websocket_connections`` and ``http_sessions``
+        (open now), ``proxy_connections`` / ``direct_connections`` (open now).
+        ``connections``, oldest first: every open connection and the latest
+        :data:`ENDED_HISTORY` closed or failed ones, each with ``type``, ``exchange``, ``url``,
+        ``proxy`` (redacted), ``proxy_layer``, ``age_seconds``, ``state``.
         """
         now = time.monotonic()
-        entries = [record.to_dict(now) for record in self._connections]
+        self._prune()
+        records = sorted([*self._ended, *self._open], key=lambda record: record.id)
+        entries = [record.to_dict(now) for record in records]
         active = [e for e in entries if e["state"] == "open"]
         return {
             "overview": {
-                "total_connections": len(entries),
+                "total_connections": self._attempted,
                 "active_connections": len(active),
-                "failed_connections": sum(1 for e in entries if e["state"] == "failed"),
+                "failed_connections": self._failed,
                 "websocket_connections": sum(1 for e in active if e["type"] == "websocket"),
                 "http_sessions": sum(1 for e in active if e["type"] == "http"),
                 "proxy_connections": sum(1 for e in active if e["proxy"] is not None),
@@ -544,12 +583,12 @@ class NetworkConnectionManager:
 
     async def close_all(self) -> None:
         """Close every WebSocket and HTTP session this manager opened."""
-        for record in self._connections:
-            if record.state != "open":
-                continue
+        records, self._open = self._open, []
+        for record in records:
             if record.type == "websocket" and record.handle is not None:
                 await record.handle.close()
-            record.state = "closed"
+            record.end()
+            self._ended.append(record)
         await self._http.close_all()
 
     async def __aenter__(self) -> NetworkConnectionManager:

@@ -27,6 +27,7 @@ from aiohttp.client_proto import ResponseHandler
 
 from mpnet.errors import Phase, ProtocolError, WebSocketHandshakeError
 from mpnet.net.dial import DialedConnection, PhaseTimings
+from mpnet.net.ws import hand_over
 
 CLOSE_TIMEOUT = 2.0
 
@@ -48,7 +49,7 @@ class _DialedConnector(aiohttp.TCPConnector):
             raise aiohttp.ClientConnectionError("the dialled connection was already used")
         protocol = ResponseHandler(asyncio.get_running_loop())
         transport = dialed.writer.transport
-        transport.set_protocol(protocol)
+        hand_over(transport, protocol)
         protocol.connection_made(transport)
         return protocol
 

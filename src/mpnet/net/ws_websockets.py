@@ -26,6 +26,7 @@ from websockets.uri import parse_uri
 
 from mpnet.errors import Phase, ProtocolError, WebSocketHandshakeError
 from mpnet.net.dial import DialedConnection, PhaseTimings
+from mpnet.net.ws import hand_over
 
 #: Bounded so that closing never hangs on a silent peer.
 CLOSE_TIMEOUT = 2.0
@@ -66,7 +67,7 @@ class WebsocketsBackend:
             protocol, ping_interval=None, ping_timeout=None, close_timeout=CLOSE_TIMEOUT
         )
         transport = dialed.writer.transport
-        transport.set_protocol(connection)
+        hand_over(transport, connection)
         connection.connection_made(transport)
         try:
             with timings.measure(Phase.WS_UPGRADE):

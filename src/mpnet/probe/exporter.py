@@ -13,6 +13,13 @@ and requests to one exchange keep the profile's ``rate_limit`` spacing across sc
 never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Timeout-Seconds -
 0.5)``, less the spacing between its REST and WebSocket requests, and a probe cut off by it
 reports ``mpnet_probe_success 0``.
+
+At most ``--max-probes`` probes run at once and ``--max-waiting`` more scrapes wait for a turn
+(:mod:`mpnet.probe.admission`); a scrape beyond that, or one that waited half its budget, gets
+``503`` with a one-line reason and is counted in ``mpnet_exporter_scrapes_shed_total``. A waiting
+scrape's probe gets what is left of its budget. A scrape whose client goes away is cancelled
+(aiohttp's ``handler_cancellation``, on in :func:`make_runner`): its probe stops and closes its
+connections, counted in ``mpnet_exporter_scrapes_cancelled_total``.
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from ipaddress import ip_address
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge as PromGauge
 from prometheus_client.core import GaugeMetricFamily
 
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.result import ProbeReport, ProbeResult
 from mpnet.errors import ConfigError, UnknownExchange, UsageError
+from mpnet.probe.admission import ProbeSlots, Shed, default_max_probes
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import TARGETS, ProbePlan, build_plan
 from mpnet.render.prometheus import prometheus_text
@@ -48,6 +57,10 @@ MIN_PROBE_TIMEOUT = 0.1
 #: (each attempt already stops itself at its budget plus the engine's own grace).
 CUTOFF_GRACE = 0.5
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+#: The share of its budget a scrape may spend waiting for a probe slot; the probe gets the rest.
+QUEUE_PATIENCE = 0.5
+#: Seconds a shed scrape's client is asked to wait (``Retry-After``).
+SHED_RETRY_AFTER = 1
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -123,6 +136,38 @@ def bad_requests() -> PromCounter:
         "mpnet_exporter_bad_requests",
         "Probe requests refused with 400 (unknown exchange, bad target, missing parameter).",
     )
+
+
+@cache
+def scrapes_shed() -> PromCounter:
+    """Scrapes answered 503 because the exporter was busy, by reason (one per process)."""
+    counter = PromCounter(
+        "mpnet_exporter_scrapes_shed",
+        "Scrapes answered 503 without a probe because every probe slot was taken: queue_full "
+        "(no room to wait) or queue_timeout (waited half the scrape's budget).",
+        ["reason"],
+    )
+    for reason in Shed:
+        counter.labels(reason=reason.value)
+    return counter
+
+
+@cache
+def scrapes_cancelled() -> PromCounter:
+    return PromCounter(
+        "mpnet_exporter_scrapes_cancelled",
+        "Scrapes whose client went away before the answer; their probe was stopped.",
+    )
+
+
+@cache
+def probes_running() -> PromGauge:
+    return PromGauge("mpnet_exporter_probes_running", "Probes running now.")
+
+
+@cache
+def scrapes_waiting() -> PromGauge:
+    return PromGauge("mpnet_exporter_scrapes_waiting", "Scrapes waiting for a probe slot now.")
 
 
 class ProbeExporter:
@@ -253,35 +298,80 @@ def _cut_off_report(plan: ProbePlan) -> ProbeReport:
     )
 
 
+class _BudgetCollector:
+    """The one gauge the exporter adds to a probe's metrics: the budget it gave the probe."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "mpnet_probe_timeout_seconds",
+                "Seconds the probe was allowed: --timeout, cut to the scrape timeout minus "
+                f"{SCRAPE_TIMEOUT_OFFSET} s (less any wait for a probe slot).",
+                value=self.budget,
+            )
+        ]
+
+
 def budget_text(budget: float) -> str:
     """The exporter's note of the budget it gave the probe, in exposition format."""
+    # A module-level collector class: a class built per scrape is cyclic garbage that only the
+    # full collection frees, so RSS would climb between collections under load.
     registry = CollectorRegistry(auto_describe=False)
-
-    class _Budget:
-        def collect(self) -> list[GaugeMetricFamily]:
-            return [
-                GaugeMetricFamily(
-                    "mpnet_probe_timeout_seconds",
-                    "Seconds the probe was allowed: --timeout, cut to the scrape timeout minus "
-                    f"{SCRAPE_TIMEOUT_OFFSET} s.",
-                    value=budget,
-                )
-            ]
-
-    registry.register(_Budget())
+    registry.register(_BudgetCollector(budget))
     return generate_latest(registry).decode("utf-8")
 
 
-def build_app(exporter: ProbeExporter) -> web.Application:
-    """The aiohttp application: ``/``, ``/probe`` and ``/metrics``."""
+#: The probe slots of an application made by :func:`build_app`.
+SLOTS_KEY = web.AppKey("mpnet_probe_slots", ProbeSlots)
+
+
+def build_app(
+    exporter: ProbeExporter, *, max_probes: int | None = None, max_waiting: int | None = None
+) -> web.Application:
+    """The aiohttp application: ``/``, ``/probe`` and ``/metrics``.
+
+    Args:
+        exporter: plans and runs the probes.
+        max_probes: probes that may run at once (default: :func:`default_max_probes`).
+        max_waiting: scrapes that may wait for a probe slot (default: ``max_probes``).
+
+    Raises:
+        UsageError: ``max_probes`` below 1 or ``max_waiting`` below 0.
+    """
+    limit = default_max_probes() if max_probes is None else max_probes
+    if limit < 1:
+        raise UsageError(f"--max-probes must be at least 1, not {limit}")
+    queue = limit if max_waiting is None else max_waiting
+    if queue < 0:
+        raise UsageError(f"--max-waiting must be 0 or more, not {queue}")
+    slots = ProbeSlots(limit, queue)
     app = web.Application()
+    app[SLOTS_KEY] = slots
     app.router.add_get("/", _index_handler(exporter))
-    app.router.add_get("/probe", _probe_handler(exporter))
+    app.router.add_get("/probe", _probe_handler(exporter, slots))
     app.router.add_get("/metrics", _metrics)
-    # Both counters exist (at 0) from the start, so /metrics shows them before any probe.
+    # The counters exist (at 0) from the start, so /metrics shows them before any probe.
     probes_served()
     bad_requests()
+    scrapes_shed()
+    scrapes_cancelled()
+    # Read when /metrics is scraped (the latest application's slots: one per process).
+    probes_running().set_function(lambda: slots.running)
+    scrapes_waiting().set_function(lambda: slots.waiting)
     return app
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner ``mpnet serve`` serves ``app`` with.
+
+    ``handler_cancellation`` is on (aiohttp turned it off by default in 3.9): when a scrape's
+    client goes away, its handler is cancelled, and so is its probe, which closes its
+    connections and gives its slot to the next scrape. Nobody is left to read that answer.
+    """
+    return web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
 
 
 def _bad_request(message: str) -> web.Response:
@@ -289,7 +379,7 @@ def _bad_request(message: str) -> web.Response:
     return web.Response(status=400, text=message + "\n")
 
 
-def _probe_handler(exporter: ProbeExporter) -> Handler:
+def _probe_handler(exporter: ProbeExporter, slots: ProbeSlots) -> Handler:
     async def probe(request: web.Request) -> web.Response:
         exchange = request.query.get("exchange", "").strip()
         if not exchange:
@@ -302,7 +392,14 @@ def _probe_handler(exporter: ProbeExporter) -> Handler:
             plan = exporter.plan(exchange, target, budget)
         except ConfigError as exc:
             return _bad_request(str(exc))
-        report = await exporter.probe(plan)
+        try:
+            outcome = await _probe_in_turn(exporter, slots, plan, budget)
+        except asyncio.CancelledError:
+            scrapes_cancelled().inc()
+            raise
+        if isinstance(outcome, Shed):
+            return _shed(outcome, slots, budget)
+        report, budget = outcome
         probes_served().labels(exchange=plan.targets[0].profile.name, result=_outcome(report)).inc()
         if request.query.get("debug", "").lower() in ("1", "true", "yes"):
             # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
@@ -311,6 +408,52 @@ def _probe_handler(exporter: ProbeExporter) -> Handler:
         return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
     return probe
+
+
+async def _probe_in_turn(
+    exporter: ProbeExporter, slots: ProbeSlots, plan: ProbePlan, budget: float
+) -> Shed | tuple[ProbeReport, float]:
+    """Run ``plan`` once a probe slot is free; the report and the budget the probe was given,
+    or why the scrape was shed.
+
+    Raises:
+        asyncio.CancelledError: the scrape was cancelled (its client went away).
+    """
+    loop = asyncio.get_running_loop()
+    asked = loop.time() if not slots.free else None
+    shed = await slots.acquire(budget * QUEUE_PATIENCE)
+    if shed is not None:
+        return shed
+    try:
+        if asked is not None:
+            # The wait came out of the scrape's budget: the probe gets what is left.
+            waited = loop.time() - asked
+            budget = max(MIN_PROBE_TIMEOUT, budget - waited)
+            plan = dataclasses.replace(plan, timeout=max(MIN_PROBE_TIMEOUT, plan.timeout - waited))
+        report = await exporter.probe(plan)
+    finally:
+        slots.release()
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        # The engine turns a cancellation into an interrupted report; the client that would
+        # read it is gone, so the cancellation goes on.
+        raise asyncio.CancelledError
+    return report, budget
+
+
+def _shed(reason: Shed, slots: ProbeSlots, budget: float) -> web.Response:
+    scrapes_shed().labels(reason=reason.value).inc()
+    if reason is Shed.QUEUE_FULL:
+        why = f"{slots.running} probes running and {slots.waiting} scrapes waiting"
+    else:
+        why = f"no probe slot came free within {budget * QUEUE_PATIENCE:g} s"
+    message = (
+        f"mpnet serve is overloaded: {why} (--max-probes {slots.limit}, --max-waiting "
+        f"{slots.queue}); no probe was run"
+    )
+    return web.Response(
+        status=503, text=message + "\n", headers={"Retry-After": str(SHED_RETRY_AFTER)}
+    )
 
 
 #: The classic text exposition format that ``generate_latest`` writes (prometheus-client's own

@@ -185,7 +185,7 @@ class FeedMonitor:
         feed = FeedSample(
             connected=ws is not None,
             reconnects=self._rws.reconnects,
-            gaps=len(self._rws.gaps),
+            gaps=self._rws.gap_count,
             longest_gap_ms=self._longest_gap_ms(connected=ws is not None),
             messages=messages,
             ping_ms=ping_ms,
