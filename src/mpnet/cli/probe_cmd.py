@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out, write_output
 from mpnet.cli.exit_codes import ExitCode
 from mpnet.cli.live import (
@@ -49,7 +50,12 @@ class ProbeFormat(StrEnum):
 @app.command()
 def probe(
     exchanges: Annotated[
-        list[str] | None, typer.Argument(help="Exchanges to probe (see `mpnet profiles list`).")
+        list[str] | None,
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to probe (see `mpnet profiles list`).",
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Probe every known exchange.")] = False,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Probe the REST API.")] = True,
@@ -73,9 +79,12 @@ def probe(
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
     insecure: InsecureOption = False,
-    format: Annotated[ProbeFormat, typer.Option("--format", help="Output format.")] = (
-        ProbeFormat.table
-    ),
+    format: Annotated[
+        ProbeFormat,
+        typer.Option(
+            "--format", metavar="FORMAT", help="Output format: table, json, junit or prometheus."
+        ),
+    ] = ProbeFormat.table,
     output: Annotated[
         str | None, typer.Option("--output", "-o", metavar="FILE", help="Write output to FILE.")
     ] = None,
