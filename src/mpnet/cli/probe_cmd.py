@@ -30,6 +30,7 @@ from mpnet.cli.options import (
     load_context,
     plan_probes,
 )
+from mpnet.cli.outfile import check_output
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import Profile
 from mpnet.core.result import Attempt, ProbeReport
@@ -118,6 +119,8 @@ def probe(
             raise UsageError("name at least one exchange (see `mpnet profiles list`) or use --all")
         if concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+        # Before any work: a report with nowhere to go is found now, not after the probes.
+        check_output(output)
         faults = parse_fault_assignments(fault, lab=lab)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
@@ -141,7 +144,12 @@ def probe(
         report = run_interruptibly(
             lambda: _probe(plan, chosen, options, lab=lab, faults=faults, plan_for=plan_for)
         )
-        _emit(report, format, output, verbose)
+        if report.interrupted and output:
+            # A partial report does not replace the previous file: show it here instead.
+            err.print(f"mpnet: interrupted: {output} not written (left as it was)", highlight=False)
+            _emit(report, ProbeFormat.table, None, verbose)
+        else:
+            _emit(report, format, output, verbose)
         if report.interrupted:
             raise typer.Exit(ExitCode.INTERRUPTED)
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.PROBE_FAILED)
@@ -247,7 +255,9 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
         if output:
             from rich.console import Console
 
-            with open(output, "w", encoding="utf-8") as fh:
+            from mpnet.cli.outfile import open_output_file
+
+            with open_output_file(output) as fh:
                 Console(file=fh, width=160, highlight=False).print(view)
         else:
             out.print(view)
