@@ -72,7 +72,7 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(ExitCode.PROBE_FAILED) from None
 
 
-#: asyncio's bind failure: "error while attempting to bind on address ('127.0.0.1', 9115): ..."
+#: asyncio's bind failure: "error while attempting to bind on address ('127.0.0.1', 9879): ..."
 _BIND_ADDRESS = re.compile(r"address \('(?P<host>[^']*)', (?P<port>\d+)")
 
 

@@ -149,7 +149,7 @@ def probe(
             err.print(f"mpnet: interrupted: {output} not written (left as it was)", highlight=False)
             _emit(report, ProbeFormat.table, None, verbose)
         else:
-            _emit(report, format, output, verbose)
+            _emit(report, format, output, verbose, timeout=timeout)
         if report.interrupted:
             raise typer.Exit(ExitCode.INTERRUPTED)
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.PROBE_FAILED)
@@ -235,7 +235,14 @@ def _progress(
     return bar()
 
 
-def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose: bool) -> None:
+def _emit(
+    report: ProbeReport,
+    format: ProbeFormat,
+    output: str | None,
+    verbose: bool,
+    *,
+    timeout: float | None = None,
+) -> None:
     if format is ProbeFormat.json:
         import json
 
@@ -247,7 +254,7 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
     elif format is ProbeFormat.prometheus:
         from mpnet.render.prometheus import prometheus_text
 
-        write_output(prometheus_text(report), output)
+        write_output(prometheus_text(report, timeout_s=timeout), output)
     else:
         from mpnet.render.probe_table import probe_view
 
