@@ -295,7 +295,7 @@ def test_a_port_in_use_is_named() -> None:
     [
         (["probe", "okx", "--bogus"], "no such option: --bogus"),
         (["probe", "okx", "-n", "two"], "-n / --count: expected a whole number"),
-        (["ws"], "missing argument 'url'"),
+        (["ws"], "missing argument 'URL'"),
     ],
 )
 def test_usage_errors_are_one_line_with_a_pointer_to_help(args: list[str], expected: str) -> None:

@@ -16,8 +16,11 @@ import typer
 from typer.core import TyperGroup
 
 from mpnet import __version__
+from mpnet.cli.completion import explicit_shell, run_script_option
 from mpnet.cli.console import error_line, state
-from mpnet.errors import did_you_mean
+from mpnet.cli.exit_codes import exit_code_for
+from mpnet.cli.help import polish
+from mpnet.errors import UsageError, did_you_mean
 
 
 class MpnetGroup(TyperGroup):
@@ -40,7 +43,15 @@ class MpnetGroup(TyperGroup):
         for command in _commands(self):
             if not any(param.name == "debug" for param in command.params):
                 command.params.append(debug)
+        _describe_script_options(self)
+        polish(self)
         try:
+            request = explicit_shell(
+                list(sys.argv[1:] if args is None else args), set(self.commands)
+            )
+            if request is not None:
+                run_script_option(*request)
+                return self._finish(0, standalone_mode)
             result = super().main(
                 args=args,
                 prog_name=prog_name,
@@ -61,9 +72,27 @@ class MpnetGroup(TyperGroup):
                     show()
             else:
                 error_line(usage_error_text(exc))
+        except UsageError as exc:
+            error_line(str(exc))
+            code = exit_code_for(exc)
+        return self._finish(code, standalone_mode)
+
+    @staticmethod
+    def _finish(code: int, standalone_mode: bool) -> int:
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+def _describe_script_options(group: Any) -> None:
+    """Say in ``mpnet --help`` that the completion options take a shell's name."""
+    for param in group.params:
+        if param.name in ("install_completion", "show_completion"):
+            param.metavar = "[SHELL]"
+            verb = "Install" if param.name == "install_completion" else "Print"
+            param.help = (
+                f"{verb} the completion script for this shell, or for SHELL (bash, zsh, fish)."
+            )
 
 
 def _commands(group: Any) -> Iterator[Any]:
@@ -155,7 +184,7 @@ app = typer.Typer(
     cls=MpnetGroup,
     help="Connectivity diagnostics for exchange REST and WebSocket paths, direct or via proxies.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     # Locals may hold proxy passwords.
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,

@@ -72,7 +72,7 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(ExitCode.PROBE_FAILED) from None
 
 
-#: asyncio's bind failure: "error while attempting to bind on address ('127.0.0.1', 9115): ..."
+#: asyncio's bind failure: "error while attempting to bind on address ('127.0.0.1', 9879): ..."
 _BIND_ADDRESS = re.compile(r"address \('(?P<host>[^']*)', (?P<port>\d+)")
 
 
@@ -93,10 +93,12 @@ def os_error_text(exc: OSError) -> str:
 
 
 def write_output(text: str, output: str | None) -> None:
-    """Write rendered data to ``--output FILE`` or stdout."""
+    """Write rendered data to ``--output FILE`` (atomically: :mod:`mpnet.cli.outfile`) or
+    stdout."""
     if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
+        from mpnet.cli.outfile import write_output_file
+
+        write_output_file(output, text if text.endswith("\n") else text + "\n")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange, complete_fault
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.options import ProfilesOption
 
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
 def lab_command(
     exchanges: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[EXCHANGE]...", help="Exchanges to simulate (default: all)."),
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to simulate (default: all).",
+        ),
     ] = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="Serve http:// and ws:// instead of TLS.")
@@ -30,7 +35,8 @@ def lab_command(
         list[str] | None,
         typer.Option(
             "--fault",
-            metavar="NAME=MODE",
+            metavar="EXCHANGE=MODE",
+            autocompletion=complete_fault,
             help=(
                 "Fault mode of one exchange (repeatable): geo_block, waf, rate_limit, "
                 "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from mpnet.cli.completion import complete_fault
 from mpnet.config.layers import NetworkOptions
 from mpnet.errors import UsageError
 
@@ -23,6 +24,7 @@ FaultOption = Annotated[
     typer.Option(
         "--fault",
         metavar="EXCHANGE=MODE",
+        autocompletion=complete_fault,
         help="With --lab: make one simulated exchange misbehave (geo_block, waf, rate_limit, "
         "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "
         "subscribe_error, maintenance, no_pong).",

@@ -27,8 +27,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         metavar="PATH",
-        help="Config file (default: $MPNET_CONFIG, "
-        "./mpnet.yaml, $XDG_CONFIG_HOME/mpnet/config.yaml).",
+        help="Config file (default: $MPNET_CONFIG, else ./mpnet.yaml, else config.yaml in "
+        "$XDG_CONFIG_HOME/mpnet).",
     ),
 ]
 ProfilesOption = Annotated[

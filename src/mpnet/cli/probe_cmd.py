@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out, write_output
 from mpnet.cli.exit_codes import ExitCode
 from mpnet.cli.live import (
@@ -29,6 +30,7 @@ from mpnet.cli.options import (
     load_context,
     plan_probes,
 )
+from mpnet.cli.outfile import check_output
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import Profile
 from mpnet.core.result import Attempt, ProbeReport
@@ -49,7 +51,12 @@ class ProbeFormat(StrEnum):
 @app.command()
 def probe(
     exchanges: Annotated[
-        list[str] | None, typer.Argument(help="Exchanges to probe (see `mpnet profiles list`).")
+        list[str] | None,
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to probe (see `mpnet profiles list`).",
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Probe every known exchange.")] = False,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Probe the REST API.")] = True,
@@ -73,9 +80,12 @@ def probe(
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
     insecure: InsecureOption = False,
-    format: Annotated[ProbeFormat, typer.Option("--format", help="Output format.")] = (
-        ProbeFormat.table
-    ),
+    format: Annotated[
+        ProbeFormat,
+        typer.Option(
+            "--format", metavar="FORMAT", help="Output format: table, json, junit or prometheus."
+        ),
+    ] = ProbeFormat.table,
     output: Annotated[
         str | None, typer.Option("--output", "-o", metavar="FILE", help="Write output to FILE.")
     ] = None,
@@ -109,6 +119,8 @@ def probe(
             raise UsageError("name at least one exchange (see `mpnet profiles list`) or use --all")
         if concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+        # Before any work: a report with nowhere to go is found now, not after the probes.
+        check_output(output)
         faults = parse_fault_assignments(fault, lab=lab)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
@@ -132,7 +144,12 @@ def probe(
         report = run_interruptibly(
             lambda: _probe(plan, chosen, options, lab=lab, faults=faults, plan_for=plan_for)
         )
-        _emit(report, format, output, verbose)
+        if report.interrupted and output:
+            # A partial report does not replace the previous file: show it here instead.
+            err.print(f"mpnet: interrupted: {output} not written (left as it was)", highlight=False)
+            _emit(report, ProbeFormat.table, None, verbose)
+        else:
+            _emit(report, format, output, verbose, timeout=timeout)
         if report.interrupted:
             raise typer.Exit(ExitCode.INTERRUPTED)
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.PROBE_FAILED)
@@ -218,7 +235,14 @@ def _progress(
     return bar()
 
 
-def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose: bool) -> None:
+def _emit(
+    report: ProbeReport,
+    format: ProbeFormat,
+    output: str | None,
+    verbose: bool,
+    *,
+    timeout: float | None = None,
+) -> None:
     if format is ProbeFormat.json:
         import json
 
@@ -230,7 +254,7 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
     elif format is ProbeFormat.prometheus:
         from mpnet.render.prometheus import prometheus_text
 
-        write_output(prometheus_text(report), output)
+        write_output(prometheus_text(report, timeout_s=timeout), output)
     else:
         from mpnet.render.probe_table import probe_view
 
@@ -238,7 +262,9 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
         if output:
             from rich.console import Console
 
-            with open(output, "w", encoding="utf-8") as fh:
+            from mpnet.cli.outfile import open_output_file
+
+            with open_output_file(output) as fh:
                 Console(file=fh, width=160, highlight=False).print(view)
         else:
             out.print(view)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import guarded, out
 from mpnet.cli.options import (
     ConfigOption,
@@ -32,8 +33,13 @@ def _target_kind(url: str) -> str:
 
 @proxy_app.command("explain")
 def explain(
-    exchange: Annotated[str | None, typer.Argument(help="Exchange name.")] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Explain one URL instead.")] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Argument(metavar="EXCHANGE", autocompletion=complete_exchange, help="Exchange name."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="Explain one URL instead.")
+    ] = None,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
     config: ConfigOption = None,

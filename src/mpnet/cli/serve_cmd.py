@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
     from mpnet.probe.exporter import Listen
 
-DEFAULT_LISTEN = "127.0.0.1:9115"
+#: Not blackbox_exporter's 9115 (mpnet often runs beside it) nor any other well-known exporter's
+#: port (docs/prometheus.md).
+DEFAULT_LISTEN = "127.0.0.1:9879"
 
 
 def serve_limits(
@@ -104,7 +106,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Prometheus exporter: GET /probe?exchange=NAME[&target=rest|ws] probes while you wait.
+    """Prometheus exporter: GET /probe?target=EXCHANGE[&kind=rest|ws] probes while you wait.
 
     /metrics has the exporter's own process metrics; / lists the exchanges. At most
     --max-probes probes run at once and --max-waiting scrapes wait; a scrape beyond that is
@@ -186,7 +188,7 @@ async def _serve(
             port = _bound_port(runner.addresses, address.port)
             err.print(
                 f"mpnet: serving probes of {len(served)} exchange(s) on {address.url(port)} "
-                f"(GET /probe?exchange=NAME, /metrics; at most {max_probes} probes at once, "
+                f"(GET /probe?target=EXCHANGE, /metrics; at most {max_probes} probes at once, "
                 f"{max_waiting} waiting); Ctrl-C stops",
                 highlight=False,
             )

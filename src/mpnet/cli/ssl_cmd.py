@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.options import (
     CABundleOption,
@@ -33,8 +34,13 @@ app.add_typer(ssl_app, name="ssl")
 
 @ssl_app.command("explain")
 def explain(
-    exchange: Annotated[str | None, typer.Argument(help="Exchange name.")] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Explain one URL instead.")] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Argument(metavar="EXCHANGE", autocompletion=complete_exchange, help="Exchange name."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="Explain one URL instead.")
+    ] = None,
     ca_bundle: CABundleOption = None,
     insecure: InsecureOption = False,
     config: ConfigOption = None,

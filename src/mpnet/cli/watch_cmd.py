@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.exit_codes import ExitCode
 from mpnet.cli.live import (
@@ -46,7 +47,11 @@ SUMMARY_WIDTH = 160
 def watch(
     exchanges: Annotated[
         list[str] | None,
-        typer.Argument(help="Exchanges to watch (see `mpnet profiles list`; all with --lab)."),
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to watch (see `mpnet profiles list`; all with --lab).",
+        ),
     ] = None,
     interval: Annotated[
         float, typer.Option("--interval", help="Seconds between the starts of two cycles.")
@@ -58,10 +63,15 @@ def watch(
         int | None,
         typer.Option(
             "--count",
-            "-c",
+            "-n",
             help="Stop after N cycles (default: run until Ctrl-C); exit 1 if any interval had "
             "a failure, a drop or a reconnect.",
         ),
+    ] = None,
+    count_c: Annotated[
+        int | None,
+        # `-c N`, as this option was spelled before it became -n/--count like probe's and ws's.
+        typer.Option("-c", hidden=True, help="Same as --count."),
     ] = None,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Watch the REST API.")] = True,
     ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Watch the WebSocket feed.")] = True,
@@ -96,6 +106,9 @@ def watch(
             raise UsageError("name at least one exchange to watch (see `mpnet profiles list`)")
         if not interval > 0:
             raise UsageError(f"--interval must be a positive number of seconds, not {interval}")
+        if count is not None and count_c is not None and count != count_c:
+            raise UsageError(f"--count {count} and -c {count_c} disagree: give one of them")
+        count = count if count is not None else count_c
         if count is not None and count < 1:
             raise UsageError(f"--count must be at least 1, not {count}")
         faults = parse_fault_assignments(fault, lab=lab)

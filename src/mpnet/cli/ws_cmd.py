@@ -92,7 +92,7 @@ class Backend(StrEnum):
 
 @app.command("ws")
 def ws(
-    url: Annotated[str, typer.Argument(help="WebSocket URL (ws:// or wss://).")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="WebSocket URL (ws:// or wss://).")],
     send: Annotated[
         list[str] | None,
         typer.Option(
@@ -116,16 +116,29 @@ def ws(
         typer.Option(
             "--max-chars",
             min=0,
+            metavar="N",
             help="Cut each message shown at this many characters; 0 writes every message in "
             "full as one JSON line on stdout (the report goes to stderr).",
         ),
     ] = 200,
     count: Annotated[
-        int, typer.Option("--count", "-n", min=0, help="Messages to receive before closing.")
+        int,
+        typer.Option(
+            "--count",
+            "-n",
+            min=0,
+            metavar="N",
+            help="Messages to receive before closing (0 or more).",
+        ),
     ] = 1,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", min=0.001, help="Seconds for connecting, and for each message."),
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            metavar="S",
+            help="Seconds for connecting, and for each message (at least 0.001).",
+        ),
     ] = 10.0,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,

@@ -1,6 +1,6 @@
 """The Prometheus exporter behind ``mpnet serve``, in the manner of blackbox_exporter.
 
-``GET /probe?exchange=NAME[&target=rest|ws]`` probes one exchange while Prometheus waits and
+``GET /probe?target=NAME[&kind=rest|ws]`` probes one exchange while Prometheus waits and
 answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`), or with the
 JSON report (findings and hints) when ``debug=true`` is added;
 ``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
@@ -8,7 +8,7 @@ JSON report (findings and hints) when ``debug=true`` is added;
 Every scrape plans and runs its own probe; the only state scrapes share is the exporter's
 :class:`~mpnet.probe.pacing.RateGate`: after an exchange answered 429 or 418 (or its weight
 header neared the limit), a scrape inside the wait sends nothing and answers at once with the
-skipped result (``mpnet_probe_success 0``, ``mpnet_probe_skipped_total 1`` and the wait's cause),
+skipped result (``mpnet_probe_success 0``, ``mpnet_probe_skipped 1`` and the wait's cause),
 and requests to one exchange keep the profile's ``rate_limit`` spacing across scrapes. A probe
 never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Timeout-Seconds -
 0.5)``, less the spacing between its REST and WebSocket requests, and a probe cut off by it
@@ -34,10 +34,9 @@ from functools import cache
 from ipaddress import ip_address
 
 from aiohttp import web
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
-from prometheus_client.core import GaugeMetricFamily
 
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
@@ -87,7 +86,7 @@ class Listen:
 
 
 def parse_listen(text: str) -> Listen:
-    """Parse ``HOST:PORT`` (``[::1]:9115`` for IPv6; port 0 picks a free one).
+    """Parse ``HOST:PORT`` (``[::1]:9879`` for IPv6; port 0 picks a free one).
 
     Raises:
         UsageError: not HOST:PORT, or the port is not 0..65535.
@@ -95,11 +94,11 @@ def parse_listen(text: str) -> Listen:
     raw = text.strip()
     host, sep, port_text = raw.rpartition(":")
     if not sep or not host:
-        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9115")
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9879")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise UsageError(f"--listen {text!r}: write an IPv6 address in brackets, e.g. [::1]:9115")
+        raise UsageError(f"--listen {text!r}: write an IPv6 address in brackets, e.g. [::1]:9879")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise UsageError(f"--listen {text!r}: port must be a number from 0 to 65535")
     if not host or any(ch.isspace() or ch in "/@[]" for ch in host):
@@ -211,7 +210,8 @@ class ProbeExporter:
 
         Raises:
             UnknownExchange: no profile has that name.
-            UsageError: ``target`` is not rest or ws, or the exchange has no such target.
+            UsageError: ``target`` (the ``kind`` of connection) is not rest or ws, or the
+                exchange has no such target.
             InvalidProxyURL: a proxy layer holds a malformed URL.
             ConfigError: the plan's CA bundle cannot be loaded.
         """
@@ -219,7 +219,7 @@ class ProbeExporter:
         if profile is None:
             raise UnknownExchange(exchange, self.names())
         if target is not None and target not in TARGETS:
-            raise UsageError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
+            raise UsageError(f"unknown kind {target!r}; expected one of: {', '.join(TARGETS)}")
         if target is not None and profile.url_for(target) is None:
             raise UsageError(f"exchange {profile.name!r} has no {target} target")
         plan = build_plan(
@@ -298,32 +298,6 @@ def _cut_off_report(plan: ProbePlan) -> ProbeReport:
     )
 
 
-class _BudgetCollector:
-    """The one gauge the exporter adds to a probe's metrics: the budget it gave the probe."""
-
-    def __init__(self, budget: float) -> None:
-        self.budget = budget
-
-    def collect(self) -> list[GaugeMetricFamily]:
-        return [
-            GaugeMetricFamily(
-                "mpnet_probe_timeout_seconds",
-                "Seconds the probe was allowed: --timeout, cut to the scrape timeout minus "
-                f"{SCRAPE_TIMEOUT_OFFSET} s (less any wait for a probe slot).",
-                value=self.budget,
-            )
-        ]
-
-
-def budget_text(budget: float) -> str:
-    """The exporter's note of the budget it gave the probe, in exposition format."""
-    # A module-level collector class: a class built per scrape is cyclic garbage that only the
-    # full collection frees, so RSS would climb between collections under load.
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_BudgetCollector(budget))
-    return generate_latest(registry).decode("utf-8")
-
-
 #: The probe slots of an application made by :func:`build_app`.
 SLOTS_KEY = web.AppKey("mpnet_probe_slots", ProbeSlots)
 
@@ -379,14 +353,36 @@ def _bad_request(message: str) -> web.Response:
     return web.Response(status=400, text=message + "\n")
 
 
+def probe_parameters(query: Mapping[str, str]) -> tuple[str, str | None]:
+    """(exchange, rest|ws|None) from a ``/probe`` query string.
+
+    blackbox_exporter's habit, ``target=NAME`` (the exchange) with ``kind=rest|ws`` for the
+    connection type, and mpnet's first spelling, ``exchange=NAME`` with ``target=rest|ws``, both
+    work; with ``exchange=``, a ``target`` of ``rest`` or ``ws`` is the kind, as it was.
+
+    Raises:
+        UsageError: no exchange named, or two different kinds asked for.
+    """
+    exchange = query.get("exchange", "").strip()
+    target = query.get("target", "").strip()
+    kind = query.get("kind", "").strip() or None
+    if not exchange:
+        if not target:
+            raise UsageError("missing ?target=EXCHANGE")
+        return target, kind
+    if target:
+        if kind is not None and kind != target:
+            raise UsageError(f"target={target} and kind={kind} disagree: give kind=rest|ws once")
+        kind = target
+    return exchange, kind
+
+
 def _probe_handler(exporter: ProbeExporter, slots: ProbeSlots) -> Handler:
     async def probe(request: web.Request) -> web.Response:
-        exchange = request.query.get("exchange", "").strip()
-        if not exchange:
-            return _bad_request(
-                f"missing ?exchange=NAME; known exchanges: {', '.join(exporter.names())}"
-            )
-        target = request.query.get("target") or None
+        try:
+            exchange, target = probe_parameters(request.query)
+        except UsageError as exc:
+            return _bad_request(f"{exc}; known exchanges: {', '.join(exporter.names())}")
         budget = probe_budget(exporter.timeout, request.headers.get(SCRAPE_TIMEOUT_HEADER))
         try:
             plan = exporter.plan(exchange, target, budget)
@@ -404,7 +400,7 @@ def _probe_handler(exporter: ProbeExporter, slots: ProbeSlots) -> Handler:
         if request.query.get("debug", "").lower() in ("1", "true", "yes"):
             # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
             return web.json_response(report.to_dict(), dumps=_indented_json)
-        body = prometheus_text(report) + budget_text(budget)
+        body = prometheus_text(report, timeout_s=budget)
         return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
     return probe
@@ -475,15 +471,15 @@ def _indented_json(document: object) -> str:
 def _index_handler(exporter: ProbeExporter) -> Handler:
     async def index(request: web.Request) -> web.Response:
         links = "\n".join(
-            f'<li><a href="/probe?exchange={html.escape(name)}">{html.escape(name)}</a> '
-            f'(<a href="/probe?exchange={html.escape(name)}&amp;target=rest">rest</a>, '
-            f'<a href="/probe?exchange={html.escape(name)}&amp;target=ws">ws</a>)</li>'
+            f'<li><a href="/probe?target={html.escape(name)}">{html.escape(name)}</a> '
+            f'(<a href="/probe?target={html.escape(name)}&amp;kind=rest">rest</a>, '
+            f'<a href="/probe?target={html.escape(name)}&amp;kind=ws">ws</a>)</li>'
             for name in exporter.names()
         )
         page = (
             "<!doctype html>\n<html><head><title>mpnet exporter</title></head><body>\n"
             "<h1>mpnet exporter</h1>\n"
-            "<p>Probe an exchange: <code>/probe?exchange=NAME[&amp;target=rest|ws]</code> "
+            "<p>Probe an exchange: <code>/probe?target=NAME[&amp;kind=rest|ws]</code> "
             "(add <code>&amp;debug=true</code> for the JSON report with findings). "
             'The exporter\'s own metrics: <a href="/metrics">/metrics</a>.</p>\n'
             f"<ul>\n{links}\n</ul>\n</body></html>\n"
