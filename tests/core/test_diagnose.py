@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mpnet.core.clock import ClockTolerances
 from mpnet.core.diagnose import (
     CATALOGUE,
     CLOCK_CARRIED,
@@ -1069,6 +1070,7 @@ def test_findings(case: Case) -> None:
 
 WARNINGS = {
     "CLOCK_SKEW",
+    "FEED_LAGGING",
     "CERT_EXPIRING",
     "INSECURE_TLS",
     "PATH_DIVERGENCE",
@@ -1133,28 +1135,42 @@ def dated(
 @pytest.mark.parametrize(
     ("local_offset", "http_ms", "expect"),
     [
+        # A Date has whole seconds: its offset is DATE - (t0 + t1) / 2 with an error of half the
+        # round trip plus 1 s, and CLOCK_SKEW needs |offset| - error above 500 ms.
         (0.0, 0.0, None),
-        (0.99, 0.0, None),  # within the second the Date was truncated to
-        (2.0, 0.0, None),  # offset could be as small as 1.0 s: not certain
-        (2.01, 0.0, "1.5 s ahead"),  # certainly more than 1 s ahead
-        (3.7, 0.0, "3.2 s ahead"),
-        (2.3, 500.0, None),  # the answer took 0.5 s: the Date may be that much older
-        (-1.0, 0.0, None),  # could be exactly 1 s behind
-        (-1.01, 0.0, "1.5 s behind"),
-        (-30.0, 80.0, "30.5 s behind"),
+        (0.99, 0.0, None),
+        (1.5, 0.0, None),  # 1500 ms ahead ±1000: could be 500 ms, at the tolerance
+        (1.51, 0.0, "1510 ms ahead of the server's (offset -1510 ±1000 ms"),
+        (3.7, 0.0, "3700 ms ahead of the server's (offset -3700 ±1000 ms"),
+        (2.3, 1600.0, None),  # the answer took 1.6 s: -1500 ±1800
+        (-1.5, 0.0, None),
+        (-1.51, 0.0, "1510 ms behind the server's (offset +1510 ±1000 ms"),
+        (-30.0, 80.0, "30040 ms behind the server's (offset +30040 ±1040 ms"),
     ],
 )
-def test_clock_skew(local_offset: float, http_ms: float, expect: str | None) -> None:
+def test_clock_skew_from_the_date_header(
+    local_offset: float, http_ms: float, expect: str | None
+) -> None:
     findings = diagnose_one(result(attempts=[dated(local_offset, http_ms=http_ms)]))
     skew = [f for f in findings if f.code == "CLOCK_SKEW"]
     if expect is None:
         assert skew == []
     else:
         assert len(skew) == 1
-        assert f"local clock is {expect}" in skew[0].message
+        assert f"this machine's clock is {expect}" in skew[0].message
+        assert "Date header, which has whole seconds only: the coarse clock" in skew[0].message
         assert DATE_HEADER in skew[0].message
         assert skew[0].severity == "warning"
         assert "timedatectl" in skew[0].hint
+
+
+def test_clock_skew_tolerance_is_a_parameter() -> None:
+    attempts = [dated(3.7)]  # -3700 ±1000
+    assert "CLOCK_SKEW" in codes(diagnose_one(result(attempts=attempts)))
+    loose = ClockTolerances(offset_ms=2701.0)
+    assert "CLOCK_SKEW" not in codes(diagnose_one(result(attempts=attempts), tolerances=loose))
+    tight = ClockTolerances(offset_ms=2699.0)
+    assert "CLOCK_SKEW" in codes(diagnose_one(result(attempts=attempts), tolerances=tight))
 
 
 def test_clock_skew_on_a_failure_that_carries_a_date() -> None:
@@ -1163,15 +1179,12 @@ def test_clock_skew_on_a_failure_that_carries_a_date() -> None:
     assert [f.severity for f in findings] == ["error", "warning"]
 
 
-def test_clock_skew_narrows_across_attempts() -> None:
-    # Alone, each of these is uncertain (1.0..2.0 and 0.6..1.6 s, within or at the limit); their
-    # intersection is 1.0..1.6: still not certainly beyond 1 s.
-    attempts = [dated(2.0), dated(1.6)]
-    assert "CLOCK_SKEW" not in codes(diagnose_one(result(attempts=attempts)))
-    # 2.4 alone bounds 1.4..2.4; with 3.0 (2.0..3.0) the estimate narrows to 2.0..2.4.
+def test_clock_skew_narrows_across_date_samples() -> None:
+    # 2.4 s alone bounds the offset to -3400..-1400 ms; with 3.0 s (-4000..-2000) the estimate
+    # narrows to their intersection, -3400..-2000: -2700 ±700.
     findings = diagnose_one(result(attempts=[dated(2.4), dated(3.0)]))
     skew = [f for f in findings if f.code == "CLOCK_SKEW"]
-    assert "2.2 s ahead" in skew[0].message and "±0.2 s" in skew[0].message
+    assert "2700 ms ahead" in skew[0].message and "±700 ms" in skew[0].message
 
 
 @pytest.mark.parametrize("date", ["not a date", "", "Mon, 99 Foo 2026 99:99:99 GMT"])
@@ -1444,7 +1457,11 @@ REQUIRED_CODES = {
 
 def test_catalogue_covers_the_required_codes_and_every_code_is_tested() -> None:
     assert set(CATALOGUE) >= REQUIRED_CODES
-    tested = {c.code for c in CASES if c.present} | {"CLOCK_SKEW", "PATH_DIVERGENCE"}
+    tested = {c.code for c in CASES if c.present} | {
+        "CLOCK_SKEW",
+        "FEED_LAGGING",
+        "PATH_DIVERGENCE",
+    }
     assert set(CATALOGUE) == tested
 
 

@@ -24,7 +24,7 @@ FaultOption = Annotated[
         "--fault",
         metavar="EXCHANGE=MODE",
         help="With --lab: make one simulated exchange misbehave (geo_block, waf, rate_limit, "
-        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "
+        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, feed_lag:MS, "
         "subscribe_error, maintenance, no_pong).",
     ),
 ]

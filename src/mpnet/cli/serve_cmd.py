@@ -66,6 +66,15 @@ def serve(
         typer.Option("--lab", help="Serve probes of local simulators (try Prometheus offline)."),
     ] = False,
     fault: FaultOption = None,
+    feed_window: Annotated[
+        float,
+        typer.Option(
+            "--feed-window",
+            metavar="S",
+            help="Seconds a WebSocket probe reads its feed after the first data message, for "
+            "the feed lag series (within the probe's time; 0: only the first message).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Prometheus exporter: GET /probe?exchange=NAME[&target=rest|ws] probes while you wait.
 
@@ -90,7 +99,9 @@ def serve(
         cfg, found = load_context(config, profiles)
         try:
             run_interruptibly(
-                lambda: _serve(address, list(found), cfg, options, timeout, lab, faults),
+                lambda: _serve(
+                    address, list(found), cfg, options, timeout, lab, faults, feed_window
+                ),
                 stop_signals=(signal.SIGTERM,),
             )
         except Stopped:
@@ -106,6 +117,7 @@ async def _serve(
     timeout: float,
     lab: bool,
     faults: dict[str, Fault],
+    feed_window: float = 0.0,
 ) -> None:
     import asyncio
 
@@ -124,6 +136,7 @@ async def _serve(
             env=os.environ,
             timeout=timeout,
             system_store=system_store,
+            feed_window=feed_window,
         )
         # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
         # at start (exit 2) rather than failing every scrape.
