@@ -70,6 +70,11 @@ CONNECT_SLOT_HOLD = 0.5
 ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 #: Seconds of an attempt's budget the feed window leaves for closing the connection.
 FEED_CLOSE_RESERVE = 0.5
+#: Messages a feed window reads at most (it ends early past them): a firehose's lags are known
+#: well before, and its raw messages are held until the window ends.
+MAX_FEED_MESSAGES = 50_000
+#: Messages decoded between two yields to the loop after a feed window (about a millisecond).
+FEED_DECODE_SLICE = 64
 
 
 async def run_probes(
@@ -631,17 +636,42 @@ class _Conversation:
 
     async def read_feed(self, feed: _FeedStart) -> None:
         """Keep reading for the feed window after the first data message (within the attempt's
-        budget), then record what the feed showed in the attempt."""
+        budget), then record what the feed showed in the attempt.
+
+        The window's messages are only stamped with their arrival time as they come: decoding
+        them in the receive loop would delay the stamps of the messages queued behind (adding
+        mpnet's own parsing to the lag) and slow the reading (``bench/ws_throughput.py``). They
+        are decoded after the window, a slice at a time so that no long stall holds up the
+        other attempts' clocks. Profiles whose server pings must be answered (HTX) are decoded
+        as they come, to answer them.
+        """
+        assert self.spec is not None
         progress = self.progress
         window = progress.feed_window
+        pending: list[tuple[float, str | bytes]] = []
         if window > 0:
             until = min(feed.monotonic + window, progress.deadline - FEED_CLOSE_RESERVE)
             # A drop or an error answer during the window ends it: the attempt already
             # succeeded, and the messages so far are what the feed showed.
             with contextlib.suppress(TimeoutError, ProbeError):
                 async with asyncio.timeout(max(0.0, until - time.monotonic())):
-                    await self.wait_for(_NOTHING, what="end of the feed window")
+                    if self.spec.server_ping is not None:
+                        await self.wait_for(_NOTHING, what="end of the feed window")
+                    else:
+                        recv, now = self.ws.recv, time.time
+                        while len(pending) < MAX_FEED_MESSAGES:
+                            raw = await recv()
+                            pending.append((now(), raw))
         ended_ns = time.perf_counter_ns()
+        for index, (received_at, raw) in enumerate(pending):
+            if index % FEED_DECODE_SLICE == FEED_DECODE_SLICE - 1:
+                await asyncio.sleep(0)
+            try:
+                message = decode_message(raw, compression=self.spec.compression)
+            except ProtocolError:
+                continue
+            if matches(self.spec.data_match, message):
+                feed.recorder.observe(message, received_at)
         monitor = progress.monitor
         progress.feed = feed.recorder.record(
             duration_s=(ended_ns - feed.perf_ns) / 1e9 if window > 0 else None,
