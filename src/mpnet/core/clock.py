@@ -560,8 +560,11 @@ class FeedRecorder:
             if len(self._lags) < MAX_LAGS:
                 self._lags.append((received_at - got[0]) * 1000)
         else:
-            reason = str(got)
-            self._skipped[reason] = self._skipped.get(reason, 0) + 1
+            self.skip(str(got))
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Note ``count`` messages whose event time was not read, and why."""
+        self._skipped[reason] = self._skipped.get(reason, 0) + count
 
     def record(
         self, *, duration_s: float | None = None, loop_lag_ms: float | None = None

@@ -666,6 +666,12 @@ class _Conversation:
         for index, (received_at, raw) in enumerate(pending):
             if index % FEED_DECODE_SLICE == FEED_DECODE_SLICE - 1:
                 await asyncio.sleep(0)
+                if time.monotonic() > progress.deadline:
+                    # Never at the cost of the attempt: what is left is said, not guessed.
+                    feed.recorder.skip(
+                        "not decoded: the attempt's time ran out", len(pending) - index
+                    )
+                    break
             try:
                 message = decode_message(raw, compression=self.spec.compression)
             except ProtocolError:
