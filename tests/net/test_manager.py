@@ -329,3 +329,49 @@ async def test_refused_upgrade_keeps_the_completed_phases(
     assert (result.error.phase, result.error.status) == ("ws_upgrade", 403)
     assert {"dns", "tcp", "proxy"} <= set(result.phases)
     assert result.to_dict()["error"]["kind"] == "ws_upgrade_rejected"
+
+
+# -- the server's clock -------------------------------------------------------------------------
+
+
+async def test_http_connectivity_reads_the_date_header_as_the_coarse_clock(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    result = await nm.test_connectivity(app.url("/json"), connection_type="http")
+    clock = result.clock
+    assert clock is not None and clock.source == "date" and clock.coarse
+    assert clock.offset_ms is not None and clock.error_ms is not None
+    assert abs(clock.offset_ms) <= clock.error_ms  # the same machine's clock
+    assert result.to_dict()["clock"]["source"] == "date"
+
+
+async def test_http_connectivity_reads_the_exchanges_time_field() -> None:
+    from mpnet.config.profiles import load_profiles
+    from mpnet.lab import Lab
+
+    async with Lab([load_profiles().get("binance")], faults={"binance": "clock_skew:2"}) as lab:
+        profile = lab.profile("binance")
+        manager = NetworkConnectionManager(
+            config=ConfigFile(), profiles=ProfileSet({"binance": profile}), env={}
+        )
+        async with manager:
+            assert profile.rest is not None
+            result = await manager.test_connectivity(
+                profile.rest.health_url,
+                connection_type="http",
+                exchange_name="binance",
+                ca_bundle=lab.ca_file,
+            )
+            elsewhere = await manager.test_connectivity(
+                profile.rest.base_url + "/api/v3/ping",
+                connection_type="http",
+                exchange_name="binance",
+                ca_bundle=lab.ca_file,
+            )
+    clock = result.clock
+    assert clock is not None and clock.source == "rest.server_time" and clock.path == "serverTime"
+    assert clock.offset_ms is not None and clock.error_ms is not None
+    assert abs(clock.offset_ms - 2000) <= clock.error_ms
+    assert result.to_dict()["clock"]["offset_ms"] == pytest.approx(clock.offset_ms, abs=0.001)
+    # Another path of the same exchange carries no time field: only its Date (a 404 here).
+    assert elsewhere.clock is not None and elsewhere.clock.source == "date"

@@ -273,6 +273,12 @@ def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
         (["probe", "okx", "--interval", "-1"], "--interval must be a positive number"),
         (["probe", "okx", "--interval", "nan"], "--interval must be a positive number"),
         (["probe", "okx", "--interval", "inf"], "--interval must be a positive number"),
+        (["probe", "okx", "--feed-window", "-1"], "--feed-window must be 0 or a number"),
+        (["probe", "okx", "--feed-window", "nan"], "--feed-window must be 0 or a number"),
+        (["probe", "okx", "--clock-tolerance", "0"], "--clock-tolerance must be a positive"),
+        (["probe", "okx", "--clock-tolerance", "inf"], "--clock-tolerance must be a positive"),
+        (["probe", "--lab", "--fault", "okx=feed_lag"], "needs a value: feed_lag:MS"),
+        (["probe", "--lab", "--fault", "okx=feed_lag:-3"], "is negative"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], expected: str) -> None:

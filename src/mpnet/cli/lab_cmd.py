@@ -40,7 +40,7 @@ def lab_command(
             help=(
                 "Fault mode of one exchange (repeatable): geo_block, waf, rate_limit, "
                 "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "
-                "subscribe_error, maintenance, no_pong."
+                "feed_lag:MS, subscribe_error, maintenance, no_pong."
             ),
         ),
     ] = None,

@@ -26,7 +26,7 @@ FaultOption = Annotated[
         metavar="EXCHANGE=MODE",
         autocompletion=complete_fault,
         help="With --lab: make one simulated exchange misbehave (geo_block, waf, rate_limit, "
-        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "
+        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, feed_lag:MS, "
         "subscribe_error, maintenance, no_pong).",
     ),
 ]

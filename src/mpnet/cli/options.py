@@ -89,6 +89,8 @@ def plan_probes(
     timeout: float,
     concurrency: int = 32,
     interval: float | None = None,
+    feed_window: float = 0.0,
+    clock_tolerance_ms: float | None = None,
 ) -> ProbePlan:
     """``build_plan`` with this process's environment and trust store, as every command plans."""
     from mpnet.net.tls import system_trust_store_available
@@ -105,4 +107,6 @@ def plan_probes(
         concurrency=concurrency,
         system_store=system_trust_store_available(),
         interval=interval,
+        feed_window=feed_window,
+        clock_tolerance_ms=clock_tolerance_ms,
     )

@@ -37,6 +37,9 @@ from mpnet.core.result import Attempt, ProbeReport
 from mpnet.errors import UsageError
 from mpnet.probe.plan import DEFAULT_CONCURRENCY, ProbePlan, ProbeTarget
 
+#: Seconds ``mpnet probe`` reads each feed after its first data message by default.
+DEFAULT_FEED_WINDOW = 2.0
+
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
 
@@ -104,6 +107,24 @@ def probe(
             "so that TLS handshakes do not stall each other's clocks: docs/timing.md).",
         ),
     ] = DEFAULT_CONCURRENCY,
+    feed_window: Annotated[
+        float,
+        typer.Option(
+            "--feed-window",
+            metavar="S",
+            help="Seconds each WebSocket probe keeps reading after its first data message, for "
+            "the feed's rate and lag (0: only the first message).",
+        ),
+    ] = DEFAULT_FEED_WINDOW,
+    clock_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--clock-tolerance",
+            metavar="MS",
+            help="Warn (CLOCK_SKEW) when the clock offset, less its error, exceeds MS "
+            "milliseconds (default: config clock.tolerance_ms, else 500).",
+        ),
+    ] = None,
 ) -> None:
     """Probe each exchange: DNS, TCP, proxy, TLS, HTTP or WebSocket upgrade, first message.
 
@@ -137,6 +158,8 @@ def probe(
             timeout=timeout,
             concurrency=concurrency,
             interval=interval,
+            feed_window=feed_window,
+            clock_tolerance_ms=clock_tolerance,
         )
 
         # Plan (and so validate every proxy URL) before any I/O, lab or not.
@@ -258,16 +281,17 @@ def _emit(
     else:
         from mpnet.render.probe_table import probe_view
 
-        view = probe_view(report, verbose=verbose)
         if output:
             from rich.console import Console
 
             from mpnet.cli.outfile import open_output_file
 
             with open_output_file(output) as fh:
-                Console(file=fh, width=160, highlight=False).print(view)
+                Console(file=fh, width=160, highlight=False).print(
+                    probe_view(report, verbose=verbose, width=160)
+                )
         else:
-            out.print(view)
+            out.print(probe_view(report, verbose=verbose, width=out.width))
     # TLS verification off is never silent, whatever the format.
     seen: set[str] = set()
     for result in report.results:

@@ -105,6 +105,15 @@ def serve(
             ),
         ),
     ] = None,
+    feed_window: Annotated[
+        float,
+        typer.Option(
+            "--feed-window",
+            metavar="S",
+            help="Seconds a WebSocket probe reads its feed after the first data message, for "
+            "the feed lag series (within the probe's time; 0: only the first message).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Prometheus exporter: GET /probe?target=EXCHANGE[&kind=rest|ws] probes while you wait.
 
@@ -133,7 +142,9 @@ def serve(
         limits = serve_limits(cfg, max_probes=max_probes, max_waiting=max_waiting)
         try:
             run_interruptibly(
-                lambda: _serve(address, list(found), cfg, options, timeout, lab, faults, limits),
+                lambda: _serve(
+                    address, list(found), cfg, options, timeout, lab, faults, limits, feed_window
+                ),
                 stop_signals=(signal.SIGTERM,),
             )
         except Stopped:
@@ -150,6 +161,7 @@ async def _serve(
     lab: bool,
     faults: dict[str, Fault],
     limits: tuple[int, int],
+    feed_window: float = 0.0,
 ) -> None:
     import asyncio
 
@@ -168,6 +180,7 @@ async def _serve(
             env=os.environ,
             timeout=timeout,
             system_store=system_store,
+            feed_window=feed_window,
         )
         # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
         # at start (exit 2) rather than failing every scrape.

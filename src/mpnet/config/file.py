@@ -14,9 +14,13 @@ from pathlib import Path
 from mpnet.config.model import ConfigFile, ExchangeNetwork, ServeSettings
 from mpnet.config.network import read_exchange_network, read_service_proxy, read_tls_setting
 from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
+from mpnet.core.clock import ClockTolerances
 from mpnet.errors import InvalidConfigFile
 
-TOP_KEYS = ("proxy", "ssl", "exchanges", "serve")
+TOP_KEYS = ("proxy", "ssl", "exchanges", "serve", "clock")
+CLOCK_KEYS = ("tolerance_ms", "feed_lag_tolerance_ms")
+#: A tolerance beyond a day is not a tolerance.
+MAX_TOLERANCE_MS = 86_400_000
 
 
 def find_config(
@@ -80,6 +84,25 @@ def config_from_document(doc: YamlDocument) -> ConfigFile:
         ssl=read_tls_setting(r, top.get("ssl"), ("ssl",), base_dir=base_dir),
         exchanges=exchanges,
         serve=read_serve_settings(r, top.get("serve"), ("serve",)),
+        clock=read_clock(r, top.get("clock"), ("clock",)),
+    )
+
+
+def read_clock(r: Reader, value: object, keys: KeyPath) -> ClockTolerances | None:
+    """``clock: {tolerance_ms, feed_lag_tolerance_ms}``: when CLOCK_SKEW and FEED_LAGGING fire."""
+    if value is None:
+        return None
+    block = r.mapping(value, keys, allowed=CLOCK_KEYS)
+    defaults = ClockTolerances()
+
+    def tolerance(name: str, default: float) -> float:
+        if block.get(name) is None:
+            return default
+        return r.positive_number(block[name], (*keys, name), most=MAX_TOLERANCE_MS)
+
+    return ClockTolerances(
+        offset_ms=tolerance("tolerance_ms", defaults.offset_ms),
+        feed_lag_ms=tolerance("feed_lag_tolerance_ms", defaults.feed_lag_ms),
     )
 
 

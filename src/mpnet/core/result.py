@@ -11,6 +11,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mpnet.core.clock import (
+    ClockEstimate,
+    ClockSample,
+    FeedRecord,
+    FeedSummary,
+    best_estimate,
+    date_estimate,
+    date_sample,
+    estimate_clock,
+    summarize_feed,
+)
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.ratelimit import Skip
 from mpnet.core.tls import TLSDecision
@@ -111,6 +122,11 @@ class Attempt:
     ``perf_counter_ns`` span during which the attempt's clocks ran, ``loop_lag_ms`` the longest
     event-loop stall that overlapped that span (None: not measured), ``tcp_rtt_kernel_ms`` the
     kernel's round-trip estimate of the TCP connection (Linux ``TCP_INFO``; None elsewhere).
+
+    Clocks (:mod:`mpnet.core.clock`): ``clock`` is this attempt's reading of the server's clock
+    (the profile's ``rest.server_time`` or ``websocket.ping.server_time``; skipped with its
+    reason when the stamp could not be read), ``feed`` what a WebSocket attempt saw of the feed
+    from its first data message on (message count, uncorrected lags).
     """
 
     ok: bool
@@ -128,6 +144,8 @@ class Attempt:
     window_ns: tuple[int, int] | None = None
     loop_lag_ms: float | None = None
     tcp_rtt_kernel_ms: float | None = None
+    clock: ClockSample | None = None
+    feed: FeedRecord | None = None
 
     @property
     def total_ms(self) -> float:
@@ -160,7 +178,23 @@ class Attempt:
             "tcp_inflated": self.tcp_inflated,
             "skipped": self.skipped.to_dict() if self.skipped else None,
             "warnings": [warning.to_dict() for warning in self.warnings],
+            "clock": self.clock.to_dict() if self.clock is not None else None,
+            "feed": self.feed.to_dict() if self.feed is not None else None,
         }
+
+    @property
+    def date_sample(self) -> ClockSample | None:
+        """The answer's ``Date`` header as a clock sample: stamped between the request leaving
+        (at most the ``http`` or ``ws_upgrade`` wait before the first byte) and ``local_time``."""
+        if self.server_date is None or self.local_time is None:
+            return None
+        waited_ms = self.phases.get("http") or self.phases.get("ws_upgrade") or 0.0
+        received = float(self.local_time)
+        return date_sample(
+            self.server_date,
+            sent_at=received - max(0.0, float(waited_ms)) / 1000,
+            received_at=received,
+        )
 
 
 def ordered_phases(phases: Mapping[str, float]) -> dict[str, float]:
@@ -227,6 +261,9 @@ class ProbeResult:
     proxy: ProxyDecision
     ssl: TLSDecision
     findings: tuple[Finding, ...] = ()
+    #: The best offset measured for this exchange in the same run, by any of its targets (set
+    #: by :func:`with_exchange_clocks`): what corrects this target's feed lag.
+    exchange_clock: ClockEstimate | None = None
 
     @property
     def made(self) -> tuple[Attempt, ...]:
@@ -309,6 +346,30 @@ class ProbeResult:
         return warnings
 
     @property
+    def clock(self) -> ClockEstimate | None:
+        """This target's reading of the exchange's clock: the sample with the smallest round
+        trip of the profile's time field; else the ``Date`` headers (coarse); None without any.
+        Skipped samples stay in it with their reasons."""
+        samples = [a.clock for a in self.attempts if a.clock is not None]
+        estimate = estimate_clock(samples)
+        if estimate is not None and estimate.known:
+            return estimate
+        dates = [s for s in (a.date_sample for a in self.attempts) if s is not None]
+        fallback = date_estimate(dates)
+        if fallback is not None and fallback.known:
+            # The skipped readings of the time field stay visible beside the Date's.
+            return replace(fallback, samples=(*samples, *fallback.samples))
+        return estimate or fallback
+
+    @property
+    def feed(self) -> FeedSummary | None:
+        """The feed this WebSocket target's attempts read, its lag corrected by
+        :attr:`exchange_clock` when one was measured (None: no data message was read)."""
+        return summarize_feed(
+            [a.feed for a in self.attempts if a.feed is not None], self.exchange_clock
+        )
+
+    @property
     def error(self) -> ErrorInfo | None:
         shown = self.shown_attempt
         return shown.error if shown else None
@@ -355,7 +416,24 @@ class ProbeResult:
             "samples": [a.to_sample() for a in self.attempts],
             "loop_lag_ms": _rounded(self.loop_lag_ms),
             "timing_warnings": self.timing_warnings,
+            # The exchange's clock minus this machine's, and how stale the feed was.
+            "clock": clock.to_dict() if (clock := self.clock) is not None else None,
+            "feed": feed.to_dict() if (feed := self.feed) is not None else None,
         }
+
+
+def with_exchange_clocks(results: Sequence[ProbeResult]) -> tuple[ProbeResult, ...]:
+    """Give every WebSocket result the best clock offset its exchange showed in this run (the
+    known estimate with the smallest error, from any target), to correct its feed lag."""
+    best: dict[str, ClockEstimate | None] = {}
+    for result in results:
+        best[result.exchange] = best_estimate((best.get(result.exchange), result.clock))
+    return tuple(
+        replace(result, exchange_clock=best.get(result.exchange))
+        if result.target == "ws"
+        else result
+        for result in results
+    )
 
 
 @dataclass(frozen=True, slots=True)

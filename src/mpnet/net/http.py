@@ -96,8 +96,9 @@ class TimedResponse:
 
     ``headers`` has lower-case names (repeated headers joined with ``", "``); use
     :meth:`header` for a case-insensitive lookup. ``received_at`` is the Unix time at which the
-    first response byte arrived (compare with ``Date`` for clock skew). ``truncated`` is True
-    when the body was longer than ``max_body`` and was cut.
+    first response byte arrived (compare with ``Date`` for clock skew), ``sent_at`` the Unix time
+    just before the request was written: the server stamped its answer between the two.
+    ``truncated`` is True when the body was longer than ``max_body`` and was cut.
     """
 
     url: str
@@ -109,6 +110,7 @@ class TimedResponse:
     peer: PeerInfo
     received_at: float
     truncated: bool = False
+    sent_at: float | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The value of header ``name`` (any case), or ``default``."""
@@ -293,6 +295,8 @@ async def _exchange(
     # the http phase ran: from the request written, or from here if writing never completed.
     waiting_since = time.perf_counter_ns()
     try:
+        # Before the write: the server's stamp cannot predate it (NTP's t0).
+        sent_at = time.time()
         # Head and body in one write: one TLS record, one segment where it fits (TCP_NODELAY).
         writer.write(request)
         await writer.drain()
@@ -334,6 +338,7 @@ async def _exchange(
         peer=peer,
         received_at=received_at,
         truncated=truncated,
+        sent_at=sent_at,
     )
 
 

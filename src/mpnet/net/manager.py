@@ -32,12 +32,20 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from mpnet.core.clock import (
+    SOURCE_REST,
+    ClockEstimate,
+    date_estimate,
+    date_sample,
+    estimate_clock,
+    sample_clock,
+)
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.result import ErrorInfo
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import HTTPStatusError, ProbeError, TLSError, UnknownExchange, UsageError
 from mpnet.net.dial import PeerInfo, PhaseTimings
-from mpnet.net.http import HTTPSessionManager, RetryResponse
+from mpnet.net.http import HTTPSessionManager, RetryResponse, TimedResponse
 
 if TYPE_CHECKING:
     import aiohttp
@@ -103,7 +111,10 @@ class ConnectivityResult:
 
     ``success`` is True when the connection was established and, for http, the answer's status
     was 2xx or 3xx (``status`` holds it). ``phases`` are milliseconds of the phases that
-    completed, also on failure. ``error`` says where and why it failed.
+    completed, also on failure. ``error`` says where and why it failed. ``clock`` is the
+    server's clock against this machine's, for an http answer: read from the exchange
+    profile's ``rest.server_time`` when the URL is its health or time request, else from the
+    ``Date`` header (whole seconds); None when the answer carried neither.
     """
 
     url: str
@@ -115,6 +126,7 @@ class ConnectivityResult:
     peer: PeerInfo | None = None
     error: ErrorInfo | None = None
     status: int | None = None
+    clock: ClockEstimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the proxy URL is redacted."""
@@ -128,6 +140,7 @@ class ConnectivityResult:
             "ssl": self.tls.to_dict(),
             "peer": _peer_dict(self.peer),
             "error": self.error.to_dict() if self.error else None,
+            "clock": self.clock.to_dict() if self.clock is not None else None,
         }
 
 
@@ -469,11 +482,19 @@ class NetworkConnectionManager:
             url, exchange_name=exchange_name, proxy=proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         if connection_type == "http":
-            return await self._test_http(url, proxy_decision, tls_decision, timeout)
+            return await self._test_http(
+                url, proxy_decision, tls_decision, timeout, exchange_name=exchange_name
+            )
         return await self._test_websocket(url, proxy_decision, tls_decision, timeout)
 
     async def _test_http(
-        self, url: str, proxy: ProxyDecision, tls: TLSDecision, timeout: float
+        self,
+        url: str,
+        proxy: ProxyDecision,
+        tls: TLSDecision,
+        timeout: float,
+        *,
+        exchange_name: str | None = None,
     ) -> ConnectivityResult:
         from mpnet.net.http import timed_request
 
@@ -502,7 +523,41 @@ class NetworkConnectionManager:
             peer=response.peer,
             error=refused,
             status=response.status,
+            clock=self._clock_of(response, exchange_name),
         )
+
+    def _clock_of(self, response: TimedResponse, exchange_name: str | None) -> ClockEstimate | None:
+        """The clock reading of an http test: the profile's time field when the URL is the
+        exchange's health or time request, else the Date header."""
+        if response.sent_at is None:
+            return None
+        profile = self._profile(exchange_name)
+        rest = profile.rest if profile is not None else None
+        path = urlsplit(response.url).path
+        if (
+            rest is not None
+            and rest.server_time is not None
+            and 200 <= response.status < 300
+            and path == urlsplit(rest.time_url or rest.health_url).path
+        ):
+            try:
+                document = response.json()
+            except ProbeError:
+                document = None
+            if document is not None:
+                sample = sample_clock(
+                    document,
+                    rest.server_time,
+                    source=SOURCE_REST,
+                    sent_at=response.sent_at,
+                    received_at=response.received_at,
+                )
+                if sample.usable:
+                    return estimate_clock([sample])
+        dated = date_sample(
+            response.header("date"), sent_at=response.sent_at, received_at=response.received_at
+        )
+        return date_estimate([dated]) if dated is not None else None
 
     async def _test_websocket(
         self, url: str, proxy: ProxyDecision, tls: TLSDecision, timeout: float

@@ -179,6 +179,8 @@ class ProbeExporter:
         env: the environment (proxy and CA variables).
         timeout: seconds allowed for one attempt, before any scrape-timeout cut.
         system_store: whether the system trust store is available (TLS default layer).
+        feed_window: seconds a WebSocket probe reads its feed after the first data message,
+            for the feed lag series (within the probe's budget).
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class ProbeExporter:
         env: Mapping[str, str],
         timeout: float,
         system_store: bool = True,
+        feed_window: float = 0.0,
     ) -> None:
         if not timeout > 0:
             raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
@@ -199,6 +202,7 @@ class ProbeExporter:
         self.env = dict(env)
         self.timeout = timeout
         self.system_store = system_store
+        self.feed_window = feed_window
         # One gate for the process: a wait an exchange asked for holds across scrapes.
         self.gate = RateGate()
 
@@ -232,6 +236,7 @@ class ProbeExporter:
             count=1,
             timeout=timeout,
             system_store=self.system_store,
+            feed_window=self.feed_window,
         )
         # The WebSocket request waits its turn after the REST one: the attempts get what is left.
         pacing = pacing_s(plan)

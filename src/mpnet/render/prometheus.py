@@ -118,6 +118,51 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "to the scrape timeout minus 0.5 s).",
         (),
     ),
+    (
+        "mpnet_probe_clock_offset_seconds",
+        "The exchange's clock minus this machine's (positive: this machine is behind), from the "
+        "server time with the shortest round trip (NTP-style), else from the Date header.",
+        (),
+    ),
+    (
+        "mpnet_probe_clock_offset_error_seconds",
+        "How far the true clock offset may be from mpnet_probe_clock_offset_seconds: half the "
+        "round trip plus the stamp's resolution (a second for the Date header).",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_messages",
+        "Data messages the WebSocket probe read from its first one to the end of its feed "
+        "window (over all attempts).",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_messages_per_second",
+        "Data messages per second over the feed window.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_p50_seconds",
+        "Median time from the exchange's event stamp to the message's arrival (nearest rank), "
+        "corrected by the clock offset when mpnet_probe_feed_lag_corrected is 1.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_p95_seconds",
+        "95th percentile (nearest rank) of the feed lag.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_max_seconds",
+        "Largest feed lag seen.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_corrected",
+        "1 when the feed lag was corrected by a clock offset measured for the exchange in the "
+        "same probe, 0 when it still includes this machine's clock offset.",
+        (),
+    ),
 )
 
 BASE_LABELS = ("exchange", "target")
@@ -204,6 +249,20 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     lag = result.loop_lag_ms
     if lag is not None:
         yield "mpnet_probe_loop_lag_seconds", (), _seconds(lag)
+    clock = result.clock
+    if clock is not None and clock.offset_ms is not None and clock.error_ms is not None:
+        yield "mpnet_probe_clock_offset_seconds", (), _seconds(clock.offset_ms)
+        yield "mpnet_probe_clock_offset_error_seconds", (), _seconds(clock.error_ms)
+    feed = result.feed
+    if feed is not None:
+        yield "mpnet_probe_feed_messages", (), float(feed.messages)
+        if feed.rate_per_s is not None:
+            yield "mpnet_probe_feed_messages_per_second", (), round(feed.rate_per_s, 3)
+        if feed.lag_ms is not None:
+            yield "mpnet_probe_feed_lag_p50_seconds", (), _seconds(feed.lag_ms.p50)
+            yield "mpnet_probe_feed_lag_p95_seconds", (), _seconds(feed.lag_ms.p95)
+            yield "mpnet_probe_feed_lag_max_seconds", (), _seconds(feed.lag_ms.max)
+            yield "mpnet_probe_feed_lag_corrected", (), 1.0 if feed.corrected else 0.0
 
 
 def _seconds(ms: float) -> float:

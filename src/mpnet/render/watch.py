@@ -12,6 +12,7 @@ from rich.text import Text
 
 from mpnet.core.result import PHASE_ORDER
 from mpnet.probe.watch import FeedSample, WatchRow
+from mpnet.render.probe_table import UNCORRECTED_MARK, offset_cell
 
 #: Short column names for the phases, so a whole row fits an 120-column terminal.
 PHASE_ABBREVIATIONS = {
@@ -44,7 +45,10 @@ def watch_table(
         "flapping N: the feed dropped or reconnected N times in the last interval (up again, "
         "not ok); SKIP: not sent, the exchange's rate-limit wait is running.\n"
         "drops: ok -> not ok transitions; reconn: reconnects; gaps: disconnects (longest "
-        "silence between data messages); msgs: data messages in the last interval."
+        "silence between data messages); msgs: data messages in the last interval.\n"
+        "offset: the exchange's clock minus this machine's ± its error (d: from the Date "
+        "header); lag: event stamp to arrival over the last data messages, corrected by the "
+        "exchange's offset (u: uncorrected)."
     )
     # No column rules, as mtr: fourteen columns must fit a 120-column terminal.
     table = Table(
@@ -64,7 +68,7 @@ def watch_table(
     for name in ("p50", "p95", "loss%"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last error")
-    for name in ("fails", "drops", "reconn", "gaps", "msgs"):
+    for name in ("fails", "drops", "reconn", "gaps", "msgs", "offset", "lag p50/p95"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
         feed = row.feed
@@ -84,8 +88,18 @@ def watch_table(
             else "-",
             gaps_text(feed) if feed is not None else "-",
             _messages(feed) if feed is not None else "-",
+            offset_cell(row.clock),
+            watch_lag_cell(row),
         )
     return table
+
+
+def watch_lag_cell(row: WatchRow) -> str:
+    """``2.1/3.5`` (rolling p50/p95 ms, ``u`` when uncorrected) or ``-``."""
+    if row.lag_p50_ms is None or row.lag_p95_ms is None:
+        return "-"
+    mark = "" if row.lag_corrected else UNCORRECTED_MARK
+    return f"{_ms(row.lag_p50_ms)}/{_ms(row.lag_p95_ms)}{mark}"
 
 
 def watch_line(row: WatchRow, *, cycle: int) -> str:
@@ -107,6 +121,12 @@ def watch_line(row: WatchRow, *, cycle: int) -> str:
     parts.append(f"drops {row.drops}")
     if feed is not None:
         parts.append(f"reconnects {feed.reconnects} gaps {gaps_text(feed)} msgs {feed.messages}")
+    clock = row.clock
+    if clock is not None and clock.known:
+        parts.append(f"offset {offset_cell(clock)} ms")
+    if row.lag_p50_ms is not None and row.lag_p95_ms is not None:
+        how = "" if row.lag_corrected else " uncorrected"
+        parts.append(f"lag p50 {_ms(row.lag_p50_ms)} p95 {_ms(row.lag_p95_ms)} ms{how}")
     return " ".join(parts)
 
 
