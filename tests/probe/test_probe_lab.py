@@ -216,7 +216,7 @@ def test_table_shows_phases_route_and_summary() -> None:
         notes = lines[heading + 1 + len(expected_rows) :]
         notes = notes[: notes.index("")] if "" in notes else notes
         assert notes[0] == "  medians of 2 attempts", notes
-        assert all(note.startswith("  ! ") for note in notes[1:]), notes
+        assert all(note.startswith("  ") and note.strip() for note in notes[1:]), notes
         figures = {}
         for (label, column), (_, ms) in zip(expected_rows, shown, strict=True):
             figure = _figure(ms.removesuffix(" ms"))
