@@ -44,6 +44,7 @@ class ProbeFormat(StrEnum):
     json = "json"
     junit = "junit"
     prometheus = "prometheus"
+    html = "html"
 
 
 @app.command()
@@ -191,6 +192,10 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
         from mpnet.render.prometheus import prometheus_text
 
         write_output(prometheus_text(report), output)
+    elif format is ProbeFormat.html:
+        from mpnet.cli.html_output import write_report_html
+
+        write_report_html(report.to_dict(), output)
     else:
         from mpnet.render.probe_table import probe_view
 
