@@ -85,7 +85,7 @@ footer{color:var(--mut);font-size:.85em;margin-top:1.5rem}
 @page{size:A4;margin:12mm}
 @media print{body{max-width:none;padding:0;font-size:9.5pt;background:#fff;color:#000}
 .target{break-inside:avoid;background:#fff}a{color:inherit;text-decoration:none}
-nav,.noprint{display:none}}
+.noprint{display:none}}
 """
 
 #: Shared SVG definitions (the hatch of failed phases), once per document.
