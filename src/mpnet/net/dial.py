@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import datetime as dt
 import errno
 import ipaddress
@@ -607,18 +608,36 @@ _VERIFY_KINDS = {
 }
 
 
+#: Where the running handshake's SSLObject goes (set per task by :func:`_capture_handshake`).
+_handshake_seen: contextvars.ContextVar[list[ssl.SSLObject] | None] = contextvars.ContextVar(
+    "mpnet_handshake_seen", default=None
+)
+
+
+class _CapturingSSLObject(ssl.SSLObject):
+    """An SSLObject that hands itself to the task that started its handshake.
+
+    One class for every connection, found through a context variable: asyncio creates the
+    SSLObject and runs its first ``do_handshake`` in a callback scheduled from the task calling
+    ``start_tls``, so it sees that task's variables. (A class made per connection, closing over
+    its list, formed a cycle through the C-level SSL socket, which the garbage collector cannot
+    see into: every TLS connection leaked its context, about 2 KB, and a shared context would
+    hand one connection's SSLObject to another.)
+    """
+
+    def do_handshake(self) -> None:
+        seen = _handshake_seen.get()
+        if seen is not None and not seen:
+            seen.append(self)
+        super().do_handshake()
+
+
 def _capture_handshake(context: ssl.SSLContext) -> list[ssl.SSLObject]:
     """Make ``context`` remember its SSLObject, so that a refused certificate can still be read
     (the handshake's transport is gone by the time the verification error arrives)."""
     seen: list[ssl.SSLObject] = []
-
-    class CapturingSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            if not seen:
-                seen.append(self)
-            super().do_handshake()
-
-    context.sslobject_class = CapturingSSLObject
+    context.sslobject_class = _CapturingSSLObject
+    _handshake_seen.set(seen)
     return seen
 
 
