@@ -3,7 +3,8 @@
 ``GET /probe?exchange=NAME[&target=rest|ws]`` probes one exchange while Prometheus waits and
 answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`), or with the
 JSON report (findings and hints) when ``debug=true`` is added;
-``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
+``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is the status page
+of the last probes (:mod:`mpnet.probe.status`; ``format=html`` answers a probe as a page).
 
 Every scrape plans and runs its own probe, so concurrent scrapes do not share state. A probe
 never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Timeout-Seconds -
@@ -13,7 +14,6 @@ never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Ti
 from __future__ import annotations
 
 import asyncio
-import html
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.result import ProbeReport, ProbeResult
 from mpnet.errors import ConfigError, UnknownExchange, UsageError
 from mpnet.probe.plan import TARGETS, ProbePlan, build_plan
+from mpnet.probe.recent import RecentProbes
+from mpnet.probe.status import add_status_routes, report_html_response
 from mpnet.render.prometheus import prometheus_text
 
 #: Seconds kept back from Prometheus' scrape timeout for the answer to travel (blackbox's
@@ -148,6 +150,7 @@ class ProbeExporter:
         self.env = dict(env)
         self.timeout = timeout
         self.system_store = system_store
+        self.recent = RecentProbes()
 
     def names(self) -> list[str]:
         return sorted(self.profiles)
@@ -236,7 +239,7 @@ def budget_text(budget: float) -> str:
 def build_app(exporter: ProbeExporter) -> web.Application:
     """The aiohttp application: ``/``, ``/probe`` and ``/metrics``."""
     app = web.Application()
-    app.router.add_get("/", _index_handler(exporter))
+    add_status_routes(app, exporter.recent, exporter.names)
     app.router.add_get("/probe", _probe_handler(exporter))
     app.router.add_get("/metrics", _metrics)
     # Both counters exist (at 0) from the start, so /metrics shows them before any probe.
@@ -267,6 +270,9 @@ def _probe_handler(exporter: ProbeExporter) -> Handler:
         probes_served().labels(
             exchange=plan.targets[0].profile.name, result="success" if report.ok else "failure"
         ).inc()
+        exporter.recent.add(report)
+        if request.query.get("format") == "html":
+            return report_html_response(report)
         if request.query.get("debug", "").lower() in ("1", "true", "yes"):
             # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
             return web.json_response(report.to_dict(), dumps=_indented_json)
@@ -290,24 +296,3 @@ def _indented_json(document: object) -> str:
     import json
 
     return json.dumps(document, indent=2) + "\n"
-
-
-def _index_handler(exporter: ProbeExporter) -> Handler:
-    async def index(request: web.Request) -> web.Response:
-        links = "\n".join(
-            f'<li><a href="/probe?exchange={html.escape(name)}">{html.escape(name)}</a> '
-            f'(<a href="/probe?exchange={html.escape(name)}&amp;target=rest">rest</a>, '
-            f'<a href="/probe?exchange={html.escape(name)}&amp;target=ws">ws</a>)</li>'
-            for name in exporter.names()
-        )
-        page = (
-            "<!doctype html>\n<html><head><title>mpnet exporter</title></head><body>\n"
-            "<h1>mpnet exporter</h1>\n"
-            "<p>Probe an exchange: <code>/probe?exchange=NAME[&amp;target=rest|ws]</code> "
-            "(add <code>&amp;debug=true</code> for the JSON report with findings). "
-            'The exporter\'s own metrics: <a href="/metrics">/metrics</a>.</p>\n'
-            f"<ul>\n{links}\n</ul>\n</body></html>\n"
-        )
-        return web.Response(text=page, content_type="text/html")
-
-    return index

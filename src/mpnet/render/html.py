@@ -57,6 +57,7 @@ a{color:var(--tls)}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,mono
 table{border-collapse:collapse;margin:.3rem 0;font-size:.92em}
 th,td{border-bottom:1px solid var(--line);padding:.15rem .5rem;text-align:left;vertical-align:top}
 th{font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,td.mono{white-space:nowrap}
 .target{border:1px solid var(--line);border-radius:6px;padding:.7rem .9rem;margin:.8rem 0;
 background:var(--card)}
 .cols{display:flex;flex-wrap:wrap;gap:.4rem 1.6rem}.cols>div{flex:1 1 22rem;min-width:0}
@@ -79,6 +80,7 @@ svg .mut{fill:var(--mut)}svg .axis{stroke:var(--line);fill:none}
 .hit{fill:transparent}.hit:hover{fill:var(--band)}
 .xmark{fill:var(--bad);font-weight:700}
 .band{fill:var(--band)}.p50{stroke:var(--tls);stroke-width:1.5;fill:none}
+.dots{stroke:var(--fg);stroke-width:3;stroke-linecap:round;fill:none;opacity:.45}
 .drop{stroke:var(--bad);stroke-width:1.5;stroke-dasharray:3 2}
 .reconnect{stroke:var(--warn);stroke-width:1.5}
 footer{color:var(--mut);font-size:.85em;margin-top:1.5rem}
@@ -240,16 +242,19 @@ def waterfall_svg(
 STRIP_HEIGHT = 64
 
 
-def samples_strip_svg(samples: Sequence[Mapping[str, Any]]) -> str:
+def samples_strip_svg(
+    samples: Sequence[Mapping[str, Any]], *, names: Sequence[str] | None = None
+) -> str:
     """One stacked bar per attempt, in order: its phases on a shared scale, so a phase that
     varies stands out; a failed attempt is hatched and marked ✗ below. One ``<title>`` per
-    attempt lists its phases (and its loop lag when measured)."""
+    attempt lists its phases (and its loop lag when measured); ``names`` replaces its
+    ``attempt N`` (the status page draws one bar per probe)."""
     if not samples:
         return ""
     totals = [attempt_total(_mapping(s.get("phases"))) for s in samples]
     top = max(totals, default=0.0) or 1.0
     n = len(samples)
-    left, right = 44, 8
+    left, right = 56, 8
     slot = max(3.0, min(26.0, (WATERFALL_WIDTH - left - right) / n))
     bar = max(2.0, slot * 0.72)
     width = left + slot * n + right
@@ -275,7 +280,8 @@ def samples_strip_svg(samples: Sequence[Mapping[str, Any]]) -> str:
                 f"M{_c(x)} {_c(y)}h{_c(bar)}v{_c(-height)}h{_c(-bar)}z"
             )
             y -= height
-        words = [f"attempt {index + 1}: " + ("ok" if ok else "FAILED"), fmt_ms(total)]
+        name = names[index] if names is not None else f"attempt {index + 1}"
+        words = [f"{name}: " + ("ok" if ok else "FAILED"), fmt_ms(total)]
         if error:
             words.append(f"{error.get('phase', '?')} {error.get('kind', '')}".strip())
         words.extend(f"{k} {fmt_ms(v)}" for k, v in phases)
@@ -618,6 +624,8 @@ def page(title: str, body: str, *, head_extra: str = "") -> str:
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
+        # An empty icon in place: a browser asks no server for /favicon.ico.
+        '<link rel="icon" href="data:,">'
         f"{head_extra}<title>{esc(title)}</title><style>{CSS}</style></head>"
         f"<body>{SVG_DEFS}{body}</body></html>\n"
     )
