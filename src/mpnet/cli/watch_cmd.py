@@ -34,6 +34,7 @@ from mpnet.probe.plan import ProbePlan
 from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
+    from mpnet.cli.watch_record import Recorder
     from mpnet.lab.faults import Fault
 
 PlanFor = Callable[[Sequence[Profile], NetworkOptions], ProbePlan]
@@ -70,6 +71,14 @@ def watch(
         bool, typer.Option("--lab", help="Watch local simulators instead (offline demo).")
     ] = False,
     fault: FaultOption = None,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="FILE.jsonl",
+            help="Append every cycle's samples to FILE.jsonl (see `mpnet report FILE.jsonl`).",
+        ),
+    ] = None,
 ) -> None:
     """Watch each target once per interval in a live table: last result and phases, rolling
     p50/p95, loss, last error, consecutive failures and drops (ok -> fail transitions).
@@ -104,6 +113,10 @@ def watch(
         plan = plan_for(chosen, options)
         state = WatchState([(t.profile.name, t.target) for t in plan.targets])
         session = _Session(state, interval=interval, count=count)
+        if record:
+            from mpnet.cli.watch_record import open_recorder
+
+            session.recorder = open_recorder(record)
         try:
             run_interruptibly(
                 lambda: session.run(plan, chosen, cfg, options, lab, faults, plan_for)
@@ -122,6 +135,7 @@ class _Session:
         self.state = state
         self.interval = interval
         self.count = count
+        self.recorder: Recorder | None = None
 
     async def run(
         self,
@@ -167,6 +181,8 @@ class _Session:
             live.start()
 
         def show() -> None:
+            if self.recorder is not None:
+                self.recorder(self.state.rows(), self.state.cycles)
             if live is not None:
                 table = watch_table(
                     self.state.rows(), cycles=self.state.cycles, interval=self.interval
