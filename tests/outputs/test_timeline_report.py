@@ -237,3 +237,36 @@ def test_watch_record_to_an_unwritable_place_is_refused_before_probing(tmp_path:
     run = CliRunner().invoke(get_app(), ["watch", "okx", "--lab", "--record", str(target)])
     assert run.exit_code == 2 and "dir.jsonl" in run.stderr
     assert "lab:" not in run.stderr  # refused before the lab started
+
+
+@pytest.mark.browser
+def test_the_timeline_page_in_a_browser(tmp_path: Path) -> None:
+    from chromium import launched
+
+    feed = {"connected": True, "reconnects": 0, "lag_ms": {"p50": 3.0, "p95": 8.0, "max": 9.0}}
+    records = [
+        rec(s, s != 30, 10.0 + s % 5, drops=int(s >= 30), feed=feed, target="ws")
+        for s in range(0, 90, 2)
+    ]
+    path = tmp_path / "timeline.html"
+    path.write_text(
+        render_timeline_html(parse_records(lines(*records), source="w"), source="w"),
+        encoding="utf-8",
+    )
+    with launched() as browser:
+        page = browser.new_page()
+        page.open(path.as_uri())
+        assert page.problems() == []
+        assert page.requests() == [path.as_uri()]
+        boxes = page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('[data-series]')].map(e => {"
+            " const r = e.getBoundingClientRect(); return [e.dataset.series, [r.width, r.height]];"
+            "}))"
+        )
+        assert set(boxes) == {"p50-p95", "p50", "samples", "feed-lag"}
+        assert all(width > 100 for width, _ in boxes.values()), boxes
+        marks = page.evaluate(
+            "[...document.querySelectorAll('.drop-mark, .fail')].map(e =>"
+            " [e.getAttribute('class'), e.getBoundingClientRect().height > 0])"
+        )
+        assert sorted(map(tuple, marks)) == [("drop-mark", True), ("fail", True)]

@@ -33,6 +33,8 @@ CHART_H = 190
 SMALL_H = 90
 #: Time buckets of the band, at most (one per record when there are fewer).
 MAX_BUCKETS = 120
+#: Cycles per bucket of the band, at least (fewer buckets when the recording is short).
+SAMPLES_PER_BUCKET = 3
 #: Above this many successful cycles, the dots are left out (the band says it all).
 MAX_DOTS = 600
 
@@ -49,8 +51,10 @@ def _epoch(at: object) -> float | None:
     return moment.timestamp()
 
 
-def _clock(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S")
+def _clock(seconds: float, *, tenths: bool = False) -> str:
+    moment = datetime.fromtimestamp(seconds, UTC)
+    text = moment.strftime("%H:%M:%S")
+    return f"{text}.{moment.microsecond // 100_000}" if tenths else text
 
 
 def _c(value: float) -> str:
@@ -91,7 +95,7 @@ def _frame(axis: _Axis, labels: Sequence[tuple[float, str]], t0: float, t1: floa
         anchor = "start" if step == 0 else "end" if step == 4 else "middle"
         parts.append(
             f'<text class="mut" x="{_c(axis.x(t))}" y="{_c(bottom + 14)}" '
-            f'text-anchor="{anchor}">{_clock(t)}</text>'
+            f'text-anchor="{anchor}">{_clock(t, tenths=t1 - t0 < 20)}</text>'
         )
     return "".join(parts)
 
@@ -126,7 +130,9 @@ def latency_chart(timeline: Timeline, t0: float, t1: float) -> str:
     records = timeline.records
     times = [_epoch(r.get("at")) for r in records]
     ok_values = latencies(records)
-    buckets = max(1, min(MAX_BUCKETS, len(records)))
+    # A few cycles per bucket, so a bucket's p95 means something and jitter in the cycles'
+    # times leaves no bucket empty.
+    buckets = max(1, min(MAX_BUCKETS, len(records) // SAMPLES_PER_BUCKET))
     width_t = max(t1 - t0, 1e-9) / buckets
     per_bucket: list[list[float]] = [[] for _ in range(buckets)]
     failed_bucket: list[list[int]] = [[] for _ in range(buckets)]
@@ -152,8 +158,8 @@ def latency_chart(timeline: Timeline, t0: float, t1: float) -> str:
             band_items.append(
                 (axis.x(centre[i]), axis.y(percentile(values, 50)), axis.y(percentile(values, 95)))
             )
-        else:
-            band_items.append(None)
+        elif failed_bucket[i]:
+            band_items.append(None)  # nothing but failures: the line breaks here
     runs = _runs(band_items)
     band = "".join(_band_path(run) for run in runs)
     median = "".join(
