@@ -31,6 +31,7 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.errors import UsageError
 from mpnet.probe.plan import ProbePlan
+from mpnet.probe.timeline import LatencyTrend
 from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ class _Session:
         self.interval = interval
         self.count = count
         self.recorder: Recorder | None = None
+        self.trend = LatencyTrend()
 
     async def run(
         self,
@@ -183,9 +185,13 @@ class _Session:
         def show() -> None:
             if self.recorder is not None:
                 self.recorder(self.state.rows(), self.state.cycles)
+            self.trend.record(self.state.rows())
             if live is not None:
                 table = watch_table(
-                    self.state.rows(), cycles=self.state.cycles, interval=self.interval
+                    self.state.rows(),
+                    cycles=self.state.cycles,
+                    interval=self.interval,
+                    trends=self.trend.values(),
                 )
                 live.update(table, refresh=True)
                 return
@@ -207,7 +213,11 @@ class _Session:
         from mpnet.render.watch import watch_table
 
         table = watch_table(
-            self.state.rows(), cycles=self.state.cycles, interval=self.interval, final=True
+            self.state.rows(),
+            cycles=self.state.cycles,
+            interval=self.interval,
+            final=True,
+            trends=self.trend.values(),
         )
         if out.is_terminal:
             out.print(table)

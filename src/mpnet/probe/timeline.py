@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,3 +192,21 @@ def summarize(timeline: Timeline) -> TimelineSummary:
         drops=len(drop_indexes(records)),
         reconnects=len(reconnect_indexes(records)),
     )
+
+
+class LatencyTrend:
+    """The last ``width`` latencies of each target (None for a failed cycle), in order: what
+    the sparkline column of ``mpnet watch`` draws."""
+
+    def __init__(self, width: int = 12) -> None:
+        self.width = width
+        self._values: dict[tuple[str, str], deque[float | None]] = {}
+
+    def record(self, rows: Iterable[WatchRow]) -> None:
+        """Add one cycle's rows."""
+        for row in rows:
+            kept = self._values.setdefault((row.exchange, row.target), deque(maxlen=self.width))
+            kept.append(row.last_ms if row.last_ok else None)
+
+    def values(self) -> dict[tuple[str, str], list[float | None]]:
+        return {key: list(kept) for key, kept in self._values.items()}
