@@ -101,6 +101,7 @@ def test_json_through_socks5h_with_auth(servers: Servers) -> None:
     }
     assert data["ok"] is True and data["error"] is None and data["hint"] is None
     assert list(data["phases"]) == ["dns", "tcp", "proxy", "tls", "ws_upgrade", "first_message"]
+    assert next((t["layer"], t["verdict"]) for t in data["proxy"].pop("trace")) == ("cli", "won")
     assert data["proxy"] == {
         "url": proxy.replace(PROXY_PASSWORD, "***"),
         "layer": "cli",

@@ -444,7 +444,13 @@ async def _scrape_in_process(setup: Setup) -> list[str]:
         ):
             response = await client.get(f"/probe?{query}")
             bodies.append(await response.text())
-        bodies.append(await (await client.get("/")).text())
+        # The pages for people: the status page, a probe as HTML, the kept probe.
+        for path in (
+            "/",
+            "/probe?exchange=audits&format=html",
+            "/recent?exchange=audits&target=rest",
+        ):
+            bodies.append(await (await client.get(path)).text())
     return bodies
 
 

@@ -230,4 +230,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve_cmd",
     "watch_cmd",
     "ws_cmd",
+    "report_cmd",
 )

@@ -49,6 +49,7 @@ class ProbeFormat(StrEnum):
     json = "json"
     junit = "junit"
     prometheus = "prometheus"
+    html = "html"
 
 
 @app.command()
@@ -278,6 +279,10 @@ def _emit(
         from mpnet.render.prometheus import prometheus_text
 
         write_output(prometheus_text(report, timeout_s=timeout), output)
+    elif format is ProbeFormat.html:
+        from mpnet.cli.html_output import write_report_html
+
+        write_report_html(report.to_dict(), output)
     else:
         from mpnet.render.probe_table import probe_view
 

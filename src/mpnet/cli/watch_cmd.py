@@ -32,9 +32,11 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.errors import UsageError
 from mpnet.probe.plan import ProbePlan
+from mpnet.probe.timeline import LatencyTrend
 from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
+    from mpnet.cli.watch_record import Recorder
     from mpnet.lab.faults import Fault
 
 PlanFor = Callable[[Sequence[Profile], NetworkOptions], ProbePlan]
@@ -85,6 +87,14 @@ def watch(
         bool, typer.Option("--lab", help="Watch local simulators instead (offline demo).")
     ] = False,
     fault: FaultOption = None,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="FILE.jsonl",
+            help="Append every cycle's samples to FILE.jsonl (see `mpnet report FILE.jsonl`).",
+        ),
+    ] = None,
 ) -> None:
     """Watch each target once per interval in a live table: last result and phases, rolling
     p50/p95, loss, last error, consecutive failures and drops (ok -> not ok transitions).
@@ -126,6 +136,10 @@ def watch(
         plan = plan_for(chosen, options)
         state = WatchState([(t.profile.name, t.target) for t in plan.targets])
         session = _Session(state, interval=interval, count=count)
+        if record:
+            from mpnet.cli.watch_record import open_recorder
+
+            session.recorder = open_recorder(record)
         try:
             run_interruptibly(
                 lambda: session.run(plan, chosen, cfg, options, lab, faults, plan_for)
@@ -146,6 +160,8 @@ class _Session:
         self.state = state
         self.interval = interval
         self.count = count
+        self.recorder: Recorder | None = None
+        self.trend = LatencyTrend()
 
     async def run(
         self,
@@ -191,9 +207,15 @@ class _Session:
             live.start()
 
         def show() -> None:
+            if self.recorder is not None:
+                self.recorder(self.state.rows(), self.state.cycles)
+            self.trend.record(self.state.rows())
             if live is not None:
                 table = watch_table(
-                    self.state.rows(), cycles=self.state.cycles, interval=self.interval
+                    self.state.rows(),
+                    cycles=self.state.cycles,
+                    interval=self.interval,
+                    trends=self.trend.values(),
                 )
                 live.update(table, refresh=True)
                 return
@@ -215,7 +237,11 @@ class _Session:
         from mpnet.render.watch import watch_table
 
         table = watch_table(
-            self.state.rows(), cycles=self.state.cycles, interval=self.interval, final=True
+            self.state.rows(),
+            cycles=self.state.cycles,
+            interval=self.interval,
+            final=True,
+            trends=self.trend.values(),
         )
         if out.is_terminal:
             out.print(table)

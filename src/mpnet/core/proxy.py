@@ -71,13 +71,15 @@ class ProxyDecision:
         return self.proxy.scheme if self.proxy else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md JSON shape ``{"url", "layer", "scheme"}`` plus source and no_proxy."""
+        """The DESIGN.md JSON shape ``{"url", "layer", "scheme"}`` plus source, no_proxy and
+        the trace (every layer consulted; values redacted), so a report shows why, not only what."""
         return {
             "url": self.proxy.redacted() if self.proxy else None,
             "layer": self.layer,
             "scheme": self.scheme,
             "source": self.source,
             "no_proxy_match": self.no_proxy_match,
+            "trace": [entry.to_dict() for entry in self.trace],
         }
 
 

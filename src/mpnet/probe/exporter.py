@@ -3,7 +3,8 @@
 ``GET /probe?target=NAME[&kind=rest|ws]`` probes one exchange while Prometheus waits and
 answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`), or with the
 JSON report (findings and hints) when ``debug=true`` is added;
-``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
+``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is the status page
+of the last probes (:mod:`mpnet.probe.status`; ``format=html`` answers a probe as a page).
 
 Every scrape plans and runs its own probe; the only state scrapes share is the exporter's
 :class:`~mpnet.probe.pacing.RateGate`: after an exchange answered 429 or 418 (or its weight
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import html
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +45,8 @@ from mpnet.errors import ConfigError, UnknownExchange, UsageError
 from mpnet.probe.admission import ProbeSlots, Shed, default_max_probes
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import TARGETS, ProbePlan, build_plan
+from mpnet.probe.recent import RecentProbes
+from mpnet.probe.status import add_status_routes, report_html_response
 from mpnet.render.prometheus import prometheus_text
 
 #: Seconds kept back from Prometheus' scrape timeout for the answer to travel (blackbox's
@@ -205,6 +207,7 @@ class ProbeExporter:
         self.feed_window = feed_window
         # One gate for the process: a wait an exchange asked for holds across scrapes.
         self.gate = RateGate()
+        self.recent = RecentProbes()
 
     def names(self) -> list[str]:
         return sorted(self.profiles)
@@ -329,7 +332,7 @@ def build_app(
     slots = ProbeSlots(limit, queue)
     app = web.Application()
     app[SLOTS_KEY] = slots
-    app.router.add_get("/", _index_handler(exporter))
+    add_status_routes(app, exporter.recent, exporter.names)
     app.router.add_get("/probe", _probe_handler(exporter, slots))
     app.router.add_get("/metrics", _metrics)
     # The counters exist (at 0) from the start, so /metrics shows them before any probe.
@@ -402,6 +405,9 @@ def _probe_handler(exporter: ProbeExporter, slots: ProbeSlots) -> Handler:
             return _shed(outcome, slots, budget)
         report, budget = outcome
         probes_served().labels(exchange=plan.targets[0].profile.name, result=_outcome(report)).inc()
+        exporter.recent.add(report)
+        if request.query.get("format") == "html":
+            return report_html_response(report)
         if request.query.get("debug", "").lower() in ("1", "true", "yes"):
             # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
             return web.json_response(report.to_dict(), dumps=_indented_json)
@@ -471,24 +477,3 @@ def _indented_json(document: object) -> str:
     import json
 
     return json.dumps(document, indent=2) + "\n"
-
-
-def _index_handler(exporter: ProbeExporter) -> Handler:
-    async def index(request: web.Request) -> web.Response:
-        links = "\n".join(
-            f'<li><a href="/probe?target={html.escape(name)}">{html.escape(name)}</a> '
-            f'(<a href="/probe?target={html.escape(name)}&amp;kind=rest">rest</a>, '
-            f'<a href="/probe?target={html.escape(name)}&amp;kind=ws">ws</a>)</li>'
-            for name in exporter.names()
-        )
-        page = (
-            "<!doctype html>\n<html><head><title>mpnet exporter</title></head><body>\n"
-            "<h1>mpnet exporter</h1>\n"
-            "<p>Probe an exchange: <code>/probe?target=NAME[&amp;kind=rest|ws]</code> "
-            "(add <code>&amp;debug=true</code> for the JSON report with findings). "
-            'The exporter\'s own metrics: <a href="/metrics">/metrics</a>.</p>\n'
-            f"<ul>\n{links}\n</ul>\n</body></html>\n"
-        )
-        return web.Response(text=page, content_type="text/html")
-
-    return index

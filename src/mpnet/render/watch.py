@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich import box
 from rich.columns import Columns
@@ -13,6 +13,7 @@ from rich.text import Text
 from mpnet.core.result import PHASE_ORDER
 from mpnet.probe.watch import FeedSample, WatchRow
 from mpnet.render.probe_table import UNCORRECTED_MARK, offset_cell
+from mpnet.render.sparkline import sparkline
 
 #: Short column names for the phases, so a whole row fits an 120-column terminal.
 PHASE_ABBREVIATIONS = {
@@ -29,9 +30,15 @@ PHASE_ABBREVIATIONS = {
 
 
 def watch_table(
-    rows: Sequence[WatchRow], *, cycles: int, interval: float, final: bool = False
+    rows: Sequence[WatchRow],
+    *,
+    cycles: int,
+    interval: float,
+    final: bool = False,
+    trends: Mapping[tuple[str, str], Sequence[float | None]] | None = None,
 ) -> Table:
-    """The table ``mpnet watch`` refreshes every cycle (and prints once more at the end)."""
+    """The table ``mpnet watch`` refreshes every cycle (and prints once more at the end);
+    ``trends`` (the last latencies per exchange and target) adds a sparkline column."""
     window = max((row.window for row in rows), default=0)
     title = (
         f"mpnet watch: summary after {cycles} cycle(s)"
@@ -50,6 +57,8 @@ def watch_table(
         "header); lag: event stamp to arrival over the last data messages, corrected by the "
         "exchange's offset (u: uncorrected)."
     )
+    if trends is not None:
+        caption += "\ntrend: the last cycles' latencies, oldest first, ▁ low to █ high; ✗ failed."
     # No column rules, as mtr: fourteen columns must fit a 120-column terminal.
     table = Table(
         title=title,
@@ -70,6 +79,8 @@ def watch_table(
     table.add_column("last error")
     for name in ("fails", "drops", "reconn", "gaps", "msgs", "offset", "lag p50/p95"):
         table.add_column(name, justify="right", no_wrap=True)
+    if trends is not None:
+        table.add_column("trend", no_wrap=True)
     for row in rows:
         feed = row.feed
         table.add_row(
@@ -90,6 +101,11 @@ def watch_table(
             _messages(feed) if feed is not None else "-",
             offset_cell(row.clock),
             watch_lag_cell(row),
+            *(
+                [sparkline(trends.get((row.exchange, row.target), ()))]
+                if trends is not None
+                else []
+            ),
         )
     return table
 
