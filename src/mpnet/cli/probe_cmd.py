@@ -23,11 +23,17 @@ from mpnet.cli.options import (
     CABundleOption,
     ConfigOption,
     InsecureOption,
+    IPv4Option,
+    IPv6Option,
     NoProxyOption,
     ProfilesOption,
     ProxyOption,
+    ViaOption,
+    check_via_alone,
+    family_from,
     load_context,
     plan_probes,
+    routes_from,
 )
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import Profile
@@ -69,6 +75,9 @@ def probe(
     ] = 10.0,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
+    via: ViaOption = None,
+    ipv4: IPv4Option = False,
+    ipv6: IPv6Option = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
@@ -100,6 +109,10 @@ def probe(
     Requests to an exchange are paced to the public limit in its profile (rate_limit). After a
     429 or 418 (Retry-After, else 60 s / 120 s) nothing more is sent to that exchange during the
     wait: the remaining attempts are reported as skipped, with the reason, not as failures.
+
+    With --via ROUTE (repeatable), every target is probed over each route at once, and the
+    output compares them: the fastest per exchange and target, by how much, and which CDN edge
+    each route reached.
     """
     with guarded():
         names = list(exchanges or [])
@@ -110,10 +123,13 @@ def probe(
         if concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
         faults = parse_fault_assignments(fault, lab=lab)
+        check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
+        family = family_from(ipv4, ipv6)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         cfg, found = load_context(config, profiles)
+        routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
         chosen = [found.get(n) for n in names] if names else list(found)
 
         plan_for = functools.partial(
@@ -125,6 +141,8 @@ def probe(
             timeout=timeout,
             concurrency=concurrency,
             interval=interval,
+            routes=routes,
+            family=family,
         )
 
         # Plan (and so validate every proxy URL) before any I/O, lab or not.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from mpnet import __version__
+from mpnet.core.address import ConnectFailure
 from mpnet.core.diagnose import CLOCK_CARRIED, diagnose
+from mpnet.core.edge import Edge, edge_from_headers
 from mpnet.core.match import dig, fill_placeholders, matches
 from mpnet.core.result import Attempt, ErrorInfo, ProbeReport, ProbeResult
 from mpnet.errors import (
@@ -30,7 +33,7 @@ from mpnet.errors import (
     ProtocolError,
     TLSError,
 )
-from mpnet.net.dial import PhaseTimings
+from mpnet.net.dial import AddressReport, PhaseTimings, address_family, address_observer
 from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
@@ -50,6 +53,10 @@ CONNECTING_AT_ONCE = 4
 CONNECT_SLOT_HOLD = 0.5
 #: Phases the engine times itself, around net/'s calls.
 ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
+#: ``-4`` / ``-6`` (a target's ``family``) as the socket family dial() resolves with.
+SOCKET_FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+#: Answers whose headers name the CDN edge of the exchange (not a proxy's refusal).
+EDGE_PHASES = frozenset({Phase.HTTP, Phase.WS_UPGRADE})
 
 
 async def run_probes(
@@ -79,13 +86,20 @@ async def run_probes(
 
     prepare_network(t.tls for t in plan.targets)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    semaphore = asyncio.Semaphore(plan.concurrency)
+    # Each route is its own set of targets: ``concurrency`` attempts in flight per route, so
+    # that comparing routes does not make any of them wait for the others' attempts. (Connection
+    # set-ups stay limited across all of them: that limit is about this process's CPU.)
+    in_flight: dict[str | None, asyncio.Semaphore] = {}
+    for target in plan.targets:
+        key = target.route.name if target.route is not None else None
+        in_flight.setdefault(key, asyncio.Semaphore(plan.concurrency))
     connecting = asyncio.Semaphore(min(plan.concurrency, CONNECTING_AT_ONCE))
     monitor = acquire_shared_monitor()
     collected: list[list[Attempt]] = [[] for _ in plan.targets]
     gate = gate if gate is not None else RateGate()
 
     async def run_target(index: int, target: ProbeTarget) -> None:
+        semaphore = in_flight[target.route.name if target.route is not None else None]
         for _ in range(plan.count):
             attempt = await gate.attempt(
                 target,
@@ -116,6 +130,7 @@ async def run_probes(
             attempts=tuple(collected[i]),
             proxy=t.proxy,
             ssl=t.tls,
+            route=t.route.name if t.route is not None else None,
         )
         for i, t in enumerate(plan.targets)
     ]
@@ -145,10 +160,13 @@ async def run_attempt(
     """
     slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
     window = None
+    family_token = address_family.set(SOCKET_FAMILIES.get(target.family or "", socket.AF_UNSPEC))
+    observer_token = None
     try:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         window = monitor.open_window() if monitor is not None else None
         progress = _Progress(timeout, on_phase_end=slot.phase_ended)
+        observer_token = address_observer.set(progress.note_addresses)
         try:
             # The inner steps get the remaining budget and name their own phase on timeout;
             # this outer guard (a little later) covers the waits between them.
@@ -169,6 +187,9 @@ async def run_attempt(
             attempt = progress.failed(exc)
         ended_ns = time.perf_counter_ns()
     finally:
+        if observer_token is not None:
+            address_observer.reset(observer_token)
+        address_family.reset(family_token)
         slot.release()
         if monitor is not None and window is not None:
             # Also when cancelled: a window left open would be checked at every tick.
@@ -264,6 +285,15 @@ class _Progress:
         self.tcp_rtt_kernel_ms: float | None = None
         # The last message that did not match, kept as evidence when the data never comes.
         self.last_unmatched: str | None = None
+        # The CDN edge of the REST answer or the upgrade answer, once one arrived.
+        self.edge: Edge | None = None
+        self.connect_failures: tuple[ConnectFailure, ...] = ()
+
+    def note_addresses(self, report: AddressReport) -> None:
+        """What dial()'s DNS and TCP phases found (also when the connection failed)."""
+        self.addresses = report.addresses
+        self.address = report.address
+        self.connect_failures = tuple(ConnectFailure(a, why) for a, why in report.failures)
 
     def remaining(self) -> float:
         """Seconds left of the attempt's budget (at least a sliver, so the callee times out)."""
@@ -325,6 +355,9 @@ class _Progress:
             body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
             issuer=error.issuer if isinstance(error, TLSError) else None,
         )
+        edge = self.edge
+        if edge is None and headers and error.phase in EDGE_PHASES:
+            edge = edge_from_headers(dict(headers))
         return Attempt(
             ok=False,
             phases=dict(self.phases),
@@ -336,6 +369,8 @@ class _Progress:
             address=self.address,
             tls=self.tls,
             tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
+            edge=edge,
+            connect_failures=self.connect_failures,
         )
 
     def succeeded(self) -> Attempt:
@@ -349,6 +384,8 @@ class _Progress:
             address=self.address,
             tls=self.tls,
             tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
+            edge=self.edge,
+            connect_failures=self.connect_failures,
         )
 
 
@@ -387,6 +424,7 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
         raise
     progress.absorb(response.timings, response.peer)
     progress.phase = Phase.HTTP
+    progress.edge = edge_from_headers(response.headers)
     progress.status = response.status
     progress.server_date = response.header("date")
     progress.local_time = response.received_at
@@ -464,6 +502,7 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         raise
     try:
         progress.absorb(ws.timings, ws.peer)
+        progress.edge = edge_from_headers(ws.upgrade_headers)
         conversation = _Conversation(ws, target, progress)
         if spec.welcome is not None:
             progress.phase = Phase.FIRST_MESSAGE

@@ -82,7 +82,12 @@ def result_cell(result: ProbeResult) -> Text:
 
 def probe_table(report: ProbeReport) -> RenderableType:
     """The main table: result, phase ms, p50/p95, success ratio; the route (proxy and the layer
-    that chose it) and the TLS policy as columns when targets differ, else one line each below."""
+    that chose it) and the TLS policy as columns when targets differ, else one line each below.
+    Routes asked for (``--via``) get the comparison table instead: one row per route."""
+    from mpnet.render.routes import route_table, routed
+
+    if routed(report):
+        return route_table(report)
     results = report.results
     routes = {route_text(r) for r in results}
     policies = {tls_text(r) for r in results}
@@ -144,6 +149,24 @@ def ok_cell(result: ProbeResult) -> Text:
     return text
 
 
+def waterfall_notes(result: ProbeResult) -> dict[str, str]:
+    """Notes beside waterfall rows: the address family of the dns row, the CDN edge beside the
+    answer (``http`` or ``ws_upgrade``)."""
+    from mpnet.core.address import FAMILY_NAMES, family_of
+
+    notes: dict[str, str] = {}
+    attempt = result.addressed
+    if attempt is not None and attempt.addresses:
+        families = {family_of(a) for a in attempt.addresses} - {None}
+        count = len(attempt.addresses)
+        shown = "/".join(FAMILY_NAMES[f] for f in sorted(families) if f in FAMILY_NAMES)
+        notes["dns"] = f"{count} address{'es' if count != 1 else ''} ({shown})"
+    edge = result.edge
+    if edge.known:
+        notes["http" if "http" in result.phases else "ws_upgrade"] = f"edge {edge.label()}"
+    return notes
+
+
 def error_lines(results: Sequence[ProbeResult]) -> list[Text]:
     """One line per failed target: where it failed and the error message; one per target with
     attempts skipped for a rate-limit wait, with the wait's reason."""
@@ -197,8 +220,13 @@ def summary_line(report: ProbeReport) -> Text:
 def probe_view(report: ProbeReport, *, verbose: bool = False) -> RenderableType:
     """Table, error lines, findings, TLS warnings and (with ``verbose``) waterfalls."""
     from mpnet.render.findings import findings_section
+    from mpnet.render.routes import peer_lines, verdict_lines
 
     parts: list[RenderableType] = [probe_table(report)]
+    verdicts = verdict_lines(report)
+    if verdicts:
+        parts.append(Text(""))
+        parts.extend(verdicts)
     errors = error_lines(report.results)
     if errors:
         parts.append(Text(""))
@@ -211,15 +239,20 @@ def probe_view(report: ProbeReport, *, verbose: bool = False) -> RenderableType:
         from mpnet.render.waterfall import render_waterfall
 
         for result in report.results:
-            parts.append(Text(f"\n{result.exchange} {result.target}  {result.url}", style="bold"))
+            via = f" via {result.route}" if result.route is not None else ""
+            parts.append(
+                Text(f"\n{result.exchange} {result.target}{via}  {result.url}", style="bold")
+            )
             parts.append(
                 render_waterfall(
                     result.phases,
                     uncertain=result.uncertain_phases,
                     tcp_rtt_kernel_ms=result.tcp_rtt_kernel_ms,
+                    notes=waterfall_notes(result),
                 )
             )
             parts.extend(timing_notes(result))
+            parts.extend(peer_lines(result))
     parts.append(Text(""))
     parts.append(summary_line(report))
     return Group(*parts)
