@@ -157,9 +157,9 @@ def waterfall_notes(result: ProbeResult) -> dict[str, str]:
     notes: dict[str, str] = {}
     attempt = result.addressed
     if attempt is not None and attempt.addresses:
-        families = {family_of(a) for a in attempt.addresses} - {None}
+        families = {family_of(a) for a in attempt.addresses}
         count = len(attempt.addresses)
-        shown = "/".join(FAMILY_NAMES[f] for f in sorted(families) if f in FAMILY_NAMES)
+        shown = "/".join(name for f, name in FAMILY_NAMES.items() if f in families)
         notes["dns"] = f"{count} address{'es' if count != 1 else ''} ({shown})"
     edge = result.edge
     if edge.known:
