@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
@@ -184,6 +185,9 @@ async def _probe(
             return await run_probes(lab_plan, on_attempt=on_attempt)
 
 
+#: Width of a route comparison table on a pipe (the phases and a route name side by side).
+ROUTED_PIPE_WIDTH = 160
+
 #: Seconds between two redraws of the progress bar, at most.
 PROGRESS_REDRAW_INTERVAL = 0.1
 
@@ -251,6 +255,7 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
         write_output(prometheus_text(report), output)
     else:
         from mpnet.render.probe_table import probe_view
+        from mpnet.render.routes import routed
 
         view = probe_view(report, verbose=verbose)
         if output:
@@ -258,6 +263,16 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
 
             with open(output, "w", encoding="utf-8") as fh:
                 Console(file=fh, width=160, highlight=False).print(view)
+        elif not out.is_terminal and "COLUMNS" not in os.environ and routed(report):
+            # Piped: the route column needs room beside the phases (a file gets 160 too).
+            import sys
+
+            from rich.console import Console
+
+            wide = Console(
+                file=sys.stdout, width=ROUTED_PIPE_WIDTH, highlight=False, soft_wrap=True
+            )
+            wide.print(view)
         else:
             out.print(view)
     # TLS verification off is never silent, whatever the format.

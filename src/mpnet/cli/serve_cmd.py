@@ -23,13 +23,20 @@ from mpnet.cli.options import (
     CABundleOption,
     ConfigOption,
     InsecureOption,
+    IPv4Option,
+    IPv6Option,
     NoProxyOption,
     ProfilesOption,
     ProxyOption,
+    ViaOption,
+    check_via_alone,
+    family_from,
     load_context,
+    routes_from,
 )
 from mpnet.config.layers import NetworkOptions, cli_proxy_choice
 from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.route import Route
 
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
@@ -57,6 +64,9 @@ def serve(
     ] = 10.0,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
+    via: ViaOption = None,
+    ipv4: IPv4Option = False,
+    ipv6: IPv6Option = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
@@ -69,7 +79,9 @@ def serve(
 ) -> None:
     """Prometheus exporter: GET /probe?exchange=NAME[&target=rest|ws] probes while you wait.
 
-    /metrics has the exporter's own process metrics; / lists the exchanges.
+    /metrics has the exporter's own process metrics; / lists the exchanges. With --via
+    ROUTE (repeatable) every scrape probes each route and every series gets a route label;
+    &route=NAME (repeatable) picks routes by name per scrape.
     """
     with guarded():
         from mpnet.probe.exporter import parse_listen
@@ -82,15 +94,20 @@ def serve(
                 highlight=False,
             )
         faults = parse_fault_assignments(fault, lab=lab)
+        check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
+        family = family_from(ipv4, ipv6)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         # Refuse a malformed --proxy before binding anything.
         cli_proxy_choice(proxy, no_proxy)
         cfg, found = load_context(config, profiles)
+        routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
         try:
             run_interruptibly(
-                lambda: _serve(address, list(found), cfg, options, timeout, lab, faults),
+                lambda: _serve(
+                    address, list(found), cfg, options, timeout, lab, faults, routes, family
+                ),
                 stop_signals=(signal.SIGTERM,),
             )
         except Stopped:
@@ -106,6 +123,8 @@ async def _serve(
     timeout: float,
     lab: bool,
     faults: dict[str, Fault],
+    routes: Sequence[Route] = (),
+    family: str | None = None,
 ) -> None:
     import asyncio
 
@@ -124,6 +143,8 @@ async def _serve(
             env=os.environ,
             timeout=timeout,
             system_store=system_store,
+            routes=routes,
+            family=family,
         )
         # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
         # at start (exit 2) rather than failing every scrape.
@@ -140,9 +161,11 @@ async def _serve(
             site = web.TCPSite(runner, address.host, address.port)
             await site.start()
             port = _bound_port(runner.addresses, address.port)
+            over = f" over {len(routes)} routes ({', '.join(r.name for r in routes)})"
             err.print(
-                f"mpnet: serving probes of {len(served)} exchange(s) on {address.url(port)} "
-                f"(GET /probe?exchange=NAME, /metrics); Ctrl-C stops",
+                f"mpnet: serving probes of {len(served)} exchange(s)"
+                + (over if routes else "")
+                + f" on {address.url(port)} (GET /probe?exchange=NAME, /metrics); Ctrl-C stops",
                 highlight=False,
             )
             await asyncio.Event().wait()

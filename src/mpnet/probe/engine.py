@@ -203,6 +203,16 @@ async def run_attempt(
     )
 
 
+@contextlib.contextmanager
+def forced_family(target: ProbeTarget) -> Iterator[None]:
+    """Inside the block, dial() resolves only ``target.family`` (``-4`` / ``-6``), if set."""
+    token = address_family.set(SOCKET_FAMILIES.get(target.family or "", socket.AF_UNSPEC))
+    try:
+        yield
+    finally:
+        address_family.reset(token)
+
+
 def _setup_ends_with(target: ProbeTarget) -> str:
     """The phase that completes the connection set-up of ``target`` (the handshake's CPU)."""
     if target.url.startswith(("https:", "wss:")):
