@@ -86,9 +86,10 @@ async def run_probes(
 
     prepare_network(t.tls for t in plan.targets)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    # Each route is its own set of targets: ``concurrency`` attempts in flight per route, so
-    # that comparing routes does not make any of them wait for the others' attempts. (Connection
-    # set-ups stay limited across all of them: that limit is about this process's CPU.)
+    # Each route is its own set of targets: ``concurrency`` attempts in flight per route, so that
+    # comparing routes makes none of them wait for the others' attempts. Connection set-ups stay
+    # limited across all routes: that limit is about this process's CPU (docs/timing.md), and a
+    # per-route limit measured no faster here (bench/probe_bench.py), only with more loop lag.
     in_flight: dict[str | None, asyncio.Semaphore] = {}
     for target in plan.targets:
         key = target.route.name if target.route is not None else None
