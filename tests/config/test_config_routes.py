@@ -132,7 +132,7 @@ def test_an_exchange_is_probed_over_its_default_routes() -> None:
     ]
     tokyo = plan.targets[1]
     assert (
-        tokyo.proxy.source == "mpnet.yaml:7 exchanges.okx.routes tokyo (mpnet.yaml:2 routes.tokyo)"
+        tokyo.proxy.source == "mpnet.yaml:7 exchanges.okx.routes tokyo, mpnet.yaml:2 routes.tokyo"
     )
 
 

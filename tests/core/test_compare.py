@@ -160,3 +160,30 @@ def test_result_without_a_route_is_named_by_the_way_out_it_took() -> None:
     plain = replace(res("x", (ok(1.0),)), route=None)
     assert plain.route_name == "direct"
     assert plain.to_dict()["route"] == "direct"
+
+
+def test_uncertainty_is_that_of_the_attempts_behind_the_p50s() -> None:
+    # One attempt of five stalled badly; the p50 attempts did not: the lead stands.
+    tokyo = (ok(40.0, lag=0.2), ok(50.0, lag=0.3), ok(52.0, lag=0.4), ok(55.0, lag=60.0), ok(58.0))
+    direct = (ok(70.0, lag=0.2), ok(80.0, lag=0.1), ok(85.0, lag=0.3), ok(90.0), ok(99.0))
+    results = [res("tokyo", tokyo), res("direct", direct)]
+    assert route_verdicts(compare_routes(results)) == [
+        "okx: tokyo is 33 ms faster than direct at p50 (rest)"
+    ]
+    # The slower route's p50 attempt stalled for longer than the lead: no verdict on speed.
+    direct = (ok(70.0), ok(80.0), ok(85.0, lag=40.0), ok(90.0), ok(99.0))
+    [line] = route_verdicts(compare_routes([res("tokyo", tokyo), res("direct", direct)]))
+    assert "within the timing uncertainty" in line and "loop lag up to 40.0 ms" in line
+
+
+def test_a_tie_on_both_targets_is_one_clause_whoever_leads() -> None:
+    results = [
+        res("a", (ok(50.0, lag=9.0),)),
+        res("b", (ok(52.0, lag=9.0),)),
+        res("a", (ok(61.0, lag=9.0),), target="ws"),
+        res("b", (ok(60.0, lag=9.0),), target="ws"),
+    ]
+    assert route_verdicts(compare_routes(results)) == [
+        "okx: a and b are within the timing uncertainty at p50 (rest: 2.0 ms apart, ws: 1.0 ms "
+        "apart; loop lag up to 9.0 ms)"
+    ]

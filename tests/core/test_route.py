@@ -106,7 +106,7 @@ def test_urls_that_differ_only_in_their_password_cannot_be_told_apart() -> None:
 def test_routes_are_marked_with_what_selected_them() -> None:
     routes = parse_routes(["direct", "tokyo"], KNOWN)
     assert [r.selected_by for r in routes] == ["--via", "--via"]
-    assert routes[1].source == "--via tokyo (mpnet.yaml:2 routes.tokyo)"
+    assert routes[1].source == "--via tokyo, mpnet.yaml:2 routes.tokyo"
     assert routes[0].source == "--via direct"
     url_route = parse_routes(["http://127.0.0.1:3128"], {})[0]
     assert url_route.source == "--via"

@@ -7,9 +7,10 @@ Two passwords: one plain, and one whose reserved characters are percent-encoded 
 hint text). Each is set in each layer in turn
 (--proxy, the config file's exchange and service layers, HTTPS_PROXY / ALL_PROXY / http_proxy,
 a profile's network block, a --via route, a named route of the config file's ``routes:`` that
-the exchanges list as their default routes) and pointed at a closed port on 127.0.0.1 or at a real pproxy that
-wants other credentials, so that the proxy leg fails and its error message is produced. The
-same layers then get a malformed URL holding the password, so that the parse errors show too.
+the exchanges list as their default routes) and pointed at a closed port on 127.0.0.1 or at a
+real pproxy that wants other credentials, so that the proxy leg fails and its error message is
+produced. The same layers then get a malformed URL holding the password, so that the parse
+errors show too.
 """
 
 from __future__ import annotations

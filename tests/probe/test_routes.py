@@ -223,7 +223,7 @@ def test_a_named_route_from_the_config_file(world: World, tmp_path: Path) -> Non
     no_password(out, err)
     assert code == 0, err
     assert "route: lab-proxy = socks5h://routeuser:***@127.0.0.1:" in out
-    assert "(mpnet.yaml:2 routes.lab-proxy)" in out.replace(str(tmp_path) + "/", "")
+    assert ", mpnet.yaml:2 routes.lab-proxy)" in out.replace(str(tmp_path) + "/", "")
     [verdict] = [line for line in out.splitlines() if line.startswith("  lookalike: ")]
     assert "home" in verdict and "lab-proxy" in verdict
     code, out, err = invoke(
@@ -233,7 +233,7 @@ def test_a_named_route_from_the_config_file(world: World, tmp_path: Path) -> Non
     assert sorted({r["route"] for r in report["results"]}) == ["home", "lab-proxy"]
     via = next(r for r in report["results"] if r["route"] == "lab-proxy")
     assert via["proxy"]["source"].endswith(
-        "exchanges.lookalike.routes lab-proxy (" + str(config) + ":2 routes.lab-proxy)"
+        "exchanges.lookalike.routes lab-proxy, " + str(config) + ":2 routes.lab-proxy"
     )
     # --via picks among the named routes instead of the exchange's defaults.
     code, out, err = invoke(

@@ -1,8 +1,8 @@
 """Route comparison (pure): per exchange and target probed over more than one route, the routes
 ranked (working ones first by p50, failed ones last), and one verdict line per exchange.
 
-A difference is only called one when it is larger than what the figures may include of
-event-loop lag (the longest stall over 1 ms behind either route's figures, docs/timing.md);
+A difference is only called one when it is larger than what the two p50 figures may include of
+event-loop lag (the loop lag of the attempt behind each p50, when over 1 ms: docs/timing.md);
 otherwise the verdict says the routes are within the timing uncertainty.
 """
 
@@ -24,7 +24,8 @@ class RouteRank:
 
     ``p50_ms``/``p95_ms`` are over the route's successful attempts (None without any);
     ``delta_ms`` is how far its p50 is behind the fastest route's (None for a route that did not
-    work); ``lag_ms`` is the longest loop stall over 1 ms behind its figures (None: certain);
+    work); ``lag_ms`` is the loop lag of the attempt behind its p50, when over 1 ms (None:
+    certain);
     ``failure`` says why a route did not work (its finding code, else the failed phase).
     """
 
@@ -97,18 +98,29 @@ def failure_text(result: ProbeResult) -> str | None:
     return "not run"
 
 
+def _p50_lag(result: ProbeResult, p50: float | None) -> float | None:
+    """The loop lag of the attempt whose total is the p50 (nearest rank picks a real attempt),
+    when over the uncertainty threshold: what that figure may include of waits for the loop."""
+    if p50 is None:
+        return None
+    for attempt in result.attempts:
+        if attempt.ok and attempt.total_ms == p50:
+            return attempt.loop_lag_ms if attempt.uncertain else None
+    return None
+
+
 def _rank(result: ProbeResult) -> RouteRank:
     latency = result.latency
-    shaky = [a.loop_lag_ms for a in result.attempts if a.ok and a.uncertain]
+    p50 = latency.p50 if latency else None
     return RouteRank(
         route=result.route_name,
         ok=result.ok,
-        p50_ms=latency.p50 if latency else None,
+        p50_ms=p50,
         p95_ms=latency.p95 if latency else None,
         delta_ms=None,
         edge=result.edge,
         failure=failure_text(result),
-        lag_ms=max(lag for lag in shaky if lag is not None) if shaky else None,
+        lag_ms=_p50_lag(result, p50),
     )
 
 
@@ -225,6 +237,17 @@ def _speed_clauses(comparisons: Sequence[RouteComparison]) -> list[str]:
             key = (speed.kind, speed.best, speed.others)
             if speed.kind == "clear" and len(speed.others) > 1:
                 key = (*key[:2], (*speed.others, comparison.target))  # one clause per target
+            elif speed.kind == "close":
+                # A tie has no winner: the same routes tied on two targets are one clause.
+                same = next(
+                    (
+                        k
+                        for k in merged
+                        if k[0] == "close" and {k[1], *k[2]} == {speed.best, *speed.others}
+                    ),
+                    None,
+                )
+                key = same or key
             merged.setdefault(key, []).append((comparison.target, speed))
     clauses = []
     for (kind, best, others), items in merged.items():

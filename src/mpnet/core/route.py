@@ -59,14 +59,14 @@ class Route:
 
     @property
     def source(self) -> str:
-        """The proxy trace's detail for the ``route`` layer: ``--via tokyo (mpnet.yaml:3 ...)``."""
+        """The proxy trace's detail for the ``route`` layer: ``--via tokyo, mpnet.yaml:3 ...``."""
         chooser = self.selected_by or "route"
         if self.origin == chooser:
             # A URL given right there: the trace's value column shows it.
             return chooser
         if self.origin in ("", "built in"):
             return f"{chooser} {self.name}"
-        return f"{chooser} {self.name} ({self.origin})"
+        return f"{chooser} {self.name}, {self.origin}"
 
     def selected(self, by: str) -> Route:
         return replace(self, selected_by=by)
