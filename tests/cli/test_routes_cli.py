@@ -84,3 +84,36 @@ def test_help_documents_via_and_families() -> None:
     result = runner.invoke(get_app(), ["probe", "--help"], env={"COLUMNS": "200"})
     assert "--via" in result.stdout and "ROUTE" in result.stdout
     assert "-4" in result.stdout and "-6" in result.stdout
+
+
+def test_proxy_explain_shows_the_route_layer_per_route(config: Path) -> None:
+    import json
+
+    result = runner.invoke(
+        get_app(),
+        ["proxy", "explain", "okx", "--via", "tokyo", "--via", "direct", "--config", str(config)],
+        env={"HTTPS_PROXY": "http://corp.invalid:3128"},
+    )
+    assert result.exit_code == 0, result.stderr
+    result = runner.invoke(
+        get_app(),
+        ["proxy", "explain", "okx", "--via", "tokyo", "--via", "direct", "--config", str(config)]
+        + ["--format", "json"],
+        env={"HTTPS_PROXY": "http://corp.invalid:3128"},
+    )
+    targets = json.loads(result.stdout)["targets"]
+    assert [t["target"] for t in targets] == [
+        "rest via tokyo",
+        "rest via direct",
+        "ws via tokyo",
+        "ws via direct",
+    ]
+    tokyo = targets[0]
+    assert tokyo["decision"]["layer"] == "route"
+    assert [(e["layer"], e["verdict"]) for e in tokyo["trace"]][:2] == [
+        ("route", "won"),
+        ("cli", "unset"),
+    ]
+    assert ("env", "shadowed") in [(e["layer"], e["verdict"]) for e in tokyo["trace"]]
+    assert targets[1]["decision"]["proxy"] is None
+    assert PASSWORD not in result.stdout
