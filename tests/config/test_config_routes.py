@@ -4,6 +4,8 @@ how a plan uses them."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpnet.config.file import parse_config_text
 from mpnet.config.layers import NetworkOptions
@@ -152,3 +154,39 @@ def test_proxy_flags_turn_default_routes_off(flag: dict[str, object]) -> None:
     plan = plan_for(ROUTES, **flag)
     assert all(t.route is None for t in plan.targets)
     assert {t.proxy.layer for t in plan.targets} == {"cli"}
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from(["direct", "tokyo", "http://h:1", "socks5h://u:p@h:1080", "ftp://x", "", " "]),
+    st.text(max_size=12),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(routes=_VALUES, exchange_routes=_VALUES)
+def test_any_routes_block_loads_or_raises_a_located_config_error(
+    routes: object, exchange_routes: object
+) -> None:
+    import json
+
+    text = json.dumps({"routes": routes, "exchanges": {"okx": {"routes": exchange_routes}}})
+    try:
+        cfg = parse_config_text(text, "mpnet.yaml")
+    except InvalidConfigFile as exc:
+        assert str(exc).startswith("mpnet.yaml:")
+        assert "\n" not in str(exc)
+        return
+    for route in cfg.routes.values():
+        assert route.name in cfg.routes
+    for route in cfg.exchanges["okx"].routes if "okx" in cfg.exchanges else ():
+        assert ":" not in route.name or "://" in route.name
