@@ -3,7 +3,7 @@
 1. Concurrency: N look-alike exchanges whose REST health answers after 300 ms, probed together,
    against one alone. Goal: ratio <= 1.5 for 12.
 2. Routes: the same N look-alikes over three routes at once (direct, a local pproxy by HTTP
-   CONNECT, the same pproxy by SOCKS5), against the slowest of the three alone. Goal: ratio
+   CONNECT, another by SOCKS5), against the slowest of the three alone. Goal: ratio
    <= 1.2 (routes run concurrently). The look-alikes run in a process of their own here, as
    remote exchanges do: their TLS handshakes are not mpnet's CPU time.
 3. The ``http`` phase against curl's ``time_starttransfer - time_pretransfer`` on the same
@@ -104,32 +104,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _start_pproxy() -> tuple[subprocess.Popen[bytes], str, str]:
-    """pproxy with an HTTP and a SOCKS5 listener on 127.0.0.1; waits until both accept."""
-    http_port, socks_port = _free_port(), _free_port()
+async def _start_pproxy(scheme: str) -> tuple[subprocess.Popen[bytes], int]:
+    """One pproxy listening for ``scheme`` on 127.0.0.1; waits until it accepts."""
+    port = _free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pproxy",
-            "-l",
-            f"http://127.0.0.1:{http_port}",
-            "-l",
-            f"socks5://127.0.0.1:{socks_port}",
-        ],
+        [sys.executable, "-m", "pproxy", "-l", f"{scheme}://127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for port in (http_port, socks_port):
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            break
-    return process, f"http://127.0.0.1:{http_port}", f"socks5h://127.0.0.1:{socks_port}"
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        break
+    return process, port
 
 
 async def _serve_lookalikes(n: int, cert_file: str) -> None:
@@ -174,7 +165,11 @@ async def routes(n: int, ca_file: str, ca: trustme.CA) -> tuple[dict[str, float]
     )
     assert servers.stdout is not None and servers.stdin is not None
     ports = [int(p) for p in servers.stdout.readline().split()]
-    process, http_proxy, socks_proxy = await _start_pproxy()
+    # Two proxies, two processes: routes through different proxies do not share one relay.
+    http_process, http_port = await _start_pproxy("http")
+    socks_process, socks_port = await _start_pproxy("socks5")
+    http_proxy = f"http://127.0.0.1:{http_port}"
+    socks_proxy = f"socks5h://127.0.0.1:{socks_port}"
     try:
         profiles = [_profile(f"lookalike-{i}", port) for i, port in enumerate(ports)]
         options = NetworkOptions(ca_bundle=ca_file)
@@ -210,8 +205,9 @@ async def routes(n: int, ca_file: str, ca: trustme.CA) -> tuple[dict[str, float]
             statistics.median(together),
         )
     finally:
-        process.terminate()
-        process.wait(10)
+        for process in (http_process, socks_process):
+            process.terminate()
+            process.wait(10)
         servers.stdin.close()
         servers.wait(10)
 
