@@ -8,6 +8,12 @@ process's CPU time (microseconds per message, which a busy machine disturbs much
 alternate within every round; figures are medians over rounds. Goal: wrapper/raw >= 0.9
 (websockets backend).
 
+"wrapper + lag" is the wrapper as the probe reads its feed window: each message stamped with its
+arrival time as it comes, then, after the window, decoded as JSON and its event time (``E``, ms)
+read for its lag (:class:`mpnet.core.clock.FeedRecorder`). Its msg/s is the receive loop's (the
+rate the feed is read at while lags are measured; goal >= 0.9 of the raw client's), its CPU/msg
+the receive loop's, and "+ N us after" the decoding and lag reading after the window.
+
 Run: ``python bench/ws_throughput.py [--messages 100000] [--rounds 5]``. Everything is on
 127.0.0.1. Nothing is asserted.
 """
@@ -37,9 +43,16 @@ MESSAGE_SIZE = 200
 def _frames(count: int) -> bytes:
     """``count`` unmasked server text frames (RFC 6455 5.2) of MESSAGE_SIZE bytes each."""
     frames = []
+    stamp = int(time.time() * 1000)
     for n in range(count):
         body = json.dumps(
-            {"channel": "ticker.BTC-PERPETUAL.100ms", "seq": n, "bid": 64123.5, "ask": 64124.0}
+            {
+                "channel": "ticker.BTC-PERPETUAL.100ms",
+                "E": stamp + n,
+                "seq": n,
+                "bid": 64123.5,
+                "ask": 64124.0,
+            }
         )
         payload = (body + " " * (MESSAGE_SIZE - len(body))).encode()
         frames.append(b"\x81\x7e" + struct.pack("!H", len(payload)) + payload)
@@ -108,11 +121,13 @@ async def raw_websockets(url: str, count: int, workdir: Path) -> Timing:
         return _elapsed(started)
 
 
-def wrapper(backend: str) -> Receive:
+def wrapper(backend: str, *, lag: bool = False) -> Receive:
     async def receive(url: str, count: int, workdir: Path) -> Timing:
+        from mpnet.core.clock import MAX_LAGS, FeedRecorder, TimeField
         from mpnet.core.proxy import ProxyDecision
         from mpnet.core.tls import TLSDecision
         from mpnet.net.ws import WebSocketWrapper
+        from mpnet.probe.messages import decode_message
 
         tls = TLSDecision(
             verify=True, ca=str(workdir / "ca.pem"), ca_kind="file", layer="cli", reason="bench"
@@ -122,6 +137,25 @@ def wrapper(backend: str) -> Receive:
         try:
             await ws.send(str(count))
             started = _clocks()
+            if lag:
+                # As the probe's feed window reads (engine._Conversation.read_feed): stamp each
+                # message's arrival, decode and read E after the window.
+                pending: list[tuple[float, str | bytes]] = []
+                recv, now = ws.recv, time.time
+                for _ in range(count):
+                    raw = await recv()
+                    pending.append((now(), raw))
+                wall, cpu = _elapsed(started)
+                after = time.process_time()
+                recorder = FeedRecorder(TimeField("E", "ms"))
+                for received_at, raw in pending:
+                    recorder.observe(decode_message(raw, compression=None), received_at)
+                AFTER_WINDOW_CPU.append((time.process_time() - after) / count * 1e6)
+                record = recorder.record()
+                # Every stamp is read (the lags kept are capped at MAX_LAGS).
+                assert record.messages == count and not record.skipped, record.skipped
+                assert len(record.lags_ms) == min(count, MAX_LAGS)
+                return wall, cpu
             for _ in range(count):
                 await ws.recv()
             return _elapsed(started)
@@ -131,10 +165,14 @@ def wrapper(backend: str) -> Receive:
     return receive
 
 
+#: CPU microseconds per message spent after a "wrapper + lag" window (decoding, lag reading).
+AFTER_WINDOW_CPU: list[float] = []
+
 CLIENTS: dict[str, Receive] = {
     "raw websockets": raw_websockets,
     "wrapper websockets": wrapper("websockets"),
     "wrapper aiohttp": wrapper("aiohttp"),
+    "wrapper + lag": wrapper("websockets", lag=True),
 }
 
 
@@ -156,6 +194,7 @@ async def measure(ports: list[int], count: int, rounds: int, workdir: Path) -> N
         rate = {name: statistics.median(values) for name, values in rates.items()}
         cost = {name: statistics.median(values) for name, values in cpu.items()}
         raw = "raw websockets"
+        after_window = statistics.median(AFTER_WINDOW_CPU[-rounds:])
         print(f"{scheme}: {count} messages of {MESSAGE_SIZE} bytes, median of {rounds} rounds")
         for name in CLIENTS:
             spread = f"{min(rates[name]):,.0f}..{max(rates[name]):,.0f}"
@@ -166,6 +205,8 @@ async def measure(ports: list[int], count: int, rounds: int, workdir: Path) -> N
                     f"   wrapper/raw: {rate[name] / rate[raw]:.2f} by msg/s, "
                     f"{cost[raw] / cost[name]:.2f} by CPU"
                 )
+            if name == "wrapper + lag":
+                line += f"  (+ {after_window:.1f} us CPU/msg after the window)"
             print(line)
 
 

@@ -10,6 +10,13 @@ from typing import Any
 
 import pytest
 
+# Rich sizes mpnet's output from COLUMNS/LINES, and the tests read that output. Whoever started
+# pytest may export them, and pytest-xdist's workers inherit COLUMNS=80 LINES=24 that readline
+# put into the parent's environment: drop them before mpnet's console is created, so every run,
+# serial or on every core, renders at the width a pipe gets.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 PROXY_VARIABLES = (
     "http_proxy",
     "https_proxy",

@@ -31,7 +31,7 @@ Messages never contain a proxy password: build them from redacted URLs only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,8 @@ class Phase(StrEnum):
     PING_RTT = "ping_rtt"
     # Work before the connection proper, e.g. KuCoin's token request.
     BOOTSTRAP = "bootstrap"
+    # Messages after the first (`mpnet ws --count N`): a failure there is not a first_message one.
+    RECEIVE = "receive"
 
 
 class MpnetError(Exception):
@@ -84,12 +86,36 @@ class InvalidConfigFile(ConfigError):
     """The config file cannot be read, is not YAML, or does not match the schema."""
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` most likely misspells (``derbit`` -> ``deribit``), or None.
+
+    Case and ``-``/``_`` are ignored, as the parsers of exchange names and fault modes do.
+    """
+    import difflib
+
+    def key(text: str) -> str:
+        return text.strip().lower().replace("_", "-")
+
+    by_key = {key(choice): choice for choice in choices}
+    found = difflib.get_close_matches(key(word), list(by_key), n=1, cutoff=0.6)
+    return by_key[found[0]] if found else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, listing: str = "expected one of") -> str:
+    """``"did you mean 'deribit'?"`` when a choice is close, else ``"<listing>: a, b, c"``."""
+    options = list(choices)
+    match = closest(word, options)
+    if match is not None:
+        return f"did you mean {match!r}?"
+    return f"{listing}: {', '.join(options) or 'none'}"
+
+
 class UnknownExchange(ConfigError):
     """No profile carries the requested exchange name."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        listed = ", ".join(sorted(known)) or "none"
-        super().__init__(f"unknown exchange {name!r}; known exchanges: {listed}")
+        hint = did_you_mean(name, sorted(known), listing="known exchanges")
+        super().__init__(f"unknown exchange {name!r}; {hint}")
         self.name = name
         self.known = sorted(known)
 
@@ -231,6 +257,24 @@ class WebSocketHandshakeError(_StatusError):
 
     default_phase = Phase.WS_UPGRADE
     default_kind = "ws_upgrade_rejected"
+
+    @staticmethod
+    def describe(url: str, status: int, reason: str = "") -> str:
+        """The message for an upgrade answered with ``status``: a 2xx is a web page answering,
+        not a refusal (``reason`` defaults to the standard phrase)."""
+        from http import HTTPStatus
+
+        try:
+            phrase = reason or HTTPStatus(status).phrase
+        except ValueError:
+            phrase = reason
+        answer = f"{status} {phrase}".strip()
+        if 200 <= status < 300:
+            return (
+                f"{url} answered the WebSocket upgrade with {answer}, not 101 Switching "
+                "Protocols: it is not a WebSocket endpoint"
+            )
+        return f"server refused the WebSocket upgrade of {url}: {answer}"
 
 
 class ProbeTimeout(ProbeError):

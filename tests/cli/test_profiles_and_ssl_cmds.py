@@ -65,19 +65,40 @@ def test_validate_ok_and_broken(tmp_path: Path) -> None:
     assert "Traceback" not in stdout + stderr
 
 
+@pytest.fixture(scope="module")
+def pem_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Real CA bundles (ssl explain loads the bundle it explains), named as the rows use them."""
+    import trustme
+
+    directory = tmp_path_factory.mktemp("pem")
+    paths = {}
+    for name in ("CORP_PEM", "ENV_PEM"):
+        trustme.CA().cert_pem.write_to_path(str(directory / f"{name}.pem"))
+        paths[name] = str(directory / f"{name}.pem")
+    return paths
+
+
 @pytest.mark.parametrize(
     ("args", "env", "verify", "layer", "ca"),
     [
         (["deribit"], {}, True, "default", None),
         (["deribit", "--insecure"], {}, False, "cli", None),
-        (["deribit", "--ca-bundle", "/etc/corp.pem"], {}, True, "cli", "/etc/corp.pem"),
-        (["deribit"], {"SSL_CERT_FILE": "/env/ca.pem"}, True, "env", "/env/ca.pem"),
+        (["deribit", "--ca-bundle", "CORP_PEM"], {}, True, "cli", "CORP_PEM"),
+        (["deribit"], {"SSL_CERT_FILE": "ENV_PEM"}, True, "env", "ENV_PEM"),
         (["--url", "wss://127.0.0.1:9/ws"], {}, True, "default", None),
     ],
 )
 def test_ssl_explain_json(
-    args: list[str], env: dict[str, str], verify: bool, layer: str, ca: str | None
+    args: list[str],
+    env: dict[str, str],
+    verify: bool,
+    layer: str,
+    ca: str | None,
+    pem_files: dict[str, str],
 ) -> None:
+    args = [pem_files.get(arg, arg) for arg in args]
+    env = {key: pem_files.get(value, value) for key, value in env.items()}
+    ca = pem_files.get(ca, ca) if ca else None
     code, stdout, stderr = invoke("ssl", "explain", *args, "--format", "json", env=env)
     assert code == 0, stderr
     document = json.loads(stdout)
@@ -99,6 +120,9 @@ def test_ssl_explain_json(
 
 
 def test_ssl_explain_exchange_layer_from_config(tmp_path: Path) -> None:
+    import trustme
+
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "corp.pem"))
     config = tmp_path / "mpnet.yaml"
     config.write_text(
         "ssl: {ca_bundle: corp.pem}\n"

@@ -210,3 +210,45 @@ def test_subprocess_json(env_clean: dict[str, str]) -> None:
     # localhost does not cover 127.0.0.1: the proxy is used, by mpnet and by all five.
     assert target["decision"]["proxy"] == "http://u:***@127.0.0.1:3128"
     assert set(target["libraries"].values()) == {"http://u:***@127.0.0.1:3128"}
+
+
+def test_case_conflict_shows_both_spellings_who_reads_which_and_masks_passwords() -> None:
+    env = {
+        "https_proxy": "http://alice:lowerS3cret@lower.corp:3128",
+        "HTTPS_PROXY": "http://bob:upperS3cret@upper.corp:3128",
+        "COLUMNS": "80",
+        "TERM": "dumb",
+    }
+    result = run(["--url", "https://api.example.com/v1"], env)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "lowerS3cret" not in result.output and "upperS3cret" not in result.output
+    assert "https_proxy and HTTPS_PROXY are both set, to different values:" in text
+    block = text.split("different values:", 1)[1]
+    lower = block.index("https_proxy")
+    upper = block.index("HTTPS_PROXY")
+    assert "http://alice:***@lower.corp:3128" in block[lower:upper]
+    assert "read by mpnet, urllib, aiohttp," in block[lower:upper]
+    assert "http://bob:***@upper.corp:3128" in block[upper:]
+    assert "ignored by mpnet, urllib, aiohttp," in " ".join(block[upper:].split())
+    assert "curl reads lower case first" in " ".join(block.split())
+    assert "mpnet: http://alice:***@lower.corp:3128  (env layer, https_proxy)" in text
+
+    doc = run_json(["--url", "https://api.example.com/v1"], env)
+    (conflict,) = doc["targets"][0]["env_conflicts"]
+    assert conflict["variable"] == "https_proxy"
+    by_name = {s["name"]: s for s in conflict["spellings"]}
+    assert by_name["HTTPS_PROXY"]["read_by"] == []
+    assert by_name["https_proxy"]["read_by"] == ["mpnet", *LIBRARIES]
+    assert by_name["HTTPS_PROXY"]["value"] == "http://bob:***@upper.corp:3128"
+
+
+def test_empty_lower_case_splits_the_tools() -> None:
+    env = {"https_proxy": "", "HTTPS_PROXY": "http://upper.corp:3128"}
+    doc = run_json(["--url", "https://api.example.com/v1"], env)
+    (conflict,) = doc["targets"][0]["env_conflicts"]
+    by_name = {s["name"]: s for s in conflict["spellings"]}
+    assert by_name["https_proxy"]["value"] == "(empty)"
+    assert by_name["HTTPS_PROXY"]["read_by"] == ["curl"]
+    assert doc["targets"][0]["libraries"]["curl"] == "http://upper.corp:3128"
+    assert doc["targets"][0]["decision"]["proxy"] is None

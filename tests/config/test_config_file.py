@@ -93,6 +93,13 @@ def test_no_file_means_empty_layers(tmp_path: Path) -> None:
             "retries: 3\n",
             r"<c>:1 retries: unknown key 'retries'; expected one of proxy, ssl, exchanges",
         ),
+        ("clock: {tolerance_ms: 0}\n", r"<c>:1 clock.tolerance_ms: expected a positive number"),
+        ("clock: {tolerance_ms: fast}\n", r"<c>:1 clock.tolerance_ms: expected a positive"),
+        ("clock: {tolerance: 5}\n", r"<c>:1 clock.tolerance: unknown key 'tolerance'"),
+        (
+            "clock:\n  feed_lag_tolerance_ms: 100000000000\n",
+            r"<c>:2 clock.feed_lag_tolerance_ms: int 100000000000 is out of range",
+        ),
     ],
 )
 def test_schema_errors(text: str, expected: str) -> None:
@@ -110,3 +117,13 @@ def test_passwords_never_in_config_errors() -> None:
         with pytest.raises(InvalidConfigFile) as info:
             parse_config_text(text, "<c>")
         assert "topsecretpw" not in str(info.value), text
+
+
+def test_clock_tolerances() -> None:
+    from mpnet.core.clock import ClockTolerances
+
+    assert parse_config_text("proxy: {}\n", "<c>").clock is None
+    config = parse_config_text("clock: {tolerance_ms: 250}\n", "<c>")
+    assert config.clock == ClockTolerances(offset_ms=250.0, feed_lag_ms=1000.0)
+    config = parse_config_text("clock: {feed_lag_tolerance_ms: 3000}\n", "<c>")
+    assert config.clock == ClockTolerances(offset_ms=500.0, feed_lag_ms=3000.0)

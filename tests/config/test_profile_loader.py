@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from mpnet.config.profiles import load_profile_file, load_profiles, parse_profile_text
+from mpnet.config.profiles import (
+    load_profile_file,
+    load_profiles,
+    parse_profile_text,
+    shipped_profiles_dir,
+)
 from mpnet.errors import InvalidProfile, UnknownExchange
 
 SHIPPED = {
@@ -35,14 +40,17 @@ rest:
 
 
 def test_every_shipped_profile_loads() -> None:
-    profiles = load_profiles()
-    assert set(profiles.names()) >= SHIPPED
-    for profile in profiles:
-        assert profile.rest is not None and profile.websocket is not None, profile.name
-        assert profile.url_for(
-            "rest",
-        ).startswith("https://")  # type: ignore[union-attr]
-        assert profile.url_for("ws").startswith("wss://")  # type: ignore[union-attr]
+    files = sorted(shipped_profiles_dir().glob("*.yaml"))
+    assert {path.stem for path in files} >= SHIPPED
+    # load_profiles keys by the name inside each file: it must find every file, each once.
+    assert load_profiles().names() == sorted(path.stem for path in files)
+    for path in files:
+        profile = load_profile_file(path)
+        assert profile.name == path.stem, f"{path.name} declares name {profile.name!r}"
+        assert profile.targets == ("rest", "ws"), profile.name
+        rest, ws = profile.url_for("rest"), profile.url_for("ws")
+        assert rest is not None and rest.startswith("https://"), (profile.name, rest)
+        assert ws is not None and ws.startswith("wss://"), (profile.name, ws)
 
 
 def test_override_directory_wins_by_name(tmp_path: Path) -> None:
@@ -296,10 +304,18 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
         load_profile_file(tmp_path / "missing.yaml")
     with pytest.raises(InvalidProfile, match="is a directory"):
         load_profile_file(tmp_path)
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(InvalidProfile, match="is UTF-16 text; save it as UTF-8"):
+        load_profile_file(utf16)
     binary = tmp_path / "bin.yaml"
-    binary.write_bytes(b"\xff\xfe\x00name")
-    with pytest.raises(InvalidProfile, match="cannot read"):
+    binary.write_bytes(b"\x7fELF\x02\x01\x00\x00name: x")
+    with pytest.raises(InvalidProfile, match=r"bin.yaml: is a binary file, not YAML text$"):
         load_profile_file(binary)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(InvalidProfile, match=r"is not UTF-8 text \(byte 9 is 0xe9\)"):
+        load_profile_file(latin1)
 
 
 def test_profile_network_block_is_the_exchange_layer() -> None:
@@ -315,3 +331,140 @@ def test_password_never_in_schema_errors() -> None:
     with pytest.raises(InvalidProfile) as info:
         parse_profile_text(MINIMAL + "network: 'http://user:hunter2secret@proxy:3128'\n")
     assert "hunter2secret" not in str(info.value)
+
+
+# -- time fields ----------------------------------------------------------------------------------
+
+REST_TIME = MINIMAL + "  server_time: {path: data.0.ts, unit: ms}\n"
+WS_TIME = WS + "  ping: {send: ping, expect: pong}\n"
+
+
+def test_time_fields_load() -> None:
+    profile = parse_profile_text(
+        MINIMAL
+        + "  time: {path: /api/v1/timestamp}\n"
+        + "  server_time: {path: data, unit: ms}\n"
+        + WS.split("title: Demo\n", 1)[1]
+        + "  event_time: {path: data.time, unit: ms, kind: last_trade}\n"
+        + "  ping: {send: ping, expect: pong, server_time: {path: 0, unit: iso8601}}\n",
+        "<p>",
+    )
+    assert profile.rest is not None and profile.websocket is not None
+    assert profile.rest.server_time is not None and profile.rest.server_time.path == "data"
+    assert profile.rest.time is not None and profile.rest.time.method == "GET"
+    assert profile.rest.time_url == "https://api.example.test/api/v1/timestamp"
+    event = profile.websocket.event_time
+    assert event is not None and (event.path, event.unit, event.kind) == (
+        "data.time",
+        "ms",
+        "last_trade",
+    )
+    assert not event.is_event
+    ping = profile.websocket.ping
+    assert ping is not None and ping.server_time is not None and ping.server_time.path == "0"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            MINIMAL + "  server_time: {path: data.0.ts, unit: millis}\n",
+            r"^<p>:6 rest.server_time.unit: 'millis': expected one of s, ms, us, ns, iso8601$",
+        ),
+        (
+            MINIMAL + "  server_time: {path: data.0.ts}\n",
+            r"^<p>:6 rest.server_time.unit: required key is missing$",
+        ),
+        (
+            MINIMAL + "  server_time: {unit: ms}\n",
+            r"^<p>:6 rest.server_time.path: required key is missing$",
+        ),
+        (
+            MINIMAL + "  server_time: {path: 'data..ts', unit: ms}\n",
+            r"^<p>:6 rest.server_time.path: 'data..ts': expected names or list indices",
+        ),
+        (
+            MINIMAL + "  server_time: {path: 'data. ts', unit: ms}\n",
+            r"rest.server_time.path: 'data. ts': expected names or list indices",
+        ),
+        (
+            MINIMAL + "  server_time: {path: ts, unit: ms, kind: last_trade}\n",
+            r"^<p>:6 rest.server_time.kind: unknown key 'kind'; expected one of path, unit$",
+        ),
+        (
+            MINIMAL + "  server_time: ts\n",
+            r"^<p>:6 rest.server_time: expected a mapping, got string 'ts'$",
+        ),
+        (
+            MINIMAL + "  time: {path: /api/v1/timestamp}\n",
+            r"^<p>:6 rest.time: a time request needs server_time: where the time is in its "
+            r"answer$",
+        ),
+        (
+            REST_TIME + "  time: {path: api/v1/timestamp}\n",
+            r"^<p>:7 rest.time.path: 'api/v1/timestamp': must start with '/'$",
+        ),
+        (
+            REST_TIME + "  time: {path: /t, method: PUT}\n",
+            r"^<p>:7 rest.time.method: 'PUT': expected one of GET, POST, HEAD$",
+        ),
+        (
+            WS + "  event_time: {path: ts, unit: ms, kind: trade}\n",
+            r"^<p>:8 websocket.event_time.kind: 'trade': expected one of event, last_trade$",
+        ),
+        (
+            WS + "  event_time: {path: ts, unit: 1000}\n",
+            r"^<p>:8 websocket.event_time.unit: expected a non-empty string, got int 1000$",
+        ),
+        (
+            WS + "  ping: {frame: true, server_time: {path: ts, unit: ms}}\n",
+            r"^<p>:8 websocket.ping.server_time: a ping frame's pong carries no time to read$",
+        ),
+        (
+            WS_TIME.replace("expect: pong}", "expect: pong, server_time: {path: t, unit: h}}"),
+            r"^<p>:8 websocket.ping.server_time.unit: 'h': expected one of",
+        ),
+    ],
+)
+def test_time_fields_are_validated_with_file_line_and_key(text: str, expected: str) -> None:
+    with pytest.raises(InvalidProfile, match=expected):
+        parse_profile_text(text, "<p>")
+
+
+#: The time fields of EXCHANGES.md ("Time and event fields"), one per shipped profile.
+TIME_FIELDS = {
+    "binance": (("serverTime", "ms"), ("E", "ms", "event"), None),
+    "binance-usdm": (("serverTime", "ms"), ("E", "ms", "event"), None),
+    "okx": (("data.0.ts", "ms"), ("data.0.ts", "ms", "event"), None),
+    "bybit": (("result.timeNano", "ns"), ("ts", "ms", "event"), None),
+    "deribit": (("usOut", "us"), ("params.data.timestamp", "ms", "event"), None),
+    "coinbase": (("epochMillis", "ms"), ("timestamp", "iso8601", "event"), None),
+    "bitget": (("data.serverTime", "ms"), ("ts", "ms", "event"), None),
+    "gate": (("server_time", "ms"), ("time_ms", "ms", "event"), None),
+    "kucoin": (("data", "ms"), ("data.time", "ms", "last_trade"), None),
+    "htx": (("data", "ms"), ("ts", "ms", "event"), None),
+    "bitmex": (("timestamp", "ms"), ("data.0.timestamp", "iso8601", "event"), None),
+    "kraken": (
+        ("result.timestamp", "iso8601"),
+        ("data.0.timestamp", "iso8601", "event"),
+        ("time_out", "iso8601"),
+    ),
+    "bitfinex": (None, None, ("ts", "ms")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIME_FIELDS))
+def test_every_shipped_profile_names_its_time_fields(name: str) -> None:
+    profile = load_profiles().get(name)
+    assert profile.rest is not None and profile.websocket is not None
+    rest, event, pong = TIME_FIELDS[name]
+    server_time = profile.rest.server_time
+    assert (server_time.path, server_time.unit) == rest if rest else server_time is None
+    event_time = profile.websocket.event_time
+    got_event = (event_time.path, event_time.unit, event_time.kind) if event_time else None
+    assert got_event == event
+    ping = profile.websocket.ping
+    pong_time = ping.server_time if ping is not None else None
+    assert ((pong_time.path, pong_time.unit) if pong_time else None) == pong
+    # KuCoin's status endpoint has no time: a separate request reads it.
+    assert (profile.rest.time is not None) == (name == "kucoin")

@@ -10,11 +10,14 @@ import pytest
 
 from mpnet.core.libraries import (
     LIBRARIES,
+    CaseConflict,
+    case_conflicts,
     curl_no_proxy_match,
     library_verdicts,
     urllib_bypass,
     urllib_proxies,
 )
+from mpnet.core.proxy import resolve_proxy
 
 P = "http://corp:3128"
 Q = "http://other:8080"
@@ -259,3 +262,104 @@ def test_urllib_bypass(host: str, no_proxy: str, expected: bool) -> None:
 )
 def test_curl_no_proxy(host: str, no_proxy: str, expected: bool) -> None:
     assert curl_no_proxy_match(host, no_proxy) is expected
+
+
+# -- https_proxy and HTTPS_PROXY ------------------------------------------------------------------
+
+A = "http://lower:3128"
+B = "http://u:pw@upper:3128"
+B_SHOWN = "http://u:***@upper:3128"
+ALL_TOOLS = ("mpnet", *LIBRARIES)
+
+
+def _who(conflict: CaseConflict) -> dict[str, tuple[str, ...]]:
+    return {spelling.name: spelling.read_by for spelling in conflict.spellings}
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "read_by"),
+    [
+        (
+            "https://x.test/",
+            {"https_proxy": A, "HTTPS_PROXY": B},
+            {"https_proxy": ALL_TOOLS, "HTTPS_PROXY": ()},
+        ),
+        (
+            # Set but empty: mpnet and urllib's table let it disable HTTPS_PROXY; curl skips it.
+            "https://x.test/",
+            {"https_proxy": "", "HTTPS_PROXY": B},
+            {
+                "https_proxy": ("mpnet", "urllib", "aiohttp", "websockets", "httpx"),
+                "HTTPS_PROXY": ("curl",),
+            },
+        ),
+        (
+            # curl reads http_proxy only in lower case, and an empty one is unset.
+            "http://x.test/",
+            {"http_proxy": "", "HTTP_PROXY": B},
+            {"http_proxy": ("mpnet", "urllib", "aiohttp", "websockets", "httpx"), "HTTP_PROXY": ()},
+        ),
+        (
+            "wss://x.test/ws",
+            {"HTTPS_PROXY": B, "https_proxy": A},
+            {"HTTPS_PROXY": (), "https_proxy": ("mpnet", "websockets", "httpx", "curl")},
+        ),
+        (
+            "https://x.test/",
+            {"https_proxy": A, "NO_PROXY": ".corp", "no_proxy": ".other"},
+            {"NO_PROXY": (), "no_proxy": ALL_TOOLS},
+        ),
+    ],
+)
+def test_case_conflicts_say_which_spelling_each_tool_reads(
+    url: str, env: dict[str, str], read_by: dict[str, tuple[str, ...]]
+) -> None:
+    (conflict,) = case_conflicts(url, env)
+    assert [s.name for s in conflict.spellings] == [name for name in env if name in read_by]
+    assert _who(conflict) == read_by
+    for spelling in conflict.spellings:
+        assert set(spelling.read_by) | set(spelling.ignored_by) == set(ALL_TOOLS)
+        assert not set(spelling.read_by) & set(spelling.ignored_by)
+
+
+@pytest.mark.parametrize(
+    ("url", "env"),
+    [
+        ("https://x.test/", {"https_proxy": A, "HTTPS_PROXY": B}),
+        ("https://x.test/", {"https_proxy": "", "HTTPS_PROXY": B}),
+        ("http://x.test/", {"http_proxy": A, "HTTP_PROXY": B}),
+        ("http://x.test/", {"http_proxy": "", "HTTP_PROXY": B, "all_proxy": A}),
+        ("ws://x.test/", {"http_proxy": A, "HTTP_PROXY": B}),
+        ("wss://x.test/", {"HTTPS_PROXY": B, "https_proxy": A}),
+        ("https://x.test/", {"ALL_PROXY": B, "all_proxy": A}),
+    ],
+)
+def test_what_a_tool_reads_is_what_its_verdict_uses(url: str, env: dict[str, str]) -> None:
+    """The conflict report and the verdicts come from the same model: a tool said to read a
+    spelling holding a proxy uses that proxy, and mpnet's own decision names that spelling."""
+    verdicts = library_verdicts(url, env)
+    decision = resolve_proxy(url, env=env)
+    for conflict in case_conflicts(url, env):
+        for spelling in conflict.spellings:
+            if not env[spelling.name]:
+                continue
+            for tool in spelling.read_by:
+                if tool == "mpnet":
+                    assert decision.source == spelling.name
+                elif not verdicts[tool].startswith("error:"):
+                    assert verdicts[tool] == spelling.value, (tool, spelling)
+
+
+def test_no_conflict_when_the_values_agree_or_nobody_reads_them() -> None:
+    assert case_conflicts("https://x.test/", {"https_proxy": A, "HTTPS_PROXY": A}) == ()
+    # http_proxy does not matter to an https URL, for any tool.
+    assert case_conflicts("https://x.test/", {"http_proxy": A, "HTTP_PROXY": B}) == ()
+
+
+def test_conflict_values_are_redacted_and_names_kept_as_set() -> None:
+    (conflict,) = case_conflicts("https://x.test/", {"Https_Proxy": B, "https_proxy": A})
+    assert {s.name: s.value for s in conflict.spellings} == {
+        "Https_Proxy": B_SHOWN,
+        "https_proxy": A,
+    }
+    assert "pw" not in str(conflict.to_dict())

@@ -1,8 +1,10 @@
 """mpnet's NO_PROXY matcher against curl's own expectations (curl tests/unit/unit1614.c).
 
-The vectors live in ``shared/peer-vectors/curl-noproxy.tsv`` beside the repository checkout and
-are read at test time, never copied here. Columns: host, no_proxy value, expected match. Values
-may carry significant spaces, so lines are split on tabs only.
+The vectors are kept in the repository, in ``tests/data/curl-noproxy.tsv``: a verbatim copy of
+the team's ``shared/peer-vectors/curl-noproxy.tsv``, whose header names its source (curl's
+tests/unit/unit1614.c at curl commit 5c61e168, 2026-08-22). Refresh the copy from there, never
+by hand. Columns: host, no_proxy value, expected match. Values may carry significant spaces, so
+lines are split on tabs only.
 """
 
 from __future__ import annotations
@@ -13,15 +15,12 @@ import pytest
 
 from mpnet.core.noproxy import match_no_proxy
 
-VECTORS = Path(__file__).parents[2].parent / "shared" / "peer-vectors" / "curl-noproxy.tsv"
+VECTORS = Path(__file__).parents[1] / "data" / "curl-noproxy.tsv"
 
 
 def _load_vectors() -> list[tuple[str, str, bool]]:
-    if not VECTORS.is_file():
-        return []
     rows = []
-    lines = VECTORS.read_text(encoding="utf-8").split("\n")
-    for line in lines:
+    for line in VECTORS.read_text(encoding="utf-8").split("\n"):
         if not line or line.startswith("#"):
             continue
         host, no_proxy, expected = line.split("\t")
@@ -35,14 +34,19 @@ def _load_vectors() -> list[tuple[str, str, bool]]:
 ROWS = _load_vectors()
 
 
-@pytest.mark.skipif(not VECTORS.is_file(), reason=f"curl peer vectors not found at {VECTORS}")
-def test_vector_file_has_rows() -> None:
-    # Guards against a parser that silently drops every row.
-    assert len(ROWS) >= 70
+def test_vector_file_is_the_curl_copy_with_all_its_rows() -> None:
+    # Guards against a parser that silently drops rows, and a copy that lost its provenance.
+    assert VECTORS.read_text(encoding="utf-8").startswith(
+        "# NO_PROXY matching expectations from curl's unit test tests/unit/unit1614.c, "
+        "curl commit 5c61e168"
+    )
+    assert len(ROWS) == 78
+    assert {expected for _, _, expected in ROWS} == {True, False}
+    # The significant spaces survived the copy.
+    assert ("192.168.0.1", "192.168.0.0/16 ", True) in ROWS
 
 
-@pytest.mark.skipif(not VECTORS.is_file(), reason=f"curl peer vectors not found at {VECTORS}")
-@pytest.mark.parametrize(("host", "no_proxy", "expected"), ROWS or [("", "", False)])
+@pytest.mark.parametrize(("host", "no_proxy", "expected"), ROWS)
 def test_agrees_with_curl(host: str, no_proxy: str, expected: bool) -> None:
     # curl's unit test checks the host only, so the port plays no part: use the https default.
     matched = match_no_proxy(host, 443, no_proxy)

@@ -607,6 +607,14 @@ def test_bad_target(url: str) -> None:
 def test_to_dict_shape() -> None:
     decision = resolve_proxy("https://x.com", env={"HTTPS_PROXY": "http://u:pw12@p:3128"})
     as_dict: dict[str, Any] = decision.to_dict()
+    trace = as_dict.pop("trace")
+    assert [(t["layer"], t["value"], t["verdict"]) for t in trace] == [
+        ("cli", None, "unset"),
+        ("exchange", None, "unset"),
+        ("service", None, "unset"),
+        ("env", "http://u:***@p:3128", "won"),
+        ("default", "direct", "shadowed"),
+    ]
     assert as_dict == {
         "url": "http://u:***@p:3128",
         "layer": "env",

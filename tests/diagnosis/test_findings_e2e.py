@@ -403,11 +403,19 @@ def test_clock_skew_is_a_warning_on_a_working_probe() -> None:
     assert result["ok"]
     finding = probed.finding("binance", "rest", "CLOCK_SKEW")
     assert finding["severity"] == "warning"
-    offset = re.search(r"the local clock is ([0-9.]+) s behind the server's", finding["message"])
+    # The simulator's clock runs 5 s ahead: its serverTime says this machine is behind.
+    offset = re.search(
+        r"this machine's clock is (\d+) ms behind binance's \(offset \+\d+ ±(\d+) ms, "
+        r"from serverTime in the REST answer",
+        finding["message"],
+    )
     assert offset is not None, finding["message"]
-    assert 4.0 <= float(offset.group(1)) <= 6.5
-    assert "Date: '" in finding["message"]
+    assert abs(int(offset.group(1)) - 5000) <= int(offset.group(2)) + 1
+    assert "recvWindow" in finding["message"]
     assert "timedatectl" in finding["hint"]
+    clock = result["clock"]
+    assert clock["source"] == "rest.server_time" and clock["path"] == "serverTime"
+    assert abs(clock["offset_ms"] - 5000) <= clock["error_ms"]
 
 
 def test_socks5h_url_view_is_the_same_listener(pproxy_urls: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ Part 2 points the network layer and the probe engine at garbage servers on 127.0
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,52 @@ def test_parse_proxy_url_near_misses_raise_only_invalid_proxy_url(text: str) -> 
         assert parse_proxy_url(outcome.with_credentials()) == outcome
     else:
         assert outcome.message.startswith("--proxy")
+
+
+@SWEEP
+@given(
+    text=near_miss_proxy_urls(),
+    control=st.sampled_from("\n\r\t\x00\x1b\x7f"),
+    where=st.floats(min_value=0.0, max_value=1.0),
+)
+@example(text="http://proxy.corp:3128", control="\n", where=0.9)
+def test_a_control_character_is_named_as_such(text: str, control: str, where: float) -> None:
+    """urlsplit drops newlines and tabs silently (so two pasted URLs become one with a bad
+    port); mpnet names the character instead, wherever it is."""
+    raw = text.strip()
+    cut = 1 + int(where * max(0, len(raw) - 1))
+    outcome = _parse_or_invalid(f"x{raw[:cut]}{control}{raw[cut:]}x")
+    assert isinstance(outcome, InvalidProxyURL)
+    assert "a control character" in outcome.message
+    assert outcome.message.endswith("); a proxy URL is one line")
+    if not any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        assert f"U+{ord(control):04X})" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("http://" + "a" * 254 + ":1", "the host name is 254 characters long"),
+        (
+            "http://" + "a" * 63 + "." + "b" * 64 + ":1",
+            "is 64 characters long; DNS allows at most 63",
+        ),
+        ("http://a..b:1", "has an empty label"),
+        ("http://u:p w@h:1", "must be percent-encoded as %20"),
+        ("http://u\tx:p@h:1", "a tab (a control character"),
+    ],
+)
+def test_proxy_hosts_dns_cannot_hold_are_refused(text: str, problem: str) -> None:
+    outcome = _parse_or_invalid(text)
+    assert isinstance(outcome, InvalidProxyURL) and problem in outcome.message
+    assert "p w" not in outcome.message
+
+
+@pytest.mark.parametrize(
+    "host", ["a" * 63 + ".example", ".".join(["a" * 63] * 3 + ["b" * 61]), "[::1]", "x."]
+)
+def test_proxy_hosts_at_the_limits_are_accepted(host: str) -> None:
+    assert isinstance(_parse_or_invalid(f"http://{host}:3128"), ProxyURL)
 
 
 @SWEEP
@@ -297,10 +344,62 @@ YAML_TRAPS = (
 )
 
 
-@pytest.mark.parametrize("text", YAML_TRAPS, ids=range(len(YAML_TRAPS)))
-def test_yaml_traps_raise_located_errors(text: str) -> None:
-    _load_profile(text)
-    _load_config(text)
+#: Python tags that an unsafe loader would act on: ``os.system`` is patched to record its calls.
+PYTHON_TAG_TRAPS = (
+    "!!python/name:os.system",
+    "!!python/object/apply:os.system ['echo trap']",
+    "name: !!python/object/apply:os.system ['echo trap']",
+    "proxy: {https: !!python/object/apply:os.system ['echo trap']}",
+)
+#: Mappings tagged with a Python constructor around an otherwise valid document: the loader
+#: drops a collection's tag and reads the plain mapping, where it should refuse the tag as it
+#: does on a scalar. Nothing is executed (the tag is never constructed); the document loads.
+TAGGED_VALID_MAPPINGS = (
+    "!!python/object/apply:os.system {name: demo, title: Demo, rest: {base_url: 'https://a.b',"
+    " health: {path: /}}}",
+    "proxy: !!python/object/new:os.system {https: 'http://127.0.0.1:3128'}",
+)
+
+
+@pytest.fixture
+def os_system_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Calls a YAML trap made to ``os.system`` (recorded, never run)."""
+    calls: list[str] = []
+
+    def record(*args: object, **kwargs: object) -> int:
+        calls.append(" ".join(map(str, args)) if args else repr(kwargs))
+        return 0
+
+    monkeypatch.setattr(os, "system", record)
+    return calls
+
+
+def test_the_trap_detector_sees_an_unsafe_load(os_system_calls: list[str]) -> None:
+    # What the next test guards against: an unsafe loader runs the tag's callable.
+    yaml.unsafe_load(PYTHON_TAG_TRAPS[1])
+    assert os_system_calls == ["echo trap"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *YAML_TRAPS,
+        *PYTHON_TAG_TRAPS,
+        *TAGGED_VALID_MAPPINGS,
+    ],
+    ids=range(len(YAML_TRAPS) + len(PYTHON_TAG_TRAPS) + len(TAGGED_VALID_MAPPINGS)),
+)
+def test_yaml_traps_raise_located_errors(text: str, os_system_calls: list[str]) -> None:
+    for parse, error, path in (
+        (parse_profile_text, InvalidProfile, "sweep/p.yaml"),
+        (parse_config_text, InvalidConfigFile, "sweep/mpnet.yaml"),
+    ):
+        # Refused as a whole: a trap is never loaded into a profile or a config file.
+        with pytest.raises(error) as info:
+            parse(text, path)
+        assert type(info.value) is error
+        _assert_located(info.value, path)
+    assert os_system_calls == [], "a YAML tag ran os.system"
 
 
 @SWEEP
@@ -369,6 +468,7 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 DOCUMENTS = st.recursive(SCALARS, _containers, max_leaves=25)
 
 
+@pytest.mark.slow  # a YAML sweep: CI's slow step
 @SWEEP
 @given(document=DOCUMENTS, flow=st.booleans())
 def test_profile_and_config_from_arbitrary_yaml_documents(document: Any, flow: bool) -> None:
@@ -427,24 +527,21 @@ def mutated_profiles(draw: st.DrawFn) -> str:
     return yaml.safe_dump(document, sort_keys=draw(st.booleans()), allow_unicode=True)
 
 
-def test_every_shipped_profile_loads() -> None:
-    assert len(SHIPPED) >= 10
-    for name, text in SHIPPED.items():
-        assert parse_profile_text(text, f"{name}.yaml").name == name
-
-
+@pytest.mark.slow  # a YAML sweep: CI's slow step
 @SWEEP
 @given(text=mutated_profiles())
 def test_mutated_shipped_profiles_load_or_raise_invalid_profile(text: str) -> None:
     _load_profile(text, "profiles/mutated.yaml")
 
 
+@pytest.mark.slow  # a YAML sweep: CI's slow step
 @SWEEP
 @given(text=mutated_profiles())
 def test_mutated_profiles_as_config_files_raise_only_invalid_config_file(text: str) -> None:
     _load_config(text)
 
 
+@pytest.mark.slow  # a YAML sweep: CI's slow step
 @SWEEP
 @given(
     proxy=DOCUMENTS,
@@ -454,6 +551,13 @@ def test_mutated_profiles_as_config_files_raise_only_invalid_config_file(text: s
 def test_config_files_with_odd_network_blocks(proxy: Any, exchange: str, block: Any) -> None:
     text = yaml.safe_dump({"proxy": proxy, "exchanges": {exchange: {"proxy": block, "ssl": block}}})
     _load_config(text)
+
+
+def test_a_proxy_value_with_a_newline_gets_a_one_line_error() -> None:
+    # Found by test_config_files_with_odd_network_blocks (slow step): block='0\n0'.
+    with pytest.raises(InvalidConfigFile) as info:
+        parse_config_text('exchanges:\n  deribit:\n    proxy: "0\\n0"\n', "sweep/mpnet.yaml")
+    _assert_located(info.value, "sweep/mpnet.yaml")
 
 
 def test_profile_path_names_the_file_the_caller_gave(tmp_path: Path) -> None:

@@ -142,6 +142,21 @@ LAYERS = (
 )
 
 
+def layer_password_cases(fast: set[tuple[str, str]]) -> list[object]:
+    """Every layer with every password; the pairs not in ``fast`` are marked slow (the default
+    test command runs ``fast``, CI's slow step the rest of the matrix)."""
+    return [
+        pytest.param(
+            layer,
+            password,
+            id=f"{layer}-{password}",
+            marks=() if (layer, password) in fast else pytest.mark.slow,
+        )
+        for layer in LAYERS
+        for password in PASSWORDS
+    ]
+
+
 def make_setup(layer: str, proxy_url: str, tmp: Path, target_port: int) -> Setup:
     network = ""
     if layer == "profile":
@@ -298,8 +313,10 @@ def _proxy_url(scheme: str, password: str, host: str, port: int | str) -> str:
 # -- the audit proper ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("password", list(PASSWORDS))
-@pytest.mark.parametrize("layer", LAYERS)
+# Fast: a real pproxy's 407 reached through the exchange layer, and a dead proxy through ALL_PROXY.
+@pytest.mark.parametrize(
+    ("layer", "password"), layer_password_cases({("exchange", "plain"), ("env_all", "encoded")})
+)
 def test_every_command_hides_a_password_that_fails_at_the_proxy(
     layer: str,
     password: str,
@@ -385,8 +402,11 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("password", list(PASSWORDS))
-@pytest.mark.parametrize("layer", LAYERS)
+# Fast: three cases that between them meet all six malformations (two each, rotating).
+@pytest.mark.parametrize(
+    ("layer", "password"),
+    layer_password_cases({("flag", "plain"), ("exchange", "plain"), ("profile", "encoded")}),
+)
 def test_a_malformed_proxy_url_is_refused_without_its_password(
     layer: str, password: str, tmp_path: Path, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -467,7 +487,13 @@ async def _scrape_in_process(setup: Setup) -> list[str]:
         ):
             response = await client.get(f"/probe?{query}")
             bodies.append(await response.text())
-        bodies.append(await (await client.get("/")).text())
+        # The pages for people: the status page, a probe as HTML, the kept probe.
+        for path in (
+            "/",
+            "/probe?exchange=audits&format=html",
+            "/recent?exchange=audits&target=rest",
+        ):
+            bodies.append(await (await client.get(path)).text())
     return bodies
 
 

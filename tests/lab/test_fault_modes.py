@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from tests.lab.conftest import open_socket, wait_closed
+from tests.lab.conftest import SHIPPED_NAMES, open_socket, wait_closed
 
 from mpnet.config.profiles import ProfileSet
 from mpnet.core.match import matches
-from mpnet.errors import UnknownExchange, UsageError
+from mpnet.errors import UsageError
 from mpnet.lab import Lab
 
 
@@ -201,7 +201,7 @@ async def test_a_request_can_opt_out_of_the_exchange_fault(
 
 
 async def test_faults_are_checked_before_anything_starts(shipped: ProfileSet) -> None:
-    with pytest.raises(UnknownExchange):
+    with pytest.raises(UsageError, match="'binance' is not among the probed exchanges \\(okx\\)"):
         Lab([shipped.get("okx")], faults={"binance": "waf"})
     with pytest.raises(UsageError):
         Lab([shipped.get("okx")], faults={"okx": "drop_after"})
@@ -220,3 +220,73 @@ async def test_drop_after_zero_closes_right_after_the_ack(
         assert await wait_closed(socket.ws) == aiohttp.WSCloseCode.GOING_AWAY
     finally:
         await lab.stop()
+
+
+TIMED = [name for name in SHIPPED_NAMES if name != "bitfinex"]  # Bitfinex's ticker has no time
+
+
+async def _first_data(http: aiohttp.ClientSession, lab: Lab, name: str) -> object:
+    profile = lab.profile(name)
+    assert profile.websocket is not None
+    socket = await open_socket(http, profile, lab.client_ssl_context())
+    try:
+        for message in profile.websocket.subscribe:
+            await socket.send(message)
+        return await socket.receive_matching(profile.websocket.data_match)
+    finally:
+        await socket.ws.close()
+
+
+async def _server_time(http: aiohttp.ClientSession, lab: Lab, name: str) -> float:
+    rest = lab.profile(name).rest
+    assert rest is not None and rest.server_time is not None
+    url = rest.time_url or rest.health_url
+    async with http.get(url, ssl=lab.client_ssl_context()) as response:
+        stamp = rest.server_time.read(await response.json())
+    assert isinstance(stamp, tuple), stamp
+    return stamp[0]
+
+
+@pytest.mark.parametrize("name", TIMED)
+@pytest.mark.parametrize(
+    ("fault", "events", "server"),
+    [
+        # The simulator's whole clock moves (under the 60 s past which Gate refuses to subscribe).
+        ("clock_skew:45", 45, 45),
+        ("feed_lag:600000", -600, 0),  # only the events are stamped ten minutes back
+    ],
+)
+async def test_time_faults_move_event_times_at_the_profiles_path(
+    shipped: ProfileSet,
+    http: aiohttp.ClientSession,
+    name: str,
+    fault: str,
+    events: float,
+    server: float,
+) -> None:
+    lab = await _lab(shipped, fault, name)
+    try:
+        message = await _first_data(http, lab, name)
+        served = await _server_time(http, lab, name)
+    finally:
+        await lab.stop()
+    spec = shipped.get(name).websocket
+    assert spec is not None and spec.event_time is not None
+    stamp = spec.event_time.read(message)
+    assert isinstance(stamp, tuple), (name, stamp, message)
+    now = time.time()
+    # Tens of seconds of fault; within 10 s of it is the fault, not the test's pace.
+    assert abs(stamp[0] - now - events) < 10, (name, message)
+    assert abs(served - now - server) < 10, name
+
+
+async def test_kucoin_ticker_carries_the_real_lower_case_time_field(
+    shipped: ProfileSet, http: aiohttp.ClientSession
+) -> None:
+    lab = await _lab(shipped, None, "kucoin")
+    try:
+        message = await _first_data(http, lab, "kucoin")
+    finally:
+        await lab.stop()
+    assert isinstance(message, dict)
+    assert "time" in message["data"] and "Time" not in message["data"]

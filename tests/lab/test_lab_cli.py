@@ -23,13 +23,26 @@ from mpnet.config.profiles import load_profiles
         (["lab", "--fault", "okx"], "expected EXCHANGE=MODE"),
         (["lab", "--fault", "okx=drop_after"], "needs a value"),
         (["lab", "nowhere"], "unknown exchange 'nowhere'"),
-        (["lab", "okx", "--fault", "binance=waf"], "unknown exchange 'binance'"),
+        (["lab", "nowher"], "unknown exchange 'nowher'; known exchanges: binance"),
+        (["lab", "derbit"], "unknown exchange 'derbit'; did you mean 'deribit'?"),
+        (["lab", "--fault", "okx=wfa"], "unknown lab fault 'wfa'; did you mean 'waf'?"),
+        (["lab", "--fault", "okx=geo-blok"], "did you mean 'geo_block'?"),
+        (
+            ["lab", "okx", "--fault", "binance=waf"],
+            "--fault binance=waf: 'binance' is not among the probed exchanges (okx); name it "
+            "too, or drop this --fault",
+        ),
+        (
+            ["lab", "okx", "deribit", "--fault", "derbit=waf"],
+            "'derbit' is not among the probed exchanges (deribit, okx); did you mean 'deribit'?",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str) -> None:
-    result = CliRunner().invoke(get_app(), args)
+    result = CliRunner().invoke(get_app(), args, env={"COLUMNS": "80", "TERM": "dumb"})
     assert result.exit_code == 2
-    assert message in result.output
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr.replace("\n", "")
     assert "Traceback" not in result.output
 
 

@@ -25,6 +25,8 @@ from mpnet.lab.profile_export import write_profile
         ("slow:0.5", Fault("slow", 0.5)),
         ("drop_after:3", Fault("drop_after", 3)),
         ("clock_skew:-120", Fault("clock_skew", -120)),
+        ("feed_lag:3000", Fault("feed_lag", 3000)),
+        ("feed-lag:0.5", Fault("feed_lag", 0.5)),
         ("no_data", Fault("no_data")),
     ],
 )
@@ -44,6 +46,9 @@ def test_parse_fault(text: str, expected: Fault) -> None:
         ("slow:-1", "negative"),
         ("slow:abc", "not a number"),
         ("clock_skew:inf", "finite"),
+        ("feed_lag", r"needs a value: feed_lag:MS"),
+        ("feed_lag:-5", "negative"),
+        ("feed_lag:nan", "finite"),
     ],
 )
 def test_parse_fault_refuses(text: str, problem: str) -> None:
@@ -136,3 +141,15 @@ def test_profiles_written_back_keep_their_rate_limit(name: str, tmp_path: Path) 
     profile = load_profiles().get(name)
     loaded = load_profile_file(write_profile(profile, tmp_path / f"{name}.yaml"))
     assert loaded.rate_limit == profile.rate_limit and loaded.rate_limit is not None
+
+
+@pytest.mark.parametrize("name", ["kucoin", "kraken", "bitfinex", "bybit"])
+def test_profiles_written_back_keep_their_time_fields(name: str, tmp_path: Path) -> None:
+    profile = load_profiles().get(name)
+    loaded = load_profile_file(write_profile(profile, tmp_path / f"{name}.yaml"))
+    assert profile.rest is not None and loaded.rest is not None
+    assert loaded.rest.server_time == profile.rest.server_time
+    assert loaded.rest.time == profile.rest.time
+    assert profile.websocket is not None and loaded.websocket is not None
+    assert loaded.websocket.event_time == profile.websocket.event_time
+    assert loaded.websocket.ping == profile.websocket.ping

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -71,9 +73,8 @@ async def tls_echo_server(tls_material: TLSMaterial) -> AsyncIterator[EchoServer
         await server.close()
 
 
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts TCP connections and never says a word."""
+@contextlib.asynccontextmanager
+async def _never_answering(ssl_context: ssl.SSLContext | None) -> AsyncIterator[int]:
     hold = asyncio.Event()
     writers: list[asyncio.StreamWriter] = []
 
@@ -81,12 +82,26 @@ async def silent_server() -> AsyncIterator[int]:
         writers.append(writer)
         await hold.wait()
 
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0, ssl=ssl_context)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         hold.set()
         for writer in writers:
-            writer.close()
+            writer.transport.abort()
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """Accepts TCP connections and never says a word."""
+    async with _never_answering(None) as port:
+        yield port
+
+
+@pytest.fixture
+async def silent_tls_server(tls_material: TLSMaterial) -> AsyncIterator[int]:
+    """Completes the TLS handshake (trustme certificate for 127.0.0.1), then never answers."""
+    async with _never_answering(tls_material.server_context()) as port:
+        yield port

@@ -30,9 +30,11 @@ class ScriptedApp:
     - ``/echo``: the request's method, headers and body as JSON;
     - ``/status/{code}``: that status, with any ``?retry_after=`` as Retry-After;
     - ``/script``: pops the next ``(status, headers)`` from ``script`` (200 when empty);
-    - ``/hang``: never answers.
+    - ``/hang``: never answers;
+    - ``/held``: sends its head and the start of a body, finishes when ``release`` is set.
 
-    ``requests`` counts requests per path.
+    ``requests`` counts requests per path; ``connections.idle()`` waits until the server side
+    has closed every connection.
     """
 
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
@@ -40,6 +42,8 @@ class ScriptedApp:
     port: int = 0
     scheme: str = "http"
     _runner: web.AppRunner | None = None
+    connections: _OpenConnections | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -54,6 +58,7 @@ class ScriptedApp:
         app.router.add_get("/status/{code}", self._status)
         app.router.add_get("/script", self._script)
         app.router.add_get("/hang", self._hang)
+        app.router.add_get("/held", self._held)
         app.middlewares.append(self._count)
         return app
 
@@ -105,9 +110,69 @@ class ScriptedApp:
         status, headers = self.script.pop(0) if self.script else (200, {})
         return web.Response(status=status, text=f"answer {status}", headers=headers)
 
+    async def _held(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"held ")
+        await self.release.wait()
+        await response.write(b"released")
+        await response.write_eof()
+        return response
+
     async def _hang(self, request: web.Request) -> web.Response:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
+
+
+#: How long cleanup waits for a client to answer the server's TLS close_notify before it aborts.
+CLOSE_WAIT = 5.0
+
+
+class _OpenConnections:
+    """The server side's open connections, so that cleanup can wait until each is closed.
+
+    ``runner.cleanup()`` closes idle keep-alive connections and returns at once. Over TLS that
+    close is a close_notify exchange which ends only when the client's answer arrives; through
+    pproxy (another process) that takes a few scheduler ticks, and when the test's event loop
+    closed first, the server's socket was left open and collected later with a ResourceWarning
+    (the flaky ``test_session_follows_the_proxy_decision[https-http-connect*]``).
+    """
+
+    def __init__(self, server: web.Server) -> None:
+        self._open: dict[object, asyncio.Transport] = {}
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            self._open[handler] = transport
+            self._all_closed.clear()
+            made(handler, transport)
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            # Called from the handler's connection_lost: the socket is closed by then.
+            self._open.pop(handler, None)
+            if not self._open:
+                self._all_closed.set()
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    async def idle(self) -> None:
+        """Until no connection is open (the server side closed every one)."""
+        await self._all_closed.wait()
+
+    async def wait_closed(self) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self.idle()
+        except TimeoutError:
+            # A client that never answers close_notify: stop waiting for it.
+            for transport in list(self._open.values()):
+                transport.abort()
+            await self._all_closed.wait()
 
 
 @contextlib.asynccontextmanager
@@ -115,6 +180,8 @@ async def running_app(ssl_context: ssl.SSLContext | None = None) -> AsyncIterato
     scripted = ScriptedApp(scheme="https" if ssl_context else "http")
     runner = web.AppRunner(scripted.build(), handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
+    assert runner.server is not None
+    scripted.connections = connections = _OpenConnections(runner.server)
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     scripted.port = runner.addresses[0][1]
@@ -122,6 +189,7 @@ async def running_app(ssl_context: ssl.SSLContext | None = None) -> AsyncIterato
         yield scripted
     finally:
         await runner.cleanup()
+        await connections.wait_closed()
 
 
 @dataclass

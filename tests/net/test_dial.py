@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import sys
 
 import pytest
 
@@ -31,7 +33,9 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.dial import PhaseTimings, dial, parse_target
+from mpnet.net.dial import PhaseTimings, dial, parse_target, parse_tcp_info_rtt_ms
+
+LINUX = sys.platform.startswith("linux")
 
 # proxy listener name in the `proxies` fixture, client-side scheme (None: as listed)
 PROXY_CASES = [
@@ -85,6 +89,10 @@ async def test_dial_matrix(
     assert all(value >= 0 for value in phases.values())
     connected_port = decision.proxy.port if decision.proxy else server.port
     assert conn.peer.address == f"127.0.0.1:{connected_port}"
+    if LINUX:
+        # Through a proxy it is the round trip to the proxy, as the tcp phase is.
+        assert isinstance(conn.peer.tcp_rtt_kernel_ms, float)
+        assert conn.peer.tcp_rtt_kernel_ms >= 0
     assert conn.peer.via_proxy == (decision.proxy.redacted() if decision.proxy else None)
     if secure:
         assert conn.peer.tls is not None
@@ -224,6 +232,27 @@ async def test_certificate_failure_through_proxy(
     finally:
         await server.close()
     assert (caught.value.phase, caught.value.kind) == (Phase.TLS, "expired")
+    assert caught.value.issuer and "trustme" in caught.value.issuer
+
+
+async def test_contexts_are_shared_and_never_changed_per_connection(
+    tls_material: TLSMaterial, tls_echo_server: EchoServer
+) -> None:
+    from mpnet.net.tls import HTTP_ALPN, context_for
+
+    context = context_for(tls_material.verify_decision(), alpn=HTTP_ALPN)
+    recording_class = context.sslobject_class
+    for _ in range(3):
+        conn = await dial(
+            f"https://127.0.0.1:{tls_echo_server.port}/",
+            proxy=direct_decision(),
+            tls=tls_material.verify_decision(),
+            alpn=list(HTTP_ALPN),
+            timeout=10,
+        )
+        assert conn.writer.get_extra_info("sslcontext") is context
+        await conn.aclose()
+    assert context.sslobject_class is recording_class
 
 
 async def test_insecure_still_reports_the_certificate(tls_material: TLSMaterial) -> None:
@@ -271,12 +300,15 @@ async def test_timeout_names_the_running_phase(
         )
     else:
         url, decision = f"https://127.0.0.1:{silent_server}/", direct_decision()
+    budget = 0.5
     with pytest.raises(ProbeTimeout) as caught:
         await dial(
-            url, proxy=decision, tls=tls_material.verify_decision(), timeout=0.2, timings=timings
+            url, proxy=decision, tls=tls_material.verify_decision(), timeout=budget, timings=timings
         )
     assert caught.value.phase is phase
     assert timings.tcp is not None
+    # The phase that ran out keeps the time spent in it (a lower bound only: no timing ceiling).
+    assert timings.to_dict()[str(phase)] >= 0.8 * budget
 
 
 @pytest.mark.parametrize(
@@ -357,6 +389,8 @@ async def test_https_proxy_with_an_untrusted_certificate(
         )
     assert (caught.value.phase, caught.value.kind) == (Phase.PROXY, "untrusted")
     assert "proxy" in str(caught.value)
+    # The proxy's certificate, issued by the other CA, is still named.
+    assert caught.value.issuer and "trustme" in caught.value.issuer
 
 
 @pytest.mark.parametrize(
@@ -397,3 +431,142 @@ async def test_proxy_cannot_reach_the_target(
             timeout=10,
         )
     assert caught.value.phase is Phase.PROXY
+
+
+# -- kernel TCP RTT -----------------------------------------------------------------------------
+
+
+def _tcp_info(length: int, *, rtt_us: int, min_rtt_us: int | None) -> bytes:
+    """A struct tcp_info of ``length`` bytes: tcpi_rtt at byte 68, tcpi_min_rtt at byte 148."""
+    info = bytearray(length)
+    if length >= 72:
+        struct.pack_into("=I", info, 68, rtt_us)
+    if min_rtt_us is not None and length >= 152:
+        struct.pack_into("=I", info, 148, min_rtt_us)
+    return bytes(info)
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        pytest.param(_tcp_info(232, rtt_us=1500, min_rtt_us=700), 0.7, id="min-rtt-preferred"),
+        pytest.param(_tcp_info(152, rtt_us=1500, min_rtt_us=700), 0.7, id="min-rtt-just-fits"),
+        pytest.param(
+            _tcp_info(232, rtt_us=1500, min_rtt_us=0xFFFFFFFF), 1.5, id="min-rtt-no-sample"
+        ),
+        pytest.param(_tcp_info(104, rtt_us=2250, min_rtt_us=None), 2.25, id="old-kernel-rtt"),
+        pytest.param(_tcp_info(151, rtt_us=2250, min_rtt_us=None), 2.25, id="min-rtt-cut"),
+        pytest.param(_tcp_info(104, rtt_us=0, min_rtt_us=None), None, id="no-sample-yet"),
+        pytest.param(_tcp_info(71, rtt_us=0, min_rtt_us=None), None, id="too-short"),
+        pytest.param(b"", None, id="empty"),
+    ],
+)
+def test_parse_tcp_info(info: bytes, expected: float | None) -> None:
+    assert parse_tcp_info_rtt_ms(info) == expected
+
+
+@pytest.mark.skipif(not LINUX, reason="TCP_INFO is Linux's")
+async def test_kernel_rtt_on_loopback(tls_material: TLSMaterial, echo_server: EchoServer) -> None:
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=direct_decision(),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    rtt = conn.peer.tcp_rtt_kernel_ms
+    assert isinstance(rtt, float)
+    assert rtt >= 0
+
+
+async def test_kernel_rtt_is_none_when_getsockopt_fails(
+    monkeypatch: pytest.MonkeyPatch, echo_server: EchoServer
+) -> None:
+    real_getsockopt = socket.socket.getsockopt
+    asked: list[int] = []
+
+    def refusing_getsockopt(self: socket.socket, level: int, option: int, *args: int) -> object:
+        if option == getattr(socket, "TCP_INFO", None):
+            asked.append(option)
+            raise OSError(95, "Operation not supported")
+        return real_getsockopt(self, level, option, *args)
+
+    monkeypatch.setattr(socket.socket, "getsockopt", refusing_getsockopt)
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=direct_decision(),
+        tls=insecure_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    assert conn.peer.tcp_rtt_kernel_ms is None
+    assert asked or not LINUX  # on Linux the option was really asked for
+
+
+# -- TCP_NODELAY and one write per request head -------------------------------------------------
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> int:
+    sock = transport.get_extra_info("socket")
+    assert sock is not None
+    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+@pytest.mark.parametrize(("proxy_name", "scheme"), PROXY_CASES)
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
+async def test_dialed_sockets_have_tcp_nodelay(
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    echo_server: EchoServer,
+    tls_echo_server: EchoServer,
+    proxy_name: str | None,
+    scheme: str | None,
+    secure: bool,
+) -> None:
+    # Nagle plus delayed ACK holds small writes back ~40 ms behind a proxy (LIBRARY-NOTES).
+    server = tls_echo_server if secure else echo_server
+    conn = await dial(
+        f"{'https' if secure else 'http'}://127.0.0.1:{server.port}/",
+        proxy=_proxy(proxies, proxy_name, scheme),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    try:
+        assert _nodelay(conn.writer.transport) == 1
+    finally:
+        await conn.aclose()
+
+
+class _WriteRecorder:
+    """Records every StreamWriter.write call (the bytes handed over in each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[bytes] = []
+        real_write = asyncio.StreamWriter.write
+
+        def write(writer: asyncio.StreamWriter, data: bytes) -> None:
+            self.calls.append(bytes(data))
+            real_write(writer, data)
+
+        monkeypatch.setattr(asyncio.StreamWriter, "write", write)
+
+
+async def test_connect_request_is_one_write(
+    monkeypatch: pytest.MonkeyPatch,
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    echo_server: EchoServer,
+) -> None:
+    writes = _WriteRecorder(monkeypatch)
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=_proxy(proxies, "http_auth", None),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    await conn.aclose()
+    assert len(writes.calls) == 1
+    head = writes.calls[0]
+    assert head.startswith(f"CONNECT 127.0.0.1:{echo_server.port} HTTP/1.1\r\n".encode())
+    assert b"Proxy-Authorization: Basic " in head
+    assert head.endswith(b"\r\n\r\n")

@@ -3,6 +3,9 @@ on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -37,7 +40,9 @@ from mpnet.net.http import (
     is_retryable_status,
     request_with_retry,
     timed_request,
+    translate_client_error,
 )
+from mpnet.net.tls import VERIFY_KINDS
 
 
 @pytest.fixture
@@ -159,6 +164,57 @@ async def test_timed_request_sends_json_and_default_headers(app: ScriptedApp) ->
     assert seen["headers"]["X-Probe"] == "yes"
     assert seen["headers"]["Host"] == f"127.0.0.1:{app.port}"
     assert response.header("content-type") == response.header("CONTENT-TYPE") is not None
+
+
+async def test_request_head_and_body_are_one_write(
+    monkeypatch: pytest.MonkeyPatch, app: ScriptedApp
+) -> None:
+    writes: list[bytes] = []
+    real_write = asyncio.StreamWriter.write
+
+    def write(writer: asyncio.StreamWriter, data: bytes) -> None:
+        writes.append(bytes(data))
+        real_write(writer, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", write)
+    response = await timed_request(
+        "POST",
+        app.url("/echo"),
+        proxy=direct_decision(),
+        tls=insecure_decision(),
+        timeout=5,
+        json_body={"op": "ping"},
+    )
+    assert response.json()["body"] == '{"op":"ping"}'
+    # One write, so one segment (TCP_NODELAY) or one TLS record carries head and body.
+    assert len(writes) == 1
+    assert writes[0].startswith(b"POST /echo HTTP/1.1\r\n")
+    assert writes[0].endswith(b'\r\n\r\n{"op":"ping"}')
+
+
+@pytest.mark.parametrize(
+    ("proxy_name", "scheme"),
+    [*PATHS, pytest.param("socks5", None, id="socks5"), pytest.param("socks4", None, id="socks4")],
+)
+async def test_session_sockets_have_tcp_nodelay(
+    manager: HTTPSessionManager,
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    tls_app: ScriptedApp,
+    proxy_name: str | None,
+    scheme: str | None,
+) -> None:
+    session = await manager.get_session(
+        "s", proxy=_proxy(proxies, proxy_name, scheme), tls=tls_material.verify_decision()
+    )
+    async with session.get(tls_app.url("/held")) as response:
+        # The body is not complete yet, so the connection is still the response's.
+        assert response.connection is not None and response.connection.transport is not None
+        sock = response.connection.transport.get_extra_info("socket")
+        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        tls_app.release.set()
+        assert await response.read() == b"held released"
+    assert nodelay == 1
 
 
 async def test_timed_request_lets_headers_replace_defaults(app: ScriptedApp) -> None:
@@ -298,6 +354,30 @@ async def test_timed_request_times_out_in_the_http_phase(app: ScriptedApp) -> No
     assert caught.value.phase == Phase.HTTP
     # the phases that completed stay on the error, for the failed attempt's waterfall
     assert {"dns", "tcp"} <= set(caught.value.timings.to_dict())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("proxy_name", [None, "http"], ids=["direct", "http-connect"])
+async def test_http_timeout_keeps_the_time_spent_waiting(
+    proxies: dict[str, str],
+    tls_material: TLSMaterial,
+    silent_tls_server: int,
+    proxy_name: str | None,
+) -> None:
+    budget = 1.0
+    with pytest.raises(ProbeTimeout) as caught:
+        await timed_request(
+            "GET",
+            f"https://127.0.0.1:{silent_tls_server}/",
+            proxy=_proxy(proxies, proxy_name),
+            tls=tls_material.verify_decision(),
+            timeout=budget,
+        )
+    assert caught.value.phase is Phase.HTTP
+    phases = caught.value.timings.to_dict()  # type: ignore[attr-defined]
+    assert {"dns", "tcp", "tls", "http"} <= set(phases)
+    # Everything but the quick loopback dial went to waiting for the answer (a lower bound
+    # only: no assertion on how long anything may take).
+    assert phases["http"] >= 0.8 * budget
 
 
 async def test_timed_request_refused_port() -> None:
@@ -679,3 +759,47 @@ async def test_https_proxy(
     assert timed.json() == pooled.json() == {"ok": True}
     assert "proxy" in timed.timings.to_dict()
     assert server.requests == {"/json": 2}
+
+
+# -- one TLS verify-code table ------------------------------------------------------------------
+
+
+def _verify_error(code: int) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"certificate verify failed: code {code}")
+    error.verify_code = code
+    error.verify_message = f"code {code}"
+    return error
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(VERIFY_KINDS.items()))
+def test_aiohttp_path_uses_the_one_verify_table(code: int, kind: str) -> None:
+    from aiohttp import ClientConnectorCertificateError
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("example.test", 443, True, True, None, None, None)
+    translated = translate_client_error(
+        ClientConnectorCertificateError(key, _verify_error(code)),
+        url="https://example.test/",
+        proxy=None,
+    )
+    assert isinstance(translated, TLSError)
+    assert (translated.kind, translated.phase) == (kind, Phase.TLS)
+
+
+async def test_aiohttp_path_names_the_refused_certificate(
+    manager: HTTPSessionManager, tls_material: TLSMaterial
+) -> None:
+    # Signed by a CA nobody trusts: OpenSSL code 20 (unable to get local issuer certificate),
+    # one of the codes the old copy of the table in http.py did not have.
+    session = await manager.get_session(
+        "t", proxy=direct_decision(), tls=tls_material.verify_decision()
+    )
+    async with running_app(tls_material.untrusted_context()) as server:
+        with pytest.raises(TLSError) as caught:
+            await request_with_retry("GET", server.url("/json"), session=session, max_attempts=1)
+    cause = caught.value.__cause__
+    verify_error = getattr(cause, "certificate_error", cause)
+    assert getattr(verify_error, "verify_code", None) == 20
+    assert caught.value.kind == VERIFY_KINDS[20] == "untrusted"
+    assert caught.value.issuer and "trustme" in caught.value.issuer
+    assert caught.value.issuer in caught.value.message

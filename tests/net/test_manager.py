@@ -15,7 +15,7 @@ from mpnet.config.model import ConfigFile, ExchangeNetwork
 from mpnet.config.profiles import ProfileSet
 from mpnet.core.proxy_url import parse_proxy_url
 from mpnet.errors import InvalidProxyURL, UnknownExchange, UsageError
-from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager, network_manager
+from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager
 
 
 def _manager(env: dict[str, str] | None = None) -> NetworkConnectionManager:
@@ -95,9 +95,29 @@ def test_use_config_is_a_named_singleton() -> None:
     assert type(USE_CONFIG)() is USE_CONFIG
 
 
-def test_package_exports_the_manager() -> None:
-    assert mpnet.network_manager is network_manager
-    assert isinstance(network_manager, mpnet.NetworkConnectionManager)
+def test_package_network_manager_follows_the_live_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The documented entry point (`from mpnet import network_manager`) reads os.environ when it
+    # decides, not a copy taken at import: a proxy set later is used, one removed is not.
+    from mpnet import network_manager as shared
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    decision, _ = shared.decide("https://api.example.test/")
+    assert decision.layer == "env" and decision.proxy is not None
+    assert decision.proxy.port == 3128
+    monkeypatch.delenv("HTTPS_PROXY")
+    decision, _ = shared.decide("https://api.example.test/")
+    assert decision.layer == "default" and decision.proxy is None
+
+
+def test_package_exports_resolve_and_unknown_names_fail() -> None:
+    # Every name `mpnet` advertises is importable from it (its lazy table has no stale entry).
+    missing = [name for name in mpnet.__all__ if not hasattr(mpnet, name)]
+    assert missing == []
+    assert isinstance(mpnet.network_manager, mpnet.NetworkConnectionManager)
+    with pytest.raises(AttributeError, match="'no_such_name'"):
+        mpnet.no_such_name  # noqa: B018
 
 
 # -- test_connectivity --------------------------------------------------------------------------
@@ -309,3 +329,49 @@ async def test_refused_upgrade_keeps_the_completed_phases(
     assert (result.error.phase, result.error.status) == ("ws_upgrade", 403)
     assert {"dns", "tcp", "proxy"} <= set(result.phases)
     assert result.to_dict()["error"]["kind"] == "ws_upgrade_rejected"
+
+
+# -- the server's clock -------------------------------------------------------------------------
+
+
+async def test_http_connectivity_reads_the_date_header_as_the_coarse_clock(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    result = await nm.test_connectivity(app.url("/json"), connection_type="http")
+    clock = result.clock
+    assert clock is not None and clock.source == "date" and clock.coarse
+    assert clock.offset_ms is not None and clock.error_ms is not None
+    assert abs(clock.offset_ms) <= clock.error_ms  # the same machine's clock
+    assert result.to_dict()["clock"]["source"] == "date"
+
+
+async def test_http_connectivity_reads_the_exchanges_time_field() -> None:
+    from mpnet.config.profiles import load_profiles
+    from mpnet.lab import Lab
+
+    async with Lab([load_profiles().get("binance")], faults={"binance": "clock_skew:2"}) as lab:
+        profile = lab.profile("binance")
+        manager = NetworkConnectionManager(
+            config=ConfigFile(), profiles=ProfileSet({"binance": profile}), env={}
+        )
+        async with manager:
+            assert profile.rest is not None
+            result = await manager.test_connectivity(
+                profile.rest.health_url,
+                connection_type="http",
+                exchange_name="binance",
+                ca_bundle=lab.ca_file,
+            )
+            elsewhere = await manager.test_connectivity(
+                profile.rest.base_url + "/api/v3/ping",
+                connection_type="http",
+                exchange_name="binance",
+                ca_bundle=lab.ca_file,
+            )
+    clock = result.clock
+    assert clock is not None and clock.source == "rest.server_time" and clock.path == "serverTime"
+    assert clock.offset_ms is not None and clock.error_ms is not None
+    assert abs(clock.offset_ms - 2000) <= clock.error_ms
+    assert result.to_dict()["clock"]["offset_ms"] == pytest.approx(clock.offset_ms, abs=0.001)
+    # Another path of the same exchange carries no time field: only its Date (a 404 here).
+    assert elsewhere.clock is not None and elsewhere.clock.source == "date"

@@ -158,3 +158,20 @@ def test_insecure_tls_is_reported_on_success() -> None:
     rep = report(result("gate", "rest", (ok_attempt(REST_PHASES),), ssl=insecure()))
     out = cases(parse(rep))["gate", "rest"].findtext("system-out") or ""
     assert "verification OFF" in out and "TLS verification is OFF" in out
+
+
+def test_clock_offset_and_feed_lag_in_the_test_case_text() -> None:
+    from dataclasses import replace
+
+    from mpnet.core.clock import SOURCE_REST, ClockSample, FeedRecorder, TimeField
+
+    sample = ClockSample(
+        SOURCE_REST, "serverTime", 1_800_000_000.0, 1_800_000_000.02, 1_800_000_001.51, 0.001, "x"
+    )
+    rest = replace(ok_attempt({"http": 20.0}), clock=sample)
+    recorder = FeedRecorder(TimeField("E", "ms"))
+    recorder.observe({"E": 1_800_000_000_000}, 1_800_000_000.25)
+    ws = replace(ok_attempt({"ws_upgrade": 2.0}), feed=recorder.record(duration_s=1.0))
+    out = junit_xml(report(result("okx", "rest", (rest,)), result("okx", "ws", (ws,))))
+    assert "clock offset (ms): +1500.0 ±11.0 (rest.server_time" in out
+    assert "feed lag (ms): p50 250.0 p95 250.0 max 250.0 (uncorrected; 1 messages)" in out

@@ -105,22 +105,20 @@ def test_cert_expiry_status_and_counts() -> None:
     assert value(found, "mpnet_probe_tls_cert_expiry_timestamp_seconds", **rest) == expiry
     assert value(found, "mpnet_probe_http_status_code", **rest) == 200
     assert value(found, "mpnet_probe_http_status_code", exchange="binance", target="ws") == 451
-    assert value(found, "mpnet_probe_attempts_total", **rest) == 2
-    assert value(found, "mpnet_probe_successes_total", **rest) == 2
-    assert value(found, "mpnet_probe_successes_total", exchange="binance", target="ws") == 0
+    assert value(found, "mpnet_probe_attempts", **rest) == 2
+    assert value(found, "mpnet_probe_successes", **rest) == 2
+    assert value(found, "mpnet_probe_successes", exchange="binance", target="ws") == 0
 
 
-def test_latency_quantiles_over_successes_only() -> None:
+def test_latency_percentiles_over_successes_only() -> None:
     found = samples(MIXED)
     rest = {"exchange": "binance", "target": "rest"}
     low, high = sorted([10.0, sum(REST_PHASES.values())])
-    assert value(found, "mpnet_probe_latency_seconds", quantile="0.5", **rest) == pytest.approx(
-        low / 1000
-    )
-    assert value(found, "mpnet_probe_latency_seconds", quantile="0.95", **rest) == pytest.approx(
-        high / 1000
-    )
-    assert "mpnet_probe_latency_seconds" not in names_for(found, "binance", "ws")
+    assert value(found, "mpnet_probe_latency_p50_seconds", **rest) == pytest.approx(low / 1000)
+    assert value(found, "mpnet_probe_latency_p95_seconds", **rest) == pytest.approx(high / 1000)
+    ws_names = names_for(found, "binance", "ws")
+    assert "mpnet_probe_latency_p50_seconds" not in ws_names
+    assert "mpnet_probe_latency_p95_seconds" not in ws_names
 
 
 def test_findings_counted_by_code() -> None:

@@ -71,7 +71,7 @@ async def test_probe_of_a_lab_exchange_rest_succeeds(exporter: str) -> None:
     labels = {"exchange": "okx", "target": "rest"}
     assert pick(samples, "mpnet_probe_success", **labels) == 1
     assert pick(samples, "mpnet_probe_http_status_code", **labels) == 200
-    assert pick(samples, "mpnet_probe_attempts_total", **labels) == 1
+    assert pick(samples, "mpnet_probe_attempts", **labels) == 1
     assert pick(samples, "mpnet_probe_proxy_info", layer="default", scheme="direct", **labels) == 1
     assert pick(samples, "mpnet_probe_tls_verify", **labels) == 1
     # The lab's certificates carry a real expiry date.
@@ -134,8 +134,9 @@ async def test_concurrent_scrapes_are_independent(exporter: str) -> None:
     ("query", "expected"),
     [
         ("exchange=nosuch", "unknown exchange 'nosuch'; known exchanges: binance"),
-        ("exchange=okx&target=ftp", "unknown target 'ftp'; expected one of: rest, ws"),
-        ("", "missing ?exchange=NAME; known exchanges: binance"),
+        ("exchange=okx&target=ftp", "unknown kind 'ftp'; expected one of: rest, ws"),
+        ("target=okx&kind=ftp", "unknown kind 'ftp'; expected one of: rest, ws"),
+        ("", "missing ?target=EXCHANGE; known exchanges: binance"),
     ],
 )
 async def test_bad_requests_get_400_and_one_line(exporter: str, query: str, expected: str) -> None:
@@ -153,7 +154,9 @@ async def test_scrape_timeout_header_cuts_a_slow_probe(exporter: str) -> None:
     assert status == 200
     samples = parse(body)
     assert pick(samples, "mpnet_probe_success", exchange=SLOW, target="rest") == 0
-    assert pick(samples, "mpnet_probe_timeout_seconds") == pytest.approx(1.0)
+    assert pick(samples, "mpnet_probe_timeout_seconds", exchange=SLOW, target="rest") == (
+        pytest.approx(1.0)
+    )
     assert (
         "mpnet_probe_http_status_code",
         frozenset({("exchange", SLOW), ("target", "rest")}),
@@ -174,7 +177,7 @@ async def test_metrics_has_process_metrics_and_served_probes(exporter: str) -> N
 async def test_index_links_probes_and_metrics(exporter: str) -> None:
     status, content_type, body = await get(exporter)
     assert status == 200 and content_type.startswith("text/html")
-    assert 'href="/probe?exchange=okx"' in body and 'href="/metrics"' in body
+    assert 'href="/probe?target=okx"' in body and 'href="/metrics"' in body
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])

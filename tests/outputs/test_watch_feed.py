@@ -240,3 +240,19 @@ def test_the_runner_refuses_a_state_that_does_not_line_up() -> None:
     plan = plan_for([PROFILES.get("okx")], None)
     with pytest.raises(ValueError, match="line up"):
         WatchRunner(plan, WatchState([("binance", "ws")]))
+
+
+async def test_a_feed_reports_its_lags_and_its_pongs_clock() -> None:
+    """Kraken's simulator stamps its data 1.5 s in the past; its pong carries its clock."""
+    async with lab_for("kraken", faults={"kraken": "feed_lag:1500"}) as lab:
+        plan = plan_for([lab.profile("kraken")], lab.ca_file)
+        state = state_for(plan)
+        async with runner_for(plan, state, 5) as runner:
+            await runner.run(interval=1.0, count=2)
+    [row] = state.rows()
+    assert row.feed is not None and row.feed.lags_ms
+    assert row.clock is not None and row.clock.source == "websocket.ping.server_time"
+    assert row.clock.offset_ms is not None and row.clock.error_ms is not None
+    assert abs(row.clock.offset_ms) <= row.clock.error_ms
+    assert row.lag_corrected and row.lag_p50_ms is not None
+    assert row.lag_p50_ms >= 1500 - row.clock.error_ms

@@ -188,8 +188,9 @@ def test_table_and_lines_show_feed_columns_and_dashes_for_rest() -> None:
     rest, ws, down = (
         line for line in text.splitlines() if line.lstrip().startswith(("okx", "der"))
     )
-    assert rest.split()[-3:] == ["-", "-", "-"]
-    assert ws.split()[-4:] == ["3", "4", "(812)", "5"]
+    # The last two columns are the clock offset and the feed lag: none measured here.
+    assert rest.split()[-5:] == ["-", "-", "-", "-", "-"]
+    assert ws.split()[-6:] == ["3", "4", "(812)", "5", "-", "-"]
     # 4 disconnects and 3 reconnects during the first interval: flapping, with its count.
     assert "flapping 4 2.5" in ws and "DOWN" in down
     lines = [watch_line(row, cycle=1) for row in state.rows()]
@@ -287,3 +288,58 @@ def test_a_skipped_cycle_is_neither_loss_nor_success() -> None:
     )
     text = render(watch_table(state.rows(), cycles=2, interval=1))
     assert "SKIP" in text and "rate-limit wait (http_429), 6 s left" in text
+
+
+# -- clock offset and feed lag -----------------------------------------------------------------
+
+
+def timed(ms: float, *, offset_s: float, trip_s: float) -> Attempt:
+    """A REST cycle whose answer said the server's clock read ``offset_s`` ahead of ours."""
+    from dataclasses import replace
+
+    from mpnet.core.clock import SOURCE_REST, ClockSample
+
+    sent = 1_796_289_266.0
+    clock = ClockSample(
+        SOURCE_REST, "serverTime", sent, sent + trip_s, sent + trip_s / 2 + offset_s, 0.001
+    )
+    return replace(ok(ms), clock=clock)
+
+
+def test_rest_rows_show_the_best_offset_of_the_window() -> None:
+    state = WatchState([("okx", "rest")])
+    state.record_cycle([timed(10, offset_s=2.0, trip_s=0.2)])
+    state.record_cycle([timed(10, offset_s=2.1, trip_s=0.02)])  # the shorter round trip wins
+    state.record_cycle([timed(10, offset_s=2.5, trip_s=0.1)])
+    [row] = state.rows()
+    assert row.clock is not None and row.clock.offset_ms is not None
+    assert row.clock.offset_ms == pytest.approx(2100.0)
+    assert row.clock.error_ms == pytest.approx(11.0)
+    assert "offset +2100±11.0 ms" in watch_line(row, cycle=3)
+
+
+def test_feed_lag_rolls_and_is_corrected_by_the_same_exchanges_offset() -> None:
+    state = WatchState([("okx", "rest"), ("okx", "ws"), ("bybit", "ws")])
+    lags = tuple(float(x) for x in range(-1900, -1800, 10))  # uncorrected: ours is 2 s behind
+    state.record_cycle(
+        [timed(10, offset_s=2.0, trip_s=0.02), feed_ok(1.0), feed_ok(1.0)],
+        None,
+        [None, up(1.0, lags_ms=lags), up(1.0, lags_ms=(120.0, 130.0))],
+    )
+    rest, ws, other = state.rows()
+    assert ws.lag_corrected and ws.lag_p50_ms == pytest.approx(140.0)  # -1860 + 2000
+    assert ws.lag_p95_ms == pytest.approx(190.0)
+    # No offset measured for bybit in this watch: its lag is shown uncorrected, and says so.
+    assert not other.lag_corrected and other.lag_p50_ms == pytest.approx(120.0)
+    assert rest.lag_p50_ms is None
+    assert "lag p50 140.0 p95 190.0 ms" in watch_line(ws, cycle=1)
+    assert "lag p50 120.0 p95 130.0 ms uncorrected" in watch_line(other, cycle=1)
+    text = render(watch_table(state.rows(), cycles=1, interval=1))
+    assert "140.0/190.0" in text and "120.0/130.0u" in text and "+2000±11.0" in text
+    # The next cycle's lags join the rolling window.
+    state.record_cycle(
+        [timed(10, offset_s=2.0, trip_s=0.02), feed_ok(1.0), feed_ok(1.0)],
+        None,
+        [None, up(1.0, lags_ms=(-1000.0,) * 30), up(1.0)],
+    )
+    assert state.rows()[1].lag_p50_ms == pytest.approx(1000.0)

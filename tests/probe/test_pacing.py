@@ -176,8 +176,8 @@ async def test_429_retry_after_7_lets_one_request_through_and_skips_the_other_fo
         for s in family.samples
     }
     base = (("exchange", "demo"), ("target", "rest"))
-    assert samples["mpnet_probe_attempts_total", base] == 1
-    assert samples["mpnet_probe_skipped_total", base] == 4
+    assert samples["mpnet_probe_attempts", base] == 1
+    assert samples["mpnet_probe_skipped", base] == 4
     assert samples["mpnet_probe_success", base] == 0
     wait = samples["mpnet_probe_rate_limit_wait_seconds", (("cause", "http_429"), *base)]
     assert 0 < wait <= 7
@@ -294,11 +294,11 @@ async def test_serve_answers_a_scrape_inside_the_wait_without_sending(exchange: 
         if s.labels.get("target") == "ws"
     }
     assert second_samples["mpnet_probe_success"] == 0
-    assert second_samples["mpnet_probe_attempts_total"] == 0
-    assert second_samples["mpnet_probe_skipped_total"] == 1
+    assert second_samples["mpnet_probe_attempts"] == 0
+    assert second_samples["mpnet_probe_skipped"] == 1
     assert 0 < second_samples["mpnet_probe_rate_limit_wait_seconds"] <= 7
     assert "# mpnet: demo ws: 1 attempt(s) " + REASON in second
-    assert 'mpnet_probe_attempts_total{exchange="demo",target="rest"} 1.0' in first
+    assert 'mpnet_probe_attempts{exchange="demo",target="rest"} 1.0' in first
     result = json.loads(debug)["results"][0]
     assert result["skipped"] == 1 and result["attempts"] == 0 and result["error"] is None
     assert result["skip"]["message"].startswith(REASON)

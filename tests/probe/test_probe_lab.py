@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -119,20 +121,116 @@ def test_json_on_stdout_is_only_json() -> None:
     assert json.loads(stdout)["summary"]["ok"] == 1
 
 
+TABLE_COLUMNS = [
+    "exchange",
+    "target",
+    "result",
+    "dns",
+    "tcp",
+    "proxy",
+    "tls",
+    "http/upg",
+    "1st msg",
+    "ping",
+    "p50/p95",
+    "ok",
+]
+#: The waterfall's rows (-v) for each target, in order, and the table column showing each phase.
+WATERFALL_ROWS = {
+    "rest": [
+        ("DNS lookup", "dns"),
+        ("TCP connect", "tcp"),
+        ("TLS handshake", "tls"),
+        ("HTTP first byte", "http/upg"),
+        ("total", None),
+    ],
+    "ws": [
+        ("DNS lookup", "dns"),
+        ("TCP connect", "tcp"),
+        ("TLS handshake", "tls"),
+        ("WebSocket upgrade", "http/upg"),
+        ("first message", "1st msg"),
+        ("total", None),
+        ("ping round trip", "ping"),
+    ],
+}
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def _half_unit(figure: str) -> float:
+    """Half the last shown digit of a rounded figure: how far it may be from the true value."""
+    decimals = len(figure.partition(".")[2])
+    return 0.5 * 10.0**-decimals
+
+
+def _figure(cell: str) -> str:
+    """A shown figure without its uncertainty mark (``~3.1``: loop lag over 1 ms, see legend)."""
+    return cell.removeprefix("~")
+
+
 def test_table_shows_phases_route_and_summary() -> None:
     code, stdout, _ = invoke("probe", "--lab", "binance", "-n", "2", "-v")
     assert code == 0
-    for text in (
-        "binance",
-        "rest",
-        "ws",
-        "ok",
-        "route: direct (default)",
-        "2/2 probes ok",
-        "TLS handshake",
-        "first message",
-    ):
-        assert text in stdout, text
+    lines = stdout.splitlines()
+    # The table: its header, a rule, then one row per target with every column filled.
+    at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["exchange", "target"])
+    assert _cells(lines[at]) == TABLE_COLUMNS
+    assert set(lines[at + 1].strip()) == {"─"}
+    rows = {}
+    for line in lines[at + 2 : at + 4]:
+        row = dict(zip(TABLE_COLUMNS, _cells(line), strict=True))
+        rows[row["target"]] = row
+    assert sorted(rows) == ["rest", "ws"]
+    for row in rows.values():
+        assert (row["exchange"], row["result"], row["ok"]) == ("binance", "ok", "2/2"), row
+        assert row["proxy"] == "-"
+        p50, p95 = (float(v) for v in _figure(row["p50/p95"]).split("/"))
+        assert 0 < p50 <= p95, row
+    assert rows["rest"]["1st msg"] == rows["rest"]["ping"] == "-"
+    assert lines[at + 4].strip() == ""
+    # A figure marked uncertain (~) comes with the legend that says why; none without.
+    marked = any(cell.startswith("~") for row in rows.values() for cell in row.values())
+    legend = lines[at + 5].startswith("~ uncertain: the event loop stalled (up to ")
+    assert marked == legend, lines[at + 5]
+    at += legend
+    assert lines[at + 5] == "route: direct (default) — all targets"
+    tls_line = re.compile(r"TLS:   verify against .+[/\\]mpnet-lab-ca\.pem \(cli\) — all targets")
+    assert tls_line.fullmatch(lines[at + 6]), lines[at + 6]
+    # -v: one waterfall per target under a heading with its URL, showing the same figures.
+    profile = load_profiles().get("binance")
+    assert profile.rest is not None and profile.websocket is not None
+    paths = {"rest": profile.rest.health.path, "ws": urlsplit(profile.websocket.url).path}
+    for target, expected_rows in WATERFALL_ROWS.items():
+        heading = next(i for i, line in enumerate(lines) if line.startswith(f"binance {target}  "))
+        url = urlsplit(lines[heading].split()[-1])
+        assert (url.scheme, url.hostname, url.path) == (
+            "https" if target == "rest" else "wss",
+            "127.0.0.1",
+            paths[target],
+        )
+        shown = [_cells(line)[:2] for line in lines[heading + 1 : heading + 1 + len(expected_rows)]]
+        assert [label for label, _ in shown] == [label for label, _ in expected_rows]
+        # Then the notes (medians of N attempts, loop-lag warnings), indented, up to a blank line.
+        notes = lines[heading + 1 + len(expected_rows) :]
+        notes = notes[: notes.index("")] if "" in notes else notes
+        assert notes[0] == "  medians of 2 attempts", notes
+        assert all(note.startswith("  ") and note.strip() for note in notes[1:]), notes
+        figures = {}
+        for (label, column), (_, ms) in zip(expected_rows, shown, strict=True):
+            figure = _figure(ms.removesuffix(" ms"))
+            figures[label] = figure
+            if column is not None:  # the table shows the same phase, rounded to 0.1 ms
+                table = _figure(rows[target][column])
+                slack = _half_unit(table) + _half_unit(figure) + 1e-9
+                assert abs(float(table) - float(figure)) <= slack, (target, label, table, figure)
+        timeline = [label for label, column in expected_rows if column not in (None, "ping")]
+        slack = sum(_half_unit(figures[label]) for label in [*timeline, "total"])
+        total = sum(float(figures[label]) for label in timeline)
+        assert abs(float(figures["total"]) - total) <= slack + 1e-9, (target, figures)
+    assert lines[-1] == "2/2 probes ok"
 
 
 def test_failure_exit_code_and_phase() -> None:
@@ -160,7 +258,8 @@ def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["probe", "deribt"], "unknown exchange 'deribt'; known exchanges: binance"),
+        (["probe", "deribt"], "unknown exchange 'deribt'; did you mean 'deribit'?"),
+        (["probe", "nowhere"], "unknown exchange 'nowhere'; known exchanges: binance"),
         (["probe"], "name at least one exchange"),
         (["probe", "okx", "--all"], "not both"),
         (["probe", "okx", "--no-rest", "--no-ws"], "leave nothing to probe"),
@@ -175,6 +274,12 @@ def test_offline_exchange_fails_at_dns_in_one_line_per_target() -> None:
         (["probe", "okx", "--interval", "-1"], "--interval must be a positive number"),
         (["probe", "okx", "--interval", "nan"], "--interval must be a positive number"),
         (["probe", "okx", "--interval", "inf"], "--interval must be a positive number"),
+        (["probe", "okx", "--feed-window", "-1"], "--feed-window must be 0 or a number"),
+        (["probe", "okx", "--feed-window", "nan"], "--feed-window must be 0 or a number"),
+        (["probe", "okx", "--clock-tolerance", "0"], "--clock-tolerance must be a positive"),
+        (["probe", "okx", "--clock-tolerance", "inf"], "--clock-tolerance must be a positive"),
+        (["probe", "--lab", "--fault", "okx=feed_lag"], "needs a value: feed_lag:MS"),
+        (["probe", "--lab", "--fault", "okx=feed_lag:-3"], "is negative"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], expected: str) -> None:

@@ -164,12 +164,6 @@ async def test_prepare_network_runs_once_before_any_attempt(
     assert set(decisions) == {t.tls for t in plan.targets}
 
 
-@pytest.mark.xfail(
-    hasattr(mpnet.net.dial, "build_ssl_context"),
-    reason="net/dial.py builds a context per dial until branch dial looks it up "
-    "(net.tls.context_for); drop this mark when that lands",
-    strict=True,
-)
 async def test_no_ssl_context_is_built_while_an_attempt_is_timed(
     monkeypatch: pytest.MonkeyPatch, open_windows: list[int]
 ) -> None:

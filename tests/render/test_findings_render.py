@@ -114,3 +114,87 @@ def test_nothing_to_show() -> None:
     assert findings_section(results) is None
     assert findings_text(results) == ""
     assert findings_section(()) is None
+
+
+# -- one cause, one finding ------------------------------------------------------------------
+
+
+def at(exchange: str, target: str, host: str, error: ErrorInfo, proxy: ProxyURL | None = None):  # type: ignore[no-untyped-def]
+    url = f"https://{host}/api" if target == "rest" else f"wss://{host}/ws"
+    decision = ProxyDecision(
+        url, proxy, "env" if proxy else "default", "HTTPS_PROXY" if proxy else None
+    )
+    return ProbeResult(exchange, target, url, (Attempt(ok=False, error=error),), decision, VERIFY)
+
+
+NO_DNS = ErrorInfo("dns", "no_resolver", "cannot resolve: no DNS resolver answered")
+NXDOMAIN = ErrorInfo("dns", "nxdomain", "cannot resolve: the name does not exist")
+PROXY_DOWN = ErrorInfo("tcp", "proxy_unreachable", "cannot reach proxy: connection refused")
+
+
+def offline_run() -> tuple[ProbeResult, ...]:
+    return diagnose(
+        [
+            at("binance", "rest", "api.binance.com", NO_DNS),
+            at("binance", "ws", "stream.binance.com", NO_DNS),
+            at("okx", "rest", "www.okx.com", NO_DNS),
+            at("okx", "ws", "ws.okx.com", NO_DNS),
+            at("kraken", "rest", "api.kraken.com", NO_DNS),
+            at("kraken", "ws", "ws.kraken.com", NXDOMAIN),
+        ]
+    )
+
+
+def test_one_cause_on_several_exchanges_is_one_finding_with_its_targets() -> None:
+    results = offline_run()
+    assert all(r.findings for r in results)  # every target keeps its own finding (JSON)
+    text = findings_text(results)
+    lines = text.splitlines()
+    assert lines[0] == "5 targets, one cause: binance, okx, kraken rest"
+    assert lines[1].startswith(
+        "  error DNS_FAILURE: no DNS resolver answered for api.binance.com (and 4 other hosts): "
+    )
+    assert lines[2].startswith("    hint: check the network link and /etc/resolv.conf")
+    # A different cause stays with its target.
+    assert lines[3] == "kraken ws"
+    assert "ws.kraken.com does not exist" in lines[4]
+    assert text.count("DNS_FAILURE") == 2 and text.count("hint:") == 2
+
+
+def test_the_same_proxy_down_for_every_exchange_is_one_finding() -> None:
+    results = diagnose(
+        [at(name, "rest", f"api.{name}.com", PROXY_DOWN, PROXY) for name in ("a", "b", "c")]
+    )
+    groups = grouped_findings(results)
+    assert [heading for heading, _ in groups] == ["3 targets, one cause: a, b, c"]
+    [(_, [finding])] = groups
+    assert finding.code == "PROXY_UNREACHABLE" and "proxy.corp" in finding.message
+    out = rendered(results, width=80)
+    assert out.count("PROXY_UNREACHABLE") == 1 and out.count("hint:") == 1
+    assert PASSWORD not in out
+
+
+def test_one_exchange_alone_keeps_its_per_target_findings() -> None:
+    results = diagnose(
+        [
+            at("deribit", "rest", "www.deribit.com", NO_DNS),
+            at("deribit", "ws", "ws.deribit.com", NO_DNS),
+        ]
+    )
+    headings = [heading for heading, _ in grouped_findings(results)]
+    assert headings == ["deribit rest", "deribit ws"]
+
+
+def test_exchange_names_inside_other_names_do_not_make_a_shared_cause() -> None:
+    # "binance" appears inside "binance-usdm": setting names aside must not merge real
+    # differences, here two different hosts failing for different reasons.
+    results = diagnose(
+        [
+            at("binance", "rest", "api.binance.com", NO_DNS),
+            at("binance-usdm", "rest", "fapi.binance.com", NXDOMAIN),
+        ]
+    )
+    assert [heading for heading, _ in grouped_findings(results)] == [
+        "binance rest",
+        "binance-usdm rest",
+    ]

@@ -51,7 +51,8 @@ def test_dict_is_json_and_complete() -> None:
     text = json.dumps(doc)
     assert "pw0rd99" not in text
     (target,) = doc["targets"]
-    assert set(target) == {"target", "url", "decision", "trace", "libraries"}
+    assert set(target) == {"target", "url", "decision", "trace", "libraries", "env_conflicts"}
+    assert target["env_conflicts"] == []
     assert set(target["decision"]) == {"proxy", "scheme", "layer", "source", "no_proxy_match"}
     assert list(target["libraries"]) == list(LIBRARIES)
     assert len(target["trace"]) == 5

@@ -38,7 +38,8 @@ from mpnet.errors import ConnectError, ProbeError, ProtocolError, ProxyError, TL
 from mpnet.lab import Lab
 from mpnet.net.ws import ReconnectingWebSocket, WebSocketWrapper
 
-pytestmark = pytest.mark.soak
+# Deselected by the default command; .ci/run runs it with the other slow tests (-m slow).
+pytestmark = [pytest.mark.soak, pytest.mark.slow]
 
 EXCHANGE = "deribit"
 BACKENDS = ["websockets", "aiohttp"]

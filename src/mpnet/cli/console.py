@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import re
 import sys
 from collections.abc import Iterator
 
@@ -56,10 +58,11 @@ def guarded() -> Iterator[None]:
         error_line(str(exc))
         raise typer.Exit(exit_code_for(exc)) from None
     except OSError as exc:
-        # Files named on the command line (--output, --ca-bundle) that cannot be written or read.
+        # Files named on the command line (--output, --ca-bundle) that cannot be written or read,
+        # and an address to listen on (--listen) that another process holds.
         if state.debug:
             err.print_exception()
-        error_line(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        error_line(os_error_text(exc))
         raise typer.Exit(ExitCode.USAGE) from None
     except Exception as exc:
         # A bug, not a user error: one line by default, the traceback with --debug.
@@ -69,11 +72,33 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(ExitCode.PROBE_FAILED) from None
 
 
+#: asyncio's bind failure: "error while attempting to bind on address ('127.0.0.1', 9879): ..."
+_BIND_ADDRESS = re.compile(r"address \('(?P<host>[^']*)', (?P<port>\d+)")
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OSError that reached the top: the file or address, then what is wrong."""
+    if exc.errno == errno.EADDRINUSE:
+        bound = _BIND_ADDRESS.search(str(exc))
+        if bound is not None:
+            host, port = bound["host"], bound["port"]
+            shown = f"[{host}]" if ":" in host else host
+            return (
+                f"{shown}:{port} is in use by another process (`ss -ltnp 'sport = :{port}'` "
+                "shows which); choose another port"
+            )
+        return "the address is in use by another process; choose another port"
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename or ''}: {reason}".lstrip(": ")
+
+
 def write_output(text: str, output: str | None) -> None:
-    """Write rendered data to ``--output FILE`` or stdout."""
+    """Write rendered data to ``--output FILE`` (atomically: :mod:`mpnet.cli.outfile`) or
+    stdout."""
     if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
+        from mpnet.cli.outfile import write_output_file
+
+        write_output_file(output, text if text.endswith("\n") else text + "\n")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()

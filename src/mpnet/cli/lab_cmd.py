@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange, complete_fault
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.options import ProfilesOption
 
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
 def lab_command(
     exchanges: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[EXCHANGE]...", help="Exchanges to simulate (default: all)."),
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to simulate (default: all).",
+        ),
     ] = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="Serve http:// and ws:// instead of TLS.")
@@ -30,11 +35,12 @@ def lab_command(
         list[str] | None,
         typer.Option(
             "--fault",
-            metavar="NAME=MODE",
+            metavar="EXCHANGE=MODE",
+            autocompletion=complete_fault,
             help=(
                 "Fault mode of one exchange (repeatable): geo_block, waf, rate_limit, "
                 "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "
-                "subscribe_error, maintenance, no_pong."
+                "feed_lag:MS, subscribe_error, maintenance, no_pong."
             ),
         ),
     ] = None,
@@ -48,10 +54,15 @@ def lab_command(
     ] = None,
     profiles: ProfilesOption = None,
 ) -> None:
-    """Run exchange simulators on 127.0.0.1 until Ctrl-C, and print how to probe them."""
-    import asyncio
-    import os
+    """Run exchange simulators on 127.0.0.1 until Ctrl-C, and print how to probe them.
 
+    Ctrl-C exits 130; SIGTERM and SIGHUP stop the lab normally (exit 0). Either way the
+    simulators stop and the temporary directory (CA, profiles) is removed.
+    """
+    import os
+    import signal
+
+    from mpnet.cli.live import INTERRUPT_SIGNALS, Stopped, run_interruptibly
     from mpnet.config.profiles import load_profiles
     from mpnet.lab import Lab
     from mpnet.lab.faults import parse_fault_assignment
@@ -59,9 +70,15 @@ def lab_command(
     with guarded():
         faults = dict(parse_fault_assignment(text) for text in fault or ())
         known = load_profiles(profiles or (), env=os.environ)
-        chosen = [known.get(name) for name in exchanges] if exchanges else list(known)
+        chosen = known.select(exchanges) if exchanges else list(known)
         lab = Lab(chosen, tls=not plain, faults=faults)
-        asyncio.run(_serve(lab, profiles_dir, selected=bool(exchanges)))
+        try:
+            run_interruptibly(
+                lambda: _serve(lab, profiles_dir, selected=bool(exchanges)),
+                stop_signals=INTERRUPT_SIGNALS,
+            )
+        except Stopped as stopped:
+            err.print(f"mpnet lab: stopped ({signal.Signals(stopped.signum).name})")
 
 
 async def _serve(lab: Lab, profiles_dir: Path | None, *, selected: bool) -> None:
@@ -76,7 +93,8 @@ async def _serve(lab: Lab, profiles_dir: Path | None, *, selected: bool) -> None
 
 def _print_summary(lab: Lab, profiles: list[Profile], written: Path, *, selected: bool) -> None:
     transport = "TLS" if lab.ca_file else "plain"
-    out.print(f"mpnet lab: {len(profiles)} exchange simulators on {lab.host} ({transport})")
+    simulators = "exchange simulator" if len(profiles) == 1 else "exchange simulators"
+    out.print(f"mpnet lab: {len(profiles)} {simulators} on {lab.host} ({transport})")
     width = max(len(p.name) for p in profiles)
     for profile in profiles:
         fault = lab.fault(profile.name)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from mpnet.cli.completion import complete_fault
 from mpnet.config.layers import NetworkOptions
 from mpnet.errors import UsageError
 
@@ -23,11 +24,19 @@ FaultOption = Annotated[
     typer.Option(
         "--fault",
         metavar="EXCHANGE=MODE",
+        autocompletion=complete_fault,
         help="With --lab: make one simulated exchange misbehave (geo_block, waf, rate_limit, "
-        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, "
+        "slow[:S], refuse_upgrade, no_data, invalid_json, drop_after:N, clock_skew:S, feed_lag:MS, "
         "subscribe_error, maintenance, no_pong).",
     ),
 ]
+
+
+#: Signals that end any run the way Ctrl-C does (cleaned up, exit 130) unless the caller makes
+#: them a normal stop; SIGHUP does not exist on Windows.
+INTERRUPT_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def run_interruptibly(
@@ -36,8 +45,10 @@ def run_interruptibly(
     """Run a coroutine on a fresh loop until it ends.
 
     SIGINT (Ctrl-C) cancels it and raises KeyboardInterrupt here once it has cleaned up, so the
-    caller can print what it has and exit 130. Each of ``stop_signals`` (SIGTERM for a service)
-    cancels it too, and raises :class:`Stopped` instead: a requested, normal end.
+    caller can print what it has and exit 130; so do SIGTERM and SIGHUP (``kill``, a closed
+    terminal), so that a lab's temporary directory is removed whatever ends the run. Each of
+    ``stop_signals`` (SIGTERM for a service) raises :class:`Stopped` instead: a requested,
+    normal end.
     """
     loop = asyncio.new_event_loop()
     stopped_by: list[signal.Signals] = []
@@ -48,14 +59,15 @@ def run_interruptibly(
             stopped_by.append(signum)
             task.cancel()
 
-        for signum in (signal.SIGINT, *stop_signals):
+        handled = dict.fromkeys((signal.SIGINT, *INTERRUPT_SIGNALS, *stop_signals))
+        for signum in handled:
             # Not the main thread (tests) or no signal support: Ctrl-C stays KeyboardInterrupt.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, cancel, signum)
         try:
             return loop.run_until_complete(task)
         except asyncio.CancelledError:
-            if stopped_by and stopped_by[0] != signal.SIGINT:
+            if stopped_by and stopped_by[0] in stop_signals:
                 raise Stopped(stopped_by[0]) from None
             raise KeyboardInterrupt from None
     finally:

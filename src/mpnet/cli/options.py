@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mpnet.cli.completion import complete_route
 from mpnet.config.file import load_config
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
@@ -29,8 +30,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         metavar="PATH",
-        help="Config file (default: $MPNET_CONFIG, "
-        "./mpnet.yaml, $XDG_CONFIG_HOME/mpnet/config.yaml).",
+        help="Config file (default: $MPNET_CONFIG, else ./mpnet.yaml, else config.yaml in "
+        "$XDG_CONFIG_HOME/mpnet).",
     ),
 ]
 ProfilesOption = Annotated[
@@ -57,6 +58,7 @@ ViaOption = Annotated[
     typer.Option(
         "--via",
         metavar="ROUTE",
+        autocompletion=complete_route,
         help="Probe over this route: direct, a proxy URL, or a name from the config file's "
         "routes:. Repeat to compare routes side by side (each overrides the proxy layers).",
     ),
@@ -107,7 +109,27 @@ def family_from(ipv4: bool, ipv6: bool) -> str | None:
 def load_context(config: str | None, profiles: list[str] | None) -> tuple[ConfigFile, ProfileSet]:
     """Load the config file and the profiles the way every command does."""
     env = os.environ
-    return load_config(config, env=env, cwd=Path.cwd()), load_profiles(profiles or (), env=env)
+    cfg = load_config(config, env=env, cwd=Path.cwd())
+    warn_about_no_proxy(cfg, env)
+    return cfg, load_profiles(profiles or (), env=env)
+
+
+def warn_about_no_proxy(config: ConfigFile, env: Mapping[str, str]) -> None:
+    """Warn on stderr about no_proxy entries that can never match (``10.0.0.0/33``): a typo
+    there silently sends traffic through the proxy."""
+    from mpnet.cli.console import err
+    from mpnet.core.noproxy import no_proxy_warnings
+    from mpnet.core.proxy import env_no_proxy
+
+    found: list[str] = []
+    variable, value = env_no_proxy(env)
+    if variable is not None:
+        found += no_proxy_warnings(value, variable)
+    service = config.proxy
+    if service is not None and service.no_proxy:
+        found += no_proxy_warnings(service.no_proxy, f"{service.origin}.no_proxy")
+    for warning in found:
+        err.print(f"mpnet: warning: {warning}", highlight=False, markup=False)
 
 
 def plan_probes(
@@ -123,6 +145,8 @@ def plan_probes(
     interval: float | None = None,
     routes: Sequence[Route] = (),
     family: str | None = None,
+    feed_window: float = 0.0,
+    clock_tolerance_ms: float | None = None,
 ) -> ProbePlan:
     """``build_plan`` with this process's environment and trust store, as every command plans."""
     from mpnet.net.tls import system_trust_store_available
@@ -141,4 +165,6 @@ def plan_probes(
         interval=interval,
         routes=routes,
         family=family,
+        feed_window=feed_window,
+        clock_tolerance_ms=clock_tolerance_ms,
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out, write_output
 from mpnet.cli.exit_codes import ExitCode
 from mpnet.cli.live import (
@@ -36,11 +37,15 @@ from mpnet.cli.options import (
     plan_probes,
     routes_from,
 )
+from mpnet.cli.outfile import check_output
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import Profile
 from mpnet.core.result import Attempt, ProbeReport
 from mpnet.errors import UsageError
 from mpnet.probe.plan import DEFAULT_CONCURRENCY, ProbePlan, ProbeTarget
+
+#: Seconds ``mpnet probe`` reads each feed after its first data message by default.
+DEFAULT_FEED_WINDOW = 2.0
 
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
@@ -51,12 +56,18 @@ class ProbeFormat(StrEnum):
     json = "json"
     junit = "junit"
     prometheus = "prometheus"
+    html = "html"
 
 
 @app.command()
 def probe(
     exchanges: Annotated[
-        list[str] | None, typer.Argument(help="Exchanges to probe (see `mpnet profiles list`).")
+        list[str] | None,
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to probe (see `mpnet profiles list`).",
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Probe every known exchange.")] = False,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Probe the REST API.")] = True,
@@ -83,9 +94,12 @@ def probe(
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
     insecure: InsecureOption = False,
-    format: Annotated[ProbeFormat, typer.Option("--format", help="Output format.")] = (
-        ProbeFormat.table
-    ),
+    format: Annotated[
+        ProbeFormat,
+        typer.Option(
+            "--format", metavar="FORMAT", help="Output format: table, json, junit or prometheus."
+        ),
+    ] = ProbeFormat.table,
     output: Annotated[
         str | None, typer.Option("--output", "-o", metavar="FILE", help="Write output to FILE.")
     ] = None,
@@ -104,6 +118,24 @@ def probe(
             "so that TLS handshakes do not stall each other's clocks: docs/timing.md).",
         ),
     ] = DEFAULT_CONCURRENCY,
+    feed_window: Annotated[
+        float,
+        typer.Option(
+            "--feed-window",
+            metavar="S",
+            help="Seconds each WebSocket probe keeps reading after its first data message, for "
+            "the feed's rate and lag (0: only the first message).",
+        ),
+    ] = DEFAULT_FEED_WINDOW,
+    clock_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--clock-tolerance",
+            metavar="MS",
+            help="Warn (CLOCK_SKEW) when the clock offset, less its error, exceeds MS "
+            "milliseconds (default: config clock.tolerance_ms, else 500).",
+        ),
+    ] = None,
 ) -> None:
     """Probe each exchange: DNS, TCP, proxy, TLS, HTTP or WebSocket upgrade, first message.
 
@@ -123,6 +155,8 @@ def probe(
             raise UsageError("name at least one exchange (see `mpnet profiles list`) or use --all")
         if concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+        # Before any work: a report with nowhere to go is found now, not after the probes.
+        check_output(output)
         faults = parse_fault_assignments(fault, lab=lab)
         check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
         family = family_from(ipv4, ipv6)
@@ -131,7 +165,7 @@ def probe(
         )
         cfg, found = load_context(config, profiles)
         routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
-        chosen = [found.get(n) for n in names] if names else list(found)
+        chosen = found.select(names) if names else list(found)
 
         plan_for = functools.partial(
             plan_probes,
@@ -144,6 +178,8 @@ def probe(
             interval=interval,
             routes=routes,
             family=family,
+            feed_window=feed_window,
+            clock_tolerance_ms=clock_tolerance,
         )
 
         # Plan (and so validate every proxy URL) before any I/O, lab or not.
@@ -151,7 +187,12 @@ def probe(
         report = run_interruptibly(
             lambda: _probe(plan, chosen, options, lab=lab, faults=faults, plan_for=plan_for)
         )
-        _emit(report, format, output, verbose)
+        if report.interrupted and output:
+            # A partial report does not replace the previous file: show it here instead.
+            err.print(f"mpnet: interrupted: {output} not written (left as it was)", highlight=False)
+            _emit(report, ProbeFormat.table, None, verbose)
+        else:
+            _emit(report, format, output, verbose, timeout=timeout)
         if report.interrupted:
             raise typer.Exit(ExitCode.INTERRUPTED)
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.PROBE_FAILED)
@@ -240,7 +281,14 @@ def _progress(
     return bar()
 
 
-def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose: bool) -> None:
+def _emit(
+    report: ProbeReport,
+    format: ProbeFormat,
+    output: str | None,
+    verbose: bool,
+    *,
+    timeout: float | None = None,
+) -> None:
     if format is ProbeFormat.json:
         import json
 
@@ -252,17 +300,24 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
     elif format is ProbeFormat.prometheus:
         from mpnet.render.prometheus import prometheus_text
 
-        write_output(prometheus_text(report), output)
+        write_output(prometheus_text(report, timeout_s=timeout), output)
+    elif format is ProbeFormat.html:
+        from mpnet.cli.html_output import write_report_html
+
+        write_report_html(report.to_dict(), output)
     else:
         from mpnet.render.probe_table import probe_view
         from mpnet.render.routes import routed
 
-        view = probe_view(report, verbose=verbose)
         if output:
             from rich.console import Console
 
-            with open(output, "w", encoding="utf-8") as fh:
-                Console(file=fh, width=160, highlight=False).print(view)
+            from mpnet.cli.outfile import open_output_file
+
+            with open_output_file(output) as fh:
+                Console(file=fh, width=160, highlight=False).print(
+                    probe_view(report, verbose=verbose, width=160)
+                )
         elif not out.is_terminal and "COLUMNS" not in os.environ and routed(report):
             # Piped: the route column needs room beside the phases (a file gets 160 too).
             import sys
@@ -272,9 +327,9 @@ def _emit(report: ProbeReport, format: ProbeFormat, output: str | None, verbose:
             wide = Console(
                 file=sys.stdout, width=ROUTED_PIPE_WIDTH, highlight=False, soft_wrap=True
             )
-            wide.print(view)
+            wide.print(probe_view(report, verbose=verbose, width=ROUTED_PIPE_WIDTH))
         else:
-            out.print(view)
+            out.print(probe_view(report, verbose=verbose, width=out.width))
     # TLS verification off is never silent, whatever the format.
     seen: set[str] = set()
     for result in report.results:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.options import Format, FormatOption, ProfilesOption
 from mpnet.config.model import Profile
@@ -62,7 +63,10 @@ def list_profiles(
 
 @profiles_app.command("show")
 def show_profile(
-    name: Annotated[str, typer.Argument(help="Exchange name.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="EXCHANGE", autocompletion=complete_exchange, help="Exchange name."),
+    ],
     profiles: ProfilesOption = None,
 ) -> None:
     """Print a profile's YAML and where it was loaded from."""
@@ -101,7 +105,7 @@ def _without_passwords(text: str, profile: Profile) -> str:
 
 @profiles_app.command("validate")
 def validate_profiles(
-    paths: Annotated[list[Path], typer.Argument(help="Profile files to check.", metavar="PATH...")],
+    paths: Annotated[list[Path], typer.Argument(help="Profile files to check.", metavar="PATH")],
 ) -> None:
     """Check profile files against the schema; exit 2 at the first invalid one."""
     with guarded():

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import guarded, out
 from mpnet.cli.options import (
     ConfigOption,
@@ -35,8 +36,13 @@ def _target_kind(url: str) -> str:
 
 @proxy_app.command("explain")
 def explain(
-    exchange: Annotated[str | None, typer.Argument(help="Exchange name.")] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Explain one URL instead.")] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Argument(metavar="EXCHANGE", autocompletion=complete_exchange, help="Exchange name."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="Explain one URL instead.")
+    ] = None,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
     via: ViaOption = None,
@@ -49,7 +55,7 @@ def explain(
     route layer above the others)."""
     with guarded():
         from mpnet.config.layers import NetworkOptions, decide
-        from mpnet.core.libraries import library_verdicts
+        from mpnet.core.libraries import case_conflicts, library_verdicts
         from mpnet.core.proxy import parse_target
         from mpnet.render.explain import ProxyExplanation, explain_dict, explain_table
 
@@ -87,6 +93,7 @@ def explain(
                         url=target_url,
                         decision=decision,
                         libraries=library_verdicts(target_url, env),
+                        conflicts=case_conflicts(target_url, env),
                     )
                 )
         name = profile.name if profile else None

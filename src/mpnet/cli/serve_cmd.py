@@ -37,12 +37,27 @@ from mpnet.cli.options import (
 from mpnet.config.layers import NetworkOptions, cli_proxy_choice
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.route import Route
+from mpnet.probe.admission import PROBES_PER_CPU, default_max_probes
 
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
     from mpnet.probe.exporter import Listen
 
-DEFAULT_LISTEN = "127.0.0.1:9115"
+#: Not blackbox_exporter's 9115 (mpnet often runs beside it) nor any other well-known exporter's
+#: port (docs/prometheus.md).
+DEFAULT_LISTEN = "127.0.0.1:9879"
+
+
+def serve_limits(
+    cfg: ConfigFile, *, max_probes: int | None, max_waiting: int | None
+) -> tuple[int, int]:
+    """(probes at once, scrapes waiting): the command line, else the config file's ``serve:``,
+    else :func:`default_max_probes` and as many waiting as may run."""
+    probes = max_probes if max_probes is not None else cfg.serve.max_probes
+    if probes is None:
+        probes = default_max_probes()
+    waiting = max_waiting if max_waiting is not None else cfg.serve.max_waiting
+    return probes, probes if waiting is None else waiting
 
 
 @app.command()
@@ -76,12 +91,47 @@ def serve(
         typer.Option("--lab", help="Serve probes of local simulators (try Prometheus offline)."),
     ] = False,
     fault: FaultOption = None,
+    max_probes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-probes",
+            metavar="N",
+            min=1,
+            help=(
+                "Probes that may run at once (config: serve.max_probes; default: "
+                f"{PROBES_PER_CPU} per CPU). Further scrapes wait their turn."
+            ),
+        ),
+    ] = None,
+    max_waiting: Annotated[
+        int | None,
+        typer.Option(
+            "--max-waiting",
+            metavar="N",
+            min=0,
+            help=(
+                "Scrapes that may wait for a probe slot (config: serve.max_waiting; default: "
+                "--max-probes); beyond that a scrape gets 503 at once."
+            ),
+        ),
+    ] = None,
+    feed_window: Annotated[
+        float,
+        typer.Option(
+            "--feed-window",
+            metavar="S",
+            help="Seconds a WebSocket probe reads its feed after the first data message, for "
+            "the feed lag series (within the probe's time; 0: only the first message).",
+        ),
+    ] = 1.0,
 ) -> None:
-    """Prometheus exporter: GET /probe?exchange=NAME[&target=rest|ws] probes while you wait.
+    """Prometheus exporter: GET /probe?target=EXCHANGE[&kind=rest|ws] probes while you wait.
 
-    /metrics has the exporter's own process metrics; / lists the exchanges. With --via
-    ROUTE (repeatable) every scrape probes each route and every series gets a route label;
-    &route=NAME (repeatable) picks routes by name per scrape.
+    /metrics has the exporter's own process metrics; / lists the exchanges. At most
+    --max-probes probes run at once and --max-waiting scrapes wait; a scrape beyond that is
+    answered 503 (counted in mpnet_exporter_scrapes_shed_total), and a scrape whose client
+    went away stops its probe. With --via ROUTE (repeatable) every scrape probes each route and
+    every series gets a route label; &route=NAME (repeatable) picks routes by name per scrape.
     """
     with guarded():
         from mpnet.probe.exporter import parse_listen
@@ -103,10 +153,21 @@ def serve(
         cli_proxy_choice(proxy, no_proxy)
         cfg, found = load_context(config, profiles)
         routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
+        limits = serve_limits(cfg, max_probes=max_probes, max_waiting=max_waiting)
         try:
             run_interruptibly(
                 lambda: _serve(
-                    address, list(found), cfg, options, timeout, lab, faults, routes, family
+                    address,
+                    list(found),
+                    cfg,
+                    options,
+                    timeout,
+                    lab,
+                    faults,
+                    limits,
+                    feed_window,
+                    routes,
+                    family,
                 ),
                 stop_signals=(signal.SIGTERM,),
             )
@@ -123,6 +184,8 @@ async def _serve(
     timeout: float,
     lab: bool,
     faults: dict[str, Fault],
+    limits: tuple[int, int],
+    feed_window: float = 0.0,
     routes: Sequence[Route] = (),
     family: str | None = None,
 ) -> None:
@@ -131,7 +194,7 @@ async def _serve(
     from aiohttp import web
 
     from mpnet.net.tls import system_trust_store_available
-    from mpnet.probe.exporter import ProbeExporter, build_app
+    from mpnet.probe.exporter import ProbeExporter, build_app, make_runner
 
     system_store = system_trust_store_available()
 
@@ -145,6 +208,7 @@ async def _serve(
             system_store=system_store,
             routes=routes,
             family=family,
+            feed_window=feed_window,
         )
         # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
         # at start (exit 2) rather than failing every scrape.
@@ -155,7 +219,9 @@ async def _serve(
         # TLS verification off is never silent: once here, and in every scrape's metrics.
         for warning in warnings:
             err.print(f"mpnet: warning: {warning}", highlight=False)
-        runner = web.AppRunner(build_app(exporter), access_log=None, handle_signals=False)
+        max_probes, max_waiting = limits
+        app = build_app(exporter, max_probes=max_probes, max_waiting=max_waiting)
+        runner = make_runner(app)
         await runner.setup()
         try:
             site = web.TCPSite(runner, address.host, address.port)
@@ -165,7 +231,9 @@ async def _serve(
             err.print(
                 f"mpnet: serving probes of {len(served)} exchange(s)"
                 + (over if routes else "")
-                + f" on {address.url(port)} (GET /probe?exchange=NAME, /metrics); Ctrl-C stops",
+                + f" on {address.url(port)} "
+                f"(GET /probe?target=EXCHANGE, /metrics; at most {max_probes} probes at once, "
+                f"{max_waiting} waiting); Ctrl-C stops",
                 highlight=False,
             )
             await asyncio.Event().wait()

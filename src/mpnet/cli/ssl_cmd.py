@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.options import (
     CABundleOption,
@@ -21,24 +22,34 @@ from mpnet.cli.options import (
 )
 from mpnet.config.layers import NetworkOptions, decide
 from mpnet.errors import UsageError
-from mpnet.net.tls import system_trust_store_available
+from mpnet.net.tls import build_ssl_context, system_trust_store_available
 from mpnet.render.tls_explain import tls_explain_dict, tls_explain_table
 
-ssl_app = typer.Typer(help="Explain TLS policy decisions.", no_args_is_help=True)
+ssl_app = typer.Typer(
+    help="Explain TLS policy decisions (which CA, and why), without connecting.",
+    no_args_is_help=True,
+)
 app.add_typer(ssl_app, name="ssl")
 
 
 @ssl_app.command("explain")
 def explain(
-    exchange: Annotated[str | None, typer.Argument(help="Exchange name.")] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Explain one URL instead.")] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Argument(metavar="EXCHANGE", autocompletion=complete_exchange, help="Exchange name."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="Explain one URL instead.")
+    ] = None,
     ca_bundle: CABundleOption = None,
     insecure: InsecureOption = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Show every layer consulted for TLS, the winner, and the CA it verifies against."""
+    """Show every layer consulted for the TLS policy, the winner, and the CA bundle it verifies
+    against. Nothing is sent: the CA bundle is loaded, no server is contacted (`mpnet probe`
+    shows the server's certificate)."""
     with guarded():
         if (exchange is None) == (url is None):
             raise UsageError("give an EXCHANGE or --url URL (one of them)")
@@ -63,6 +74,11 @@ def explain(
                 system_store=store,
             )
             rows.append((target, target_url, tls))
+        # As `probe` does before dialling: a CA bundle that is missing or not PEM is an input
+        # error (exit 2), not a policy to explain.
+        loaded = {(t.ca_kind, t.ca): t for _, _, t in rows if t.ca_kind in ("file", "dir")}
+        for decision in loaded.values():
+            build_ssl_context(decision)
         name = profile.name if profile else None
         if format is Format.json:
             out.print_json(json.dumps(tls_explain_dict(name, rows)))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mpnet.cli.app import app
+from mpnet.cli.completion import complete_exchange
 from mpnet.cli.console import err, guarded, out
 from mpnet.cli.exit_codes import ExitCode
 from mpnet.cli.live import (
@@ -37,9 +38,11 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.errors import UsageError
 from mpnet.probe.plan import ProbePlan
+from mpnet.probe.timeline import LatencyTrend
 from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
+    from mpnet.cli.watch_record import Recorder
     from mpnet.lab.faults import Fault
 
 PlanFor = Callable[[Sequence[Profile], NetworkOptions], ProbePlan]
@@ -52,7 +55,11 @@ SUMMARY_WIDTH = 160
 def watch(
     exchanges: Annotated[
         list[str] | None,
-        typer.Argument(help="Exchanges to watch (see `mpnet profiles list`; all with --lab)."),
+        typer.Argument(
+            metavar="EXCHANGE",
+            autocompletion=complete_exchange,
+            help="Exchanges to watch (see `mpnet profiles list`; all with --lab).",
+        ),
     ] = None,
     interval: Annotated[
         float, typer.Option("--interval", help="Seconds between the starts of two cycles.")
@@ -64,10 +71,15 @@ def watch(
         int | None,
         typer.Option(
             "--count",
-            "-c",
+            "-n",
             help="Stop after N cycles (default: run until Ctrl-C); exit 1 if any interval had "
             "a failure, a drop or a reconnect.",
         ),
+    ] = None,
+    count_c: Annotated[
+        int | None,
+        # `-c N`, as this option was spelled before it became -n/--count like probe's and ws's.
+        typer.Option("-c", hidden=True, help="Same as --count."),
     ] = None,
     rest: Annotated[bool, typer.Option("--rest/--no-rest", help="Watch the REST API.")] = True,
     ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Watch the WebSocket feed.")] = True,
@@ -84,6 +96,14 @@ def watch(
         bool, typer.Option("--lab", help="Watch local simulators instead (offline demo).")
     ] = False,
     fault: FaultOption = None,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="FILE.jsonl",
+            help="Append every cycle's samples to FILE.jsonl (see `mpnet report FILE.jsonl`).",
+        ),
+    ] = None,
 ) -> None:
     """Watch each target once per interval in a live table: last result and phases, rolling
     p50/p95, loss, last error, consecutive failures and drops (ok -> not ok transitions).
@@ -106,6 +126,9 @@ def watch(
             raise UsageError("name at least one exchange to watch (see `mpnet profiles list`)")
         if not interval > 0:
             raise UsageError(f"--interval must be a positive number of seconds, not {interval}")
+        if count is not None and count_c is not None and count != count_c:
+            raise UsageError(f"--count {count} and -c {count_c} disagree: give one of them")
+        count = count if count is not None else count_c
         if count is not None and count < 1:
             raise UsageError(f"--count must be at least 1, not {count}")
         faults = parse_fault_assignments(fault, lab=lab)
@@ -116,7 +139,7 @@ def watch(
         )
         cfg, found = load_context(config, profiles)
         routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
-        chosen = [found.get(n) for n in names] if names else list(found)
+        chosen = found.select(names) if names else list(found)
 
         plan_for: PlanFor = functools.partial(
             plan_probes,
@@ -138,6 +161,10 @@ def watch(
             ]
         )
         session = _Session(state, interval=interval, count=count)
+        if record:
+            from mpnet.cli.watch_record import open_recorder
+
+            session.recorder = open_recorder(record)
         try:
             run_interruptibly(
                 lambda: session.run(plan, chosen, cfg, options, lab, faults, plan_for)
@@ -158,6 +185,8 @@ class _Session:
         self.state = state
         self.interval = interval
         self.count = count
+        self.recorder: Recorder | None = None
+        self.trend = LatencyTrend()
 
     async def run(
         self,
@@ -203,9 +232,15 @@ class _Session:
             live.start()
 
         def show() -> None:
+            if self.recorder is not None:
+                self.recorder(self.state.rows(), self.state.cycles)
+            self.trend.record(self.state.rows())
             if live is not None:
                 table = watch_table(
-                    self.state.rows(), cycles=self.state.cycles, interval=self.interval
+                    self.state.rows(),
+                    cycles=self.state.cycles,
+                    interval=self.interval,
+                    trends=self.trend.values(),
                 )
                 live.update(table, refresh=True)
                 return
@@ -227,7 +262,11 @@ class _Session:
         from mpnet.render.watch import watch_table
 
         table = watch_table(
-            self.state.rows(), cycles=self.state.cycles, interval=self.interval, final=True
+            self.state.rows(),
+            cycles=self.state.cycles,
+            interval=self.interval,
+            final=True,
+            trends=self.trend.values(),
         )
         if out.is_terminal:
             out.print(table)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mpnet.config.model import ConfigFile, ExchangeNetwork
+from mpnet.config.model import ConfigFile, ExchangeNetwork, ServeSettings
 from mpnet.config.network import (
     read_exchange_network,
     read_proxy_choice,
@@ -22,11 +22,15 @@ from mpnet.config.network import (
     read_tls_setting,
 )
 from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
+from mpnet.core.clock import ClockTolerances
 from mpnet.core.proxy_url import DIRECT
 from mpnet.core.route import DIRECT_NAME, Route, check_distinct, parse_route
 from mpnet.errors import ConfigError, InvalidConfigFile
 
-TOP_KEYS = ("proxy", "ssl", "exchanges", "routes")
+TOP_KEYS = ("proxy", "ssl", "exchanges", "serve", "clock", "routes")
+CLOCK_KEYS = ("tolerance_ms", "feed_lag_tolerance_ms")
+#: A tolerance beyond a day is not a tolerance.
+MAX_TOLERANCE_MS = 86_400_000
 #: A route name: short, and never mistaken for a URL or a flag.
 ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
@@ -35,16 +39,14 @@ def find_config(
     path: str | None, *, env: Mapping[str, str], cwd: Path | None = None
 ) -> Path | None:
     """The config file to use, or None. Raises InvalidConfigFile if a named file is missing."""
-    if path:
-        candidate = Path(path).expanduser()
-        if not candidate.is_file():
-            raise InvalidConfigFile(f"--config {path}: no such file")
-        return candidate
-    named = env.get("MPNET_CONFIG")
-    if named:
+    for where, named in (("--config", path), ("$MPNET_CONFIG", env.get("MPNET_CONFIG"))):
+        if not named:
+            continue
         candidate = Path(named).expanduser()
+        if candidate.is_dir():
+            raise InvalidConfigFile(f"{where} {named}: is a directory, not a config file")
         if not candidate.is_file():
-            raise InvalidConfigFile(f"$MPNET_CONFIG {named}: no such file")
+            raise InvalidConfigFile(f"{where} {named}: no such file")
         return candidate
     local = (cwd or Path.cwd()) / "mpnet.yaml"
     if local.is_file():
@@ -101,6 +103,38 @@ def config_from_document(doc: YamlDocument) -> ConfigFile:
         ssl=read_tls_setting(r, top.get("ssl"), ("ssl",), base_dir=base_dir),
         exchanges=exchanges,
         routes=routes,
+        serve=read_serve_settings(r, top.get("serve"), ("serve",)),
+        clock=read_clock(r, top.get("clock"), ("clock",)),
+    )
+
+
+def read_clock(r: Reader, value: object, keys: KeyPath) -> ClockTolerances | None:
+    """``clock: {tolerance_ms, feed_lag_tolerance_ms}``: when CLOCK_SKEW and FEED_LAGGING fire."""
+    if value is None:
+        return None
+    block = r.mapping(value, keys, allowed=CLOCK_KEYS)
+    defaults = ClockTolerances()
+
+    def tolerance(name: str, default: float) -> float:
+        if block.get(name) is None:
+            return default
+        return r.positive_number(block[name], (*keys, name), most=MAX_TOLERANCE_MS)
+
+    return ClockTolerances(
+        offset_ms=tolerance("tolerance_ms", defaults.offset_ms),
+        feed_lag_ms=tolerance("feed_lag_tolerance_ms", defaults.feed_lag_ms),
+    )
+
+
+def read_serve_settings(reader: Reader, value: object, keys: KeyPath) -> ServeSettings:
+    """``serve: {max_probes: N, max_waiting: N}``: the limits of ``mpnet serve``."""
+    if value is None:
+        return ServeSettings()
+    block = reader.mapping(value, keys, allowed=("max_probes", "max_waiting"))
+    return ServeSettings(
+        max_probes=_least(reader, block.get("max_probes"), (*keys, "max_probes"), 1),
+        max_waiting=_least(reader, block.get("max_waiting"), (*keys, "max_waiting"), 0),
+        origin=reader.doc.where(keys),
     )
 
 
@@ -156,3 +190,12 @@ def read_exchange_routes(
     except ConfigError as exc:
         raise doc.error_class(f"{doc.where(keys)}: {exc}") from None
     return tuple(chosen)
+
+
+def _least(reader: Reader, value: object, keys: KeyPath, least: int) -> int | None:
+    if value is None:
+        return None
+    number = reader.integer(value, keys, default=least)
+    if number < least:
+        reader.doc.fail(keys, f"expected an integer of at least {least}, got {number}")
+    return number

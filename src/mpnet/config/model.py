@@ -16,6 +16,10 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
         expect_json: {result: {status: online}}   # optional pattern the JSON answer must match
         status_endpoint: true           # optional: the endpoint reports the exchange's state, and
                                         # expect_json is what "operational" looks like (below)
+      server_time: {path: serverTime, unit: ms}   # optional: the server's clock in the health
+                                        #   answer (or in the rest.time answer), for the offset
+      time: {method: GET, path: /api/v1/timestamp}   # optional: a request whose answer holds
+                                        #   server_time, when the health answer carries no time
     websocket:                          # optional if rest is given
       url: wss://www.deribit.com/ws/api/v2
       bootstrap:                        # optional pre-connect token step (KuCoin)
@@ -33,6 +37,9 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
       ping:                             # application-level ping, or {frame: true} for a
         send: {...}                     # WebSocket ping frame
         expect: {...}
+        server_time: {path: time_out, unit: iso8601}   # optional: the server's clock in the pong
+      event_time: {path: E, unit: ms}   # optional: when a data message was pushed, for feed lag;
+                                        #   kind: last_trade marks a trade's time (no lag claimed)
       server_ping: {field: ping, reply_field: pong}  # answer {"ping": x} with {"pong": x}
       compression: gzip                 # optional: binary frames are gzip (HTX)
     network:                            # optional exchange layer, same shape as the config file's
@@ -44,6 +51,11 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
       weight_header: X-MBX-USED-WEIGHT-1M   # optional, with weight_limit: stop sending once the
       weight_limit: 6000                #   header reports 90 % of the limit, until the window
       weight_window_s: 60               #   (default 60 s, aligned to the clock) resets
+
+Time fields (``rest.server_time``, ``websocket.event_time``, ``websocket.ping.server_time``) are
+``{path, unit, kind}``: ``path`` a dotted path with list indices (``data.0.ts``), ``unit`` one of
+``s``, ``ms``, ``us``, ``ns``, ``iso8601`` (numbers may be JSON strings of digits), ``kind``
+``event`` (default) or ``last_trade`` (event_time only). See :mod:`mpnet.core.clock`.
 
 Patterns (``welcome``, ``ack_match``, ``error_match``, ``data_match``, ``ping.expect``,
 ``rest.health.expect_json``) are matched by :func:`mpnet.core.match.matches`. In messages to send,
@@ -69,6 +81,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpnet.core.clock import ClockTolerances, TimeField
 from mpnet.core.proxy import ServiceProxy
 from mpnet.core.proxy_url import ProxyChoice
 from mpnet.core.ratelimit import RateLimit
@@ -93,14 +106,30 @@ class HealthCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeRequest:
+    """A request made for the server's time when the health answer carries none (KuCoin)."""
+
+    path: str
+    method: str = "GET"
+
+
+@dataclass(frozen=True, slots=True)
 class RestSpec:
     base_url: str
     health: HealthCheck
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: The server's clock in the health answer, or in the answer to ``time`` when set.
+    server_time: TimeField | None = None
+    time: TimeRequest | None = None
 
     @property
     def health_url(self) -> str:
         return self.base_url.rstrip("/") + self.health.path
+
+    @property
+    def time_url(self) -> str | None:
+        """The URL of the separate time request, if the profile has one."""
+        return self.base_url.rstrip("/") + self.time.path if self.time is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +150,8 @@ class PingSpec:
     send: JSON = None
     expect: JSON = None
     frame: bool = False
+    #: The server's clock in the pong (Kraken's time_out, Bitfinex's ts).
+    server_time: TimeField | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +176,8 @@ class WebSocketSpec:
     bootstrap: BootstrapSpec | None = None
     compression: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: When a data message was pushed (exchange clock), for the feed lag.
+    event_time: TimeField | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +223,16 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """The config file's ``serve:`` block: the limits of ``mpnet serve`` (None: unset, the
+    command line or the default decides). ``origin`` is ``file:line serve``."""
+
+    max_probes: int | None = None
+    max_waiting: int | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ConfigFile:
     """The loaded config file. ``path`` is None when no file was found (all layers empty)."""
 
@@ -197,6 +240,9 @@ class ConfigFile:
     proxy: ServiceProxy | None = None
     ssl: TLSSetting | None = None
     exchanges: Mapping[str, ExchangeNetwork] = field(default_factory=dict)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    #: ``clock: {tolerance_ms, feed_lag_tolerance_ms}``; None: the defaults.
+    clock: ClockTolerances | None = None
     #: The named routes of ``routes:`` (``--via NAME``), by name.
     routes: Mapping[str, Route] = field(default_factory=dict)
 

@@ -23,10 +23,12 @@ from mpnet.config.model import (
     Profile,
     RestSpec,
     ServerPingSpec,
+    TimeRequest,
     WebSocketSpec,
 )
 from mpnet.config.network import read_exchange_network
 from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
+from mpnet.core.clock import KINDS, UNITS, TimeField
 from mpnet.core.match import matches
 from mpnet.core.ratelimit import RateLimit
 from mpnet.errors import InvalidProfile, UnknownExchange
@@ -35,7 +37,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 #: RFC 9110 §5.1 field-name (a token).
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 PROFILE_KEYS = ("name", "title", "rest", "websocket", "network", "rate_limit")
-REST_KEYS = ("base_url", "headers", "health")
+REST_KEYS = ("base_url", "headers", "health", "server_time", "time")
 HEALTH_KEYS = (
     "method",
     "path",
@@ -57,8 +59,13 @@ WS_KEYS = (
     "ping",
     "server_ping",
     "compression",
+    "event_time",
 )
 BOOTSTRAP_KEYS = ("method", "path", "endpoint", "token", "query")
+TIME_FIELD_KEYS = ("path", "unit")
+TIME_REQUEST_KEYS = ("method", "path")
+#: A JSON path: names or list indices, separated by dots.
+TIME_PATH_PART = re.compile(r"[^\s.]+")
 #: One request every 1000 s is the slowest pacing mpnet takes; a million per second is no limit.
 MIN_REQUESTS_PER_S = 0.001
 MAX_REQUESTS_PER_S = 1_000_000
@@ -91,6 +98,15 @@ class ProfileSet:
 
     def names(self) -> list[str]:
         return sorted(self.profiles)
+
+    def select(self, names: Sequence[str]) -> list[Profile]:
+        """The profiles called ``names`` in the order given, each once: a name given twice is
+        probed once, with or without ``--lab``. Raises UnknownExchange at the first unknown one."""
+        chosen: dict[str, Profile] = {}
+        for name in names:
+            profile = self.get(name)
+            chosen.setdefault(profile.name, profile)
+        return list(chosen.values())
 
     def __iter__(self) -> Iterator[Profile]:
         return iter(self.profiles[name] for name in self.names())
@@ -207,6 +223,13 @@ def _rest(r: Reader, value: Any, keys: KeyPath) -> RestSpec | None:
             (*health_keys, "status_endpoint"),
             "a status endpoint needs expect_json: the pattern of an operational answer",
         )
+    server_time = _time_field(r, block.get("server_time"), (*keys, "server_time"))
+    time_request = _time_request(r, block.get("time"), (*keys, "time"))
+    if time_request is not None and server_time is None:
+        r.doc.fail(
+            (*keys, "time"),
+            "a time request needs server_time: where the time is in its answer",
+        )
     return RestSpec(
         base_url=base_url,
         headers=r.string_map(block.get("headers"), (*keys, "headers")),
@@ -221,6 +244,8 @@ def _rest(r: Reader, value: Any, keys: KeyPath) -> RestSpec | None:
             expect_json=expect_json,
             status_endpoint=status_endpoint,
         ),
+        server_time=server_time,
+        time=time_request,
     )
 
 
@@ -280,6 +305,7 @@ def _websocket(r: Reader, value: Any, keys: KeyPath) -> WebSocketSpec | None:
         bootstrap=_bootstrap(r, block.get("bootstrap"), (*keys, "bootstrap")),
         compression=compression,
         headers=r.string_map(block.get("headers"), (*keys, "headers")),
+        event_time=_time_field(r, block.get("event_time"), (*keys, "event_time"), kinds=KINDS),
     )
 
 
@@ -310,13 +336,58 @@ def _shown(pattern: Any, limit: int = 60) -> str:
 def _ping(r: Reader, value: Any, keys: KeyPath) -> PingSpec | None:
     if value is None:
         return None
-    block = r.mapping(value, keys, allowed=("send", "expect", "frame"))
+    block = r.mapping(value, keys, allowed=("send", "expect", "frame", "server_time"))
     frame = bool(r.boolean(block.get("frame"), (*keys, "frame")))
     if frame and ("send" in block or "expect" in block):
         r.doc.fail(keys, "frame: true takes no send/expect")
     if not frame and (block.get("send") is None or block.get("expect") is None):
         r.doc.fail(keys, "an application ping needs both send: and expect: (or frame: true)")
-    return PingSpec(send=block.get("send"), expect=block.get("expect"), frame=frame)
+    server_time = _time_field(r, block.get("server_time"), (*keys, "server_time"))
+    if frame and server_time is not None:
+        r.doc.fail((*keys, "server_time"), "a ping frame's pong carries no time to read")
+    return PingSpec(
+        send=block.get("send"), expect=block.get("expect"), frame=frame, server_time=server_time
+    )
+
+
+def _time_field(
+    r: Reader, value: Any, keys: KeyPath, *, kinds: tuple[str, ...] = ()
+) -> TimeField | None:
+    """``{path, unit}`` (and ``kind`` where ``kinds`` are allowed): where a time stamp is."""
+    if value is None:
+        return None
+    allowed = (*TIME_FIELD_KEYS, "kind") if kinds else TIME_FIELD_KEYS
+    block = r.mapping(value, keys, allowed=allowed)
+    path = block.get("path")
+    if isinstance(path, int) and not isinstance(path, bool):
+        path = str(path)  # a list index alone, `path: 0`
+    path = r.string(path, (*keys, "path"))
+    assert path is not None
+    parts = path.split(".")
+    if not all(TIME_PATH_PART.fullmatch(part) for part in parts):
+        r.doc.fail(
+            (*keys, "path"),
+            f"{path!r}: expected names or list indices separated by dots (data.0.ts)",
+        )
+    unit = r.string(block.get("unit"), (*keys, "unit"))
+    if unit not in UNITS:
+        r.doc.fail((*keys, "unit"), f"{unit!r}: expected one of {', '.join(UNITS)}")
+    kind = r.string(block.get("kind"), (*keys, "kind"), required=False) or "event"
+    if kinds and kind not in kinds:
+        r.doc.fail((*keys, "kind"), f"{kind!r}: expected one of {', '.join(kinds)}")
+    assert unit is not None
+    return TimeField(path=path, unit=unit, kind=kind)
+
+
+def _time_request(r: Reader, value: Any, keys: KeyPath) -> TimeRequest | None:
+    if value is None:
+        return None
+    block = r.mapping(value, keys, allowed=TIME_REQUEST_KEYS)
+    path = r.string(block.get("path"), (*keys, "path"))
+    assert path is not None
+    if not path.startswith("/"):
+        r.doc.fail((*keys, "path"), f"{path!r}: must start with '/'")
+    return TimeRequest(path=path, method=_method(r, block.get("method"), (*keys, "method")))
 
 
 def _server_ping(r: Reader, value: Any, keys: KeyPath) -> ServerPingSpec | None:

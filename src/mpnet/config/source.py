@@ -58,14 +58,25 @@ def load_yaml(path: str | Path, error_class: type[ConfigError]) -> YamlDocument:
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise error_class(f"{shown}: no such file") from None
     except IsADirectoryError:
         raise error_class(f"{shown}: is a directory, not a YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
         raise error_class(f"{shown}: cannot read: {reason}") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise error_class(f"{shown}: is UTF-16 text; save it as UTF-8") from None
+    if b"\0" in data[:8192]:
+        raise error_class(f"{shown}: is a binary file, not YAML text") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_class(
+            f"{shown}: is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
+            "save it as UTF-8"
+        ) from None
     return parse_yaml(text, shown, error_class)
 
 
@@ -106,6 +117,18 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 100
 
 
+_PLAIN_COLLECTION_TAGS = frozenset(
+    {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"}
+)
+
+
+def _shown_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:python/object/apply:os.system`` -> ``!!python/object/apply``."""
+    name = tag.removeprefix("tag:yaml.org,2002:")
+    shown = f"!!{name}" if name != tag else tag
+    return shown.split(":", 1)[0][:60]
+
+
 class _Converter:
     """Node tree -> plain values, refusing alias loops, alias bombs and absurd nesting."""
 
@@ -123,6 +146,11 @@ class _Converter:
         if len(keys) > MAX_DEPTH:
             doc.fail(keys[:2], f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if node.tag not in _PLAIN_COLLECTION_TAGS:
+                # A tag PyYAML's safe loader would refuse on a scalar (!!python/object/apply:...)
+                # must not be dropped silently on a mapping or a list: refuse it the same way.
+                doc.lines[keys] = node.start_mark.line + 1
+                doc.fail(keys, f"invalid value: the tag {_shown_tag(node.tag)} is not allowed")
             if id(node) in self.open:
                 doc.fail(keys, "an alias refers to a value that contains it")
             self.open.add(id(node))

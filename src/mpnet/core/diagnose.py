@@ -23,10 +23,16 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
+from mpnet.core.clock import (
+    LAG_GROWTH_MS,
+    SOURCE_DATE,
+    SOURCE_PONG,
+    ClockEstimate,
+    ClockTolerances,
+)
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.proxy_url import REDACTED, redact_url_text
 from mpnet.core.result import Attempt, ErrorInfo, Finding, ProbeResult
@@ -35,9 +41,12 @@ Severity = Literal["error", "warning"]
 
 #: A certificate with this many days left or fewer gets CERT_EXPIRING.
 CERT_EXPIRY_WARNING_DAYS = 14
-#: Clock offsets beyond this many seconds (after allowing for the Date header's 1 s resolution
-#: and the request's round trip) get CLOCK_SKEW.
-CLOCK_SKEW_TOLERANCE_S = 1.0
+#: Binance's limits on a signed request's timestamp (its docs, "Timing security"): refused when
+#: stamped more than 1000 ms ahead of its clock ("Timestamp for this request was 1000ms ahead of
+#: the server's time", -1021), or when it arrives later than recvWindow (default 5000 ms) after
+#: its stamp ("Timestamp for this request is outside of the recvWindow", -1021).
+SIGNED_AHEAD_LIMIT_MS = 1000.0
+DEFAULT_RECV_WINDOW_MS = 5000.0
 #: The probe engine notes this in a rejection's message when the subscription carried the local
 #: clock (Gate's ``time``): the rejection may then be about the clock.
 CLOCK_CARRIED = "the subscription carried this machine's clock"
@@ -464,10 +473,38 @@ CATALOGUE: Mapping[str, FindingCode] = {
         _code(
             "CLOCK_SKEW",
             "warning",
-            "the local clock differs from the server's by more than a second",
+            "the local clock differs from the exchange's by more than the tolerance (default "
+            "500 ms), beyond the measurement's error",
             default=(
                 "sync this machine's clock (`timedatectl status`, `chronyc tracking`): signed "
-                "requests (recvWindow, expires) fail when it is off"
+                "requests (recvWindow, expires) fail when it is off; `--clock-tolerance MS` or "
+                "`clock.tolerance_ms` in the config file sets when mpnet warns"
+            ),
+        ),
+        _code(
+            "FEED_LAGGING",
+            "warning",
+            "market data arrives later than the tolerance (default 1000 ms) after the exchange "
+            "stamped it",
+            default=(
+                "this machine's clock was corrected and its event loop kept up: the delay is "
+                "the exchange's or the path's; compare another route (`mpnet probe {exchange} "
+                "--proxy URL`) and the exchange's status page"
+            ),
+            consumer=(
+                "this process was slow to read the feed (its event loop stalled, see the "
+                "message): check the CPU load (`uptime`, `top`) and retry with `--concurrency "
+                "1`; a trading process on this machine may be as slow"
+            ),
+            proxy=(
+                "the lag grew while the feed was read through {proxy} (chosen by {origin}): a "
+                "buffering proxy holds messages back; compare `mpnet probe {exchange} "
+                "--no-proxy` or another proxy"
+            ),
+            uncorrected=(
+                "no clock offset was measured for {exchange} in this run, so the lag includes "
+                "this machine's clock offset: probe its REST target too (`--rest`) or check the "
+                "clock (`chronyc tracking`) before blaming the feed"
             ),
         ),
         _code(
@@ -542,7 +579,10 @@ class _Fields(dict[str, object]):
 
 
 def diagnose(
-    results: Sequence[ProbeResult], *, now: float | None = None
+    results: Sequence[ProbeResult],
+    *,
+    now: float | None = None,
+    tolerances: ClockTolerances | None = None,
 ) -> tuple[ProbeResult, ...]:
     """Attach findings to every result, in the same order.
 
@@ -551,13 +591,15 @@ def diagnose(
             the results of the same exchange.
         now: Unix time, used only to compute a certificate's days left from ``cert_not_after``
             when ``cert_days_left`` is missing.
+        tolerances: when CLOCK_SKEW and FEED_LAGGING fire (the defaults when None).
 
     Returns:
         The results, each with ``findings`` replaced by its diagnosis.
     """
     # Every password of the run is masked in every finding, whichever result it came from.
     secrets = _passwords(results)
-    findings = [list(_diagnose_one(result, now, secrets)) for result in results]
+    limits = tolerances or ClockTolerances()
+    findings = [list(_diagnose_one(result, now, secrets, limits)) for result in results]
     for index, finding in _path_divergence(results, secrets):
         findings[index].append(finding)
     for index, finding in _proxy_write_stalls(results, secrets):
@@ -565,11 +607,16 @@ def diagnose(
     return tuple(result.with_findings(f) for result, f in zip(results, findings, strict=True))
 
 
-def diagnose_one(result: ProbeResult, *, now: float | None = None) -> tuple[Finding, ...]:
+def diagnose_one(
+    result: ProbeResult,
+    *,
+    now: float | None = None,
+    tolerances: ClockTolerances | None = None,
+) -> tuple[Finding, ...]:
     """The findings of one result alone: failures explained first, then warnings."""
     secrets = _passwords([result])
     stalls = tuple(finding for _, finding in _proxy_write_stalls([result], secrets))
-    return _diagnose_one(result, now, secrets) + stalls
+    return _diagnose_one(result, now, secrets, tolerances or ClockTolerances()) + stalls
 
 
 def _passwords(results: Sequence[ProbeResult]) -> tuple[str, ...]:
@@ -579,7 +626,10 @@ def _passwords(results: Sequence[ProbeResult]) -> tuple[str, ...]:
 
 
 def _diagnose_one(
-    result: ProbeResult, now: float | None, secrets: tuple[str, ...]
+    result: ProbeResult,
+    now: float | None,
+    secrets: tuple[str, ...],
+    tolerances: ClockTolerances,
 ) -> tuple[Finding, ...]:
     ctx = _Context.of(result, secrets)
     findings: list[Finding] = []
@@ -605,7 +655,8 @@ def _diagnose_one(
         findings.append(finding)
     for warning in (
         _ping_unanswered(ctx),
-        _clock_skew(ctx),
+        _clock_skew(ctx, tolerances.offset_ms),
+        _feed_lagging(ctx, tolerances.feed_lag_ms),
         _cert_expiring(ctx, now),
         _insecure_tls(ctx),
     ):
@@ -1465,60 +1516,117 @@ def _ping_unanswered(ctx: _Context) -> Finding | None:
     )
 
 
-def _clock_skew(ctx: _Context) -> Finding | None:
-    """The local clock's offset from the server's ``Date``, when it is certainly beyond 1 s.
+def _clock_skew(ctx: _Context, tolerance_ms: float) -> Finding | None:
+    """CLOCK_SKEW when the offset is beyond the tolerance even at the near end of its error.
 
-    ``Date`` is truncated to the second and was stamped somewhere between sending the request
-    and the first byte of the answer, so each attempt bounds the offset to an interval; the
-    intervals of all attempts are intersected.
+    The offset comes from the profile's time field (the sample with the smallest round trip,
+    NTP-style) or, without one, from the ``Date`` headers (whole seconds: the coarse one). The
+    message says, in ms with the error, what the offset breaks for Binance-style signed
+    requests.
     """
-    low, high = float("-inf"), float("inf")
-    seen: tuple[float, float] | None = None
-    date_shown = ""
-    for attempt in ctx.result.attempts:
-        bounds = _offset_bounds(attempt)
-        if bounds is None:
-            continue
-        assert attempt.server_date is not None
-        date_shown = attempt.server_date
-        seen = bounds
-        low, high = max(low, bounds[0]), min(high, bounds[1])
-    if seen is None:
+    clock = ctx.result.clock
+    if clock is None or clock.offset_ms is None or clock.error_ms is None:
         return None
-    if low > high:  # attempts disagree (servers behind a balancer): trust the last one alone
-        low, high = seen
-    if low <= CLOCK_SKEW_TOLERANCE_S and high >= -CLOCK_SKEW_TOLERANCE_S:
+    offset, error = clock.offset_ms, clock.error_ms
+    if abs(offset) - error <= tolerance_ms:
         return None
-    offset = (low + high) / 2
-    side = "ahead of" if offset > 0 else "behind"
-    return ctx.finding(
-        "CLOCK_SKEW",
-        f"the local clock is {abs(offset):.1f} s {side} the server's "
-        f"(±{(high - low) / 2:.1f} s; Date: {date_shown!r})",
+    side = "behind" if offset > 0 else "ahead of"
+    whose = f"{ctx.exchange}'s" if not clock.coarse else "the server's"
+    message = (
+        f"this machine's clock is {abs(offset):.0f} ms {side} {whose} (offset {offset:+.0f} "
+        f"±{error:.0f} ms, {_clock_evidence(clock)}; tolerance {tolerance_ms:g} ms): "
+        f"{_clock_consequence(offset, error)}"
+    )
+    return ctx.finding("CLOCK_SKEW", message)
+
+
+def _clock_evidence(clock: ClockEstimate) -> str:
+    """Where the offset was read, and how many samples it is the best of."""
+    usable = clock.usable_samples
+    if clock.coarse:
+        dates = [s.stamp for s in clock.samples if s.source == SOURCE_DATE and s.usable]
+        shown = f"; Date: {dates[-1]!r}" if dates else ""
+        return (
+            f"from the Date header, which has whole seconds only: the coarse clock, used "
+            f"because the profile reads no time field{shown}"
+        )
+    where = "the pong" if clock.source == SOURCE_PONG else "the REST answer"
+    best = f", the shortest round trip of {usable} samples" if usable > 1 else ""
+    return f"from {clock.path} in {where}{best}"
+
+
+def _clock_consequence(offset: float, error: float) -> str:
+    """What an offset does to a signed request at Binance (the strictest common rules)."""
+    if offset < 0 and -offset - error > SIGNED_AHEAD_LIMIT_MS:
+        return (
+            f"signed requests are stamped more than {SIGNED_AHEAD_LIMIT_MS:.0f} ms ahead of the "
+            "exchange's clock, which Binance refuses (\"Timestamp for this request was 1000ms "
+            "ahead of the server's time\", -1021)"
+        )
+    if offset > 0 and offset - error > DEFAULT_RECV_WINDOW_MS:
+        return (
+            f"signed requests arrive more than the default recvWindow of "
+            f'{DEFAULT_RECV_WINDOW_MS:.0f} ms after their stamp and are refused ("Timestamp for '
+            'this request is outside of the recvWindow", -1021)'
+        )
+    if offset < 0:
+        return (
+            f"signed requests still pass Binance's {SIGNED_AHEAD_LIMIT_MS:.0f} ms limit ahead of "
+            "its clock, with that much less room for it"
+        )
+    return (
+        f"signed requests use up this much of Binance's default recvWindow of "
+        f"{DEFAULT_RECV_WINDOW_MS:.0f} ms before they leave; a tighter recvWindow fails"
     )
 
 
-def _offset_bounds(attempt: Attempt) -> tuple[float, float] | None:
-    if attempt.server_date is None or attempt.local_time is None:
+#: A loop stall at least this share of the median lag could explain the lag: the consumer.
+SLOW_CONSUMER_SHARE = 0.5
+
+
+def _feed_lagging(ctx: _Context, tolerance_ms: float) -> Finding | None:
+    """FEED_LAGGING when the feed's median lag (less the offset's error) exceeds the tolerance.
+
+    The hint tells apart, as far as the evidence goes: a slow consumer (the event loop stalled
+    for a good part of the lag while the feed was read), a buffering proxy (proxied, and the
+    lag grew over the window), an uncorrected figure (no offset measured), the exchange.
+    """
+    feed = ctx.result.feed
+    if feed is None or feed.lag_ms is None:
         return None
-    try:
-        stamped = parsedate_to_datetime(attempt.server_date)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    p50 = feed.lag_ms.p50
+    error = feed.error_ms or 0.0
+    if p50 - error <= tolerance_ms:
         return None
-    if stamped is None:
-        return None
-    if stamped.tzinfo is None:
-        stamped = stamped.replace(tzinfo=UTC)
-    try:
-        server = stamped.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
-    # The answer's Date was stamped after the request left: at most one round trip earlier.
-    waited_ms = attempt.phases.get("http") or attempt.phases.get("ws_upgrade") or 0.0
-    waited = max(0.0, float(waited_ms)) / 1000
-    local = float(attempt.local_time)
-    # local - true_server_time lies in (local - waited - (server + 1), local - server].
-    return local - waited - server - 1.0, local - server
+    if feed.corrected:
+        how = f"corrected by the clock offset ±{error:.0f} ms measured in this run"
+    else:
+        how = "uncorrected: no clock offset measured for this exchange in this run"
+    window = (
+        f"{feed.messages} messages over {feed.duration_s:.1f} s"
+        if feed.duration_s
+        else f"{feed.messages} message(s)"
+    )
+    message = (
+        f"market data on {ctx.result.url} arrived a median {p50:.0f} ms after the exchange "
+        f"stamped it (p95 {feed.lag_ms.p95:.0f}, max {feed.lag_ms.max:.0f} ms; {window}; "
+        f"{how}; tolerance {tolerance_ms:g} ms)"
+    )
+    stalled = feed.loop_lag_ms
+    growth = feed.growth_ms
+    if stalled is not None and stalled >= SLOW_CONSUMER_SHARE * p50:
+        variant = "consumer"
+        message += f"; the event loop stalled for up to {stalled:.0f} ms while it was read"
+    elif ctx.result.proxy.proxy is not None and growth is not None and growth > LAG_GROWTH_MS:
+        variant = "proxy"
+        message += f"; the lag grew by {growth:.0f} ms over the window, through a proxy"
+    elif not feed.corrected:
+        variant = "uncorrected"
+    else:
+        variant = "default"
+        if growth is not None:
+            message += f"; the lag held at that over the window ({round(growth):+d} ms)"
+    return ctx.finding("FEED_LAGGING", message, variant)
 
 
 def _cert_expiring(ctx: _Context, now: float | None) -> Finding | None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mpnet.core.noproxy import match_no_proxy
@@ -59,13 +60,22 @@ _SOCKS = ("socks4", "socks4a", "socks5", "socks5h")
 def urllib_proxies(env: Mapping[str, str]) -> dict[str, str]:
     """``urllib.request.getproxies_environment()`` for ``env``: scheme -> proxy, ``no`` ->
     no_proxy. Two passes, so lower case wins; an empty lower-case variable removes the entry."""
+    return _urllib_table(env)[0]
+
+
+def _urllib_table(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """urllib's table, and for each key the variable that decided it (set it, or, empty,
+    removed it), named exactly as set."""
     proxies: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for name, value in env.items():
         lowered = name.lower()
         if value and lowered.endswith("_proxy"):
             proxies[lowered[:-6]] = value
+            sources[lowered[:-6]] = name
     if "REQUEST_METHOD" in env:
         proxies.pop("http", None)
+        sources.pop("http", None)
     for name, value in env.items():
         if name.endswith("_proxy"):
             lowered = name.lower()
@@ -73,7 +83,8 @@ def urllib_proxies(env: Mapping[str, str]) -> dict[str, str]:
                 proxies[lowered[:-6]] = value
             else:
                 proxies.pop(lowered[:-6], None)
-    return proxies
+            sources[lowered[:-6]] = name
+    return proxies, sources
 
 
 def _urllib_splitport(host: str) -> tuple[str, str | None]:
@@ -375,3 +386,147 @@ def library_verdicts(target_url: str, env: Mapping[str, str]) -> dict[str, str]:
         "curl": lambda: curl_verdict(target, env),
     }
     return {name: models[name]() for name in LIBRARIES}
+
+
+# -- the same variable in two cases ---------------------------------------------------------------
+
+#: mpnet first, then the five tools.
+TOOLS: tuple[str, ...] = ("mpnet", *LIBRARIES)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVariable:
+    """One spelling of a proxy variable: its name exactly as set, its value (redacted) and the
+    tools that take it for the target."""
+
+    name: str
+    value: str
+    read_by: tuple[str, ...]
+
+    @property
+    def ignored_by(self) -> tuple[str, ...]:
+        return tuple(tool for tool in TOOLS if tool not in self.read_by)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "read_by": list(self.read_by),
+            "ignored_by": list(self.ignored_by),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CaseConflict:
+    """``https_proxy`` and ``HTTPS_PROXY`` (or any two spellings) set to different values."""
+
+    variable: str  # the lower-case name
+    spellings: tuple[EnvVariable, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"variable": self.variable, "spellings": [v.to_dict() for v in self.spellings]}
+
+
+def case_conflicts(target_url: str, env: Mapping[str, str]) -> tuple[CaseConflict, ...]:
+    """Proxy variables set in more than one case with different values, and for ``target_url``
+    which spelling mpnet and each of the five tools takes (the others it ignores).
+
+    Only variables that some tool consults for this target are returned (``http_proxy`` does
+    not matter to an https URL). Values are redacted; an empty value is shown as ``(empty)``.
+
+    Raises:
+        UsageError: ``target_url`` is not an http, https, ws or wss URL.
+    """
+    target = parse_target(target_url)
+    groups: dict[str, list[str]] = {}
+    for name in env:
+        if name.lower().endswith("_proxy"):
+            groups.setdefault(name.lower(), []).append(name)
+    reads = {tool: _reads(tool, target, env) for tool in TOOLS}
+    conflicts = []
+    for lowered, names in groups.items():
+        if len(names) < 2 or len({env[name] for name in names}) < 2:
+            continue
+        spellings = tuple(
+            EnvVariable(
+                name=name,
+                value=_shown(env[name]) if env[name] else "(empty)",
+                read_by=tuple(tool for tool in TOOLS if name in reads[tool]),
+            )
+            for name in names
+        )
+        if any(spelling.read_by for spelling in spellings):
+            conflicts.append(CaseConflict(variable=lowered, spellings=spellings))
+    return tuple(conflicts)
+
+
+def _reads(tool: str, target: ProxyTarget, env: Mapping[str, str]) -> set[str]:
+    """The environment variables (names as set) whose values ``tool`` takes for ``target``."""
+    if tool == "mpnet":
+        return _mpnet_reads(target, env)
+    if tool == "curl":
+        return _curl_reads(target, env)
+    proxies, sources = _urllib_table(env)
+    ws_scheme = "wss" if target.secure else "ws"
+    http_scheme = "https" if target.secure else "http"
+    if tool == "urllib":
+        keys = [target.scheme] + (["no"] if target.scheme in proxies else [])
+    elif tool == "aiohttp":
+        keys = ["no"] + ([target.scheme] if target.scheme in ("http", "https", "ws", "wss") else [])
+    elif tool == "websockets":
+        order = (
+            ("wss", "socks", "https") if ws_scheme == "wss" else ("ws", "socks", "https", "http")
+        )
+        keys = ["no", *_until_present(order, proxies)]
+    else:  # httpx
+        keys = ["no", *_until_present((http_scheme, "all"), proxies)]
+    return {sources[key] for key in keys if key in sources}
+
+
+def _until_present(order: tuple[str, ...], proxies: Mapping[str, str]) -> list[str]:
+    """The keys a first-match lookup consults: up to and including the first one set."""
+    consulted = []
+    for key in order:
+        consulted.append(key)
+        if proxies.get(key):
+            break
+    return consulted
+
+
+def _mpnet_reads(target: ProxyTarget, env: Mapping[str, str]) -> set[str]:
+    """What :func:`mpnet.core.proxy.resolve_proxy`'s environment layer looks at: the lower-case
+    name when it is set at all (empty disables the upper-case one), else the upper-case one."""
+    names: set[str] = set()
+
+    def pair(lower: str, *, upper_ignored: bool = False) -> bool:
+        upper = lower.upper()
+        if lower in env:
+            names.add(lower)
+            return bool(env[lower].strip())
+        if env.get(upper, "").strip() and not upper_ignored:
+            names.add(upper)
+            return True
+        return False
+
+    first = "https_proxy" if target.secure else "http_proxy"
+    httpoxy = first == "http_proxy" and "REQUEST_METHOD" in env
+    if not pair(first, upper_ignored=httpoxy):
+        pair("all_proxy")
+    pair("no_proxy")
+    return names
+
+
+def _curl_reads(target: ProxyTarget, env: Mapping[str, str]) -> set[str]:
+    """curl's ``detect_proxy`` order (an empty variable counts as unset), then no_proxy."""
+    proxy_env = f"{target.scheme}_proxy"
+    order = [proxy_env] + ([proxy_env.upper()] if proxy_env != "http_proxy" else [])
+    if target.scheme == "ws":
+        order.append("http_proxy")
+    elif target.scheme == "wss":
+        order += ["https_proxy", "HTTPS_PROXY"]
+    order += ["all_proxy", "ALL_PROXY"]
+    found = next((name for name in order if env.get(name)), None)
+    if found is None:
+        return set()
+    no_proxy = next((name for name in ("no_proxy", "NO_PROXY") if env.get(name)), None)
+    return {found} | ({no_proxy} if no_proxy else set())

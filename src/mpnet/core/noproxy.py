@@ -185,6 +185,16 @@ def parse_no_proxy(value: str) -> tuple[NoProxyEntry, ...]:
     return tuple(entries)
 
 
+def no_proxy_warnings(value: str, where: str) -> list[str]:
+    """One warning per entry of ``value`` that can never match, naming ``where`` it was set
+    (``NO_PROXY``, ``mpnet.yaml:3 proxy.no_proxy``) and the entry as written."""
+    return [
+        f"{where} entry {entry.text!r} is ignored: {entry.problem}"
+        for entry in parse_no_proxy(value)
+        if entry.kind == "invalid"
+    ]
+
+
 def match_no_proxy(host: str, port: int | None, value: str) -> str | None:
     """The first entry of ``value`` that bypasses the proxy for ``host`` on effective ``port``.
 

@@ -72,13 +72,15 @@ class ProxyDecision:
         return self.proxy.scheme if self.proxy else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md JSON shape ``{"url", "layer", "scheme"}`` plus source and no_proxy."""
+        """The DESIGN.md JSON shape ``{"url", "layer", "scheme"}`` plus source, no_proxy and
+        the trace (every layer consulted; values redacted), so a report shows why, not only what."""
         return {
             "url": self.proxy.redacted() if self.proxy else None,
             "layer": self.layer,
             "scheme": self.scheme,
             "source": self.source,
             "no_proxy_match": self.no_proxy_match,
+            "trace": [entry.to_dict() for entry in self.trace],
         }
 
 
@@ -176,7 +178,7 @@ def _env_proxy(env: Mapping[str, str], target: ProxyTarget) -> _EnvProxy:
     return _EnvProxy(fallback.variable, fallback.raw, first.notes + fallback.notes)
 
 
-def _env_no_proxy(env: Mapping[str, str]) -> tuple[str | None, str]:
+def env_no_proxy(env: Mapping[str, str]) -> tuple[str | None, str]:
     """(variable, value) of the environment's no_proxy: lower case wins, empty disables."""
     if "no_proxy" in env:
         return ("no_proxy", env["no_proxy"]) if env["no_proxy"].strip() else (None, "")
@@ -311,7 +313,7 @@ def resolve_proxy(
         if winner is not None:
             trace.append(TraceEntry("env", redact_proxy_text(raw.strip()), "shadowed", detail))
         else:
-            no_proxy_var, no_proxy_value = _env_no_proxy(environment)
+            no_proxy_var, no_proxy_value = env_no_proxy(environment)
             entry = (
                 match_no_proxy(target.host, target.port, no_proxy_value) if no_proxy_var else None
             )

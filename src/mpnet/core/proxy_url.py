@@ -115,9 +115,23 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     raw = text.strip()
     if not raw:
         raise InvalidProxyURL(f"{where}: empty proxy URL")
+    control = next((ch for ch in raw if ord(ch) < 32 or ord(ch) == 127), None)
+    if control is not None:
+        # urlsplit would silently drop a newline or tab (WHATWG), gluing two pasted URLs into
+        # one with a nonsense port; say what is really there.
+        code = f"U+{ord(control):04X}"
+        name = _CONTROL_NAMES.get(control)
+        what = f"{name} (a control character, {code})" if name else f"a control character ({code})"
+        raise InvalidProxyURL(f"{where}: {shown!r} contains {what}; a proxy URL is one line")
     if "://" not in raw:
         raise InvalidProxyURL(
             f"{where}: {shown!r} has no scheme; write e.g. http://{shown} or socks5h://{shown}"
+        )
+    userinfo, at, _ = raw.partition("://")[2].rpartition("@")
+    if at and any(ch.isspace() for ch in userinfo):
+        raise InvalidProxyURL(
+            f"{where}: {shown!r}: a space in the user name or password must be percent-encoded "
+            "as %20 (and @ : / % as %40 %3A %2F %25)"
         )
     try:
         parts = urlsplit(raw)
@@ -137,6 +151,9 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     host = parts.hostname
     if not host:
         raise InvalidProxyURL(f"{where}: {shown!r} has no host")
+    problem = _host_problem(host)
+    if problem:
+        raise InvalidProxyURL(f"{where}: {shown!r}: {problem}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidProxyURL(f"{where}: {shown!r}: a proxy URL takes no path, query or fragment")
     if port is None:
@@ -160,6 +177,34 @@ def parse_proxy_url(text: str, *, where: str = "proxy URL") -> ProxyURL:
     return ProxyURL(
         scheme=scheme, host=host.lower(), port=port, username=username, password=password
     )
+
+
+_CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
+
+#: RFC 1035 section 2.3.4: a name of at most 253 characters (255 octets on the wire), labels of
+#: at most 63.
+MAX_HOST_NAME = 253
+MAX_LABEL = 63
+
+
+def _host_problem(host: str) -> str:
+    """Why ``host`` (as urlsplit gives it: lower case, no brackets) cannot be a proxy's host."""
+    if any(ch.isspace() for ch in host):
+        return f"the host {host!r} contains a space"
+    if ":" in host:
+        return ""  # an IPv6 literal; urlsplit has checked it
+    name = host.rstrip(".")
+    if len(name) > MAX_HOST_NAME:
+        return f"the host name is {len(name)} characters long; DNS allows at most {MAX_HOST_NAME}"
+    for label in name.split("."):
+        if len(label) > MAX_LABEL:
+            return (
+                f"the host name's label {label[:20] + '...'!r} is {len(label)} characters long; "
+                f"DNS allows at most {MAX_LABEL}"
+            )
+        if not label:
+            return f"the host name {host!r} has an empty label (two dots in a row)"
+    return ""
 
 
 Direct = Literal["direct"]

@@ -12,6 +12,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mpnet.core.address import ConnectFailure, addresses_dict, family_note, family_of
+from mpnet.core.clock import (
+    ClockEstimate,
+    ClockSample,
+    FeedRecord,
+    FeedSummary,
+    best_estimate,
+    date_estimate,
+    date_sample,
+    estimate_clock,
+    summarize_feed,
+)
 from mpnet.core.edge import UNKNOWN_EDGE, Edge
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.ratelimit import Skip
@@ -119,6 +130,11 @@ class Attempt:
     no answer arrived). ``addresses`` are every address the DNS phase returned (the proxy's
     when one was dialled), ``address`` the one the TCP connection used, ``connect_failures``
     the addresses tried before it (or all of them, when none connected).
+
+    Clocks (:mod:`mpnet.core.clock`): ``clock`` is this attempt's reading of the server's clock
+    (the profile's ``rest.server_time`` or ``websocket.ping.server_time``; skipped with its
+    reason when the stamp could not be read), ``feed`` what a WebSocket attempt saw of the feed
+    from its first data message on (message count, uncorrected lags).
     """
 
     ok: bool
@@ -138,6 +154,8 @@ class Attempt:
     tcp_rtt_kernel_ms: float | None = None
     edge: Edge | None = None
     connect_failures: tuple[ConnectFailure, ...] = ()
+    clock: ClockSample | None = None
+    feed: FeedRecord | None = None
 
     @property
     def total_ms(self) -> float:
@@ -173,12 +191,28 @@ class Attempt:
             "edge": (self.edge or UNKNOWN_EDGE).to_dict(),
             "address": self.address,
             "family": family_of(self.address) if self.address else None,
+            "clock": self.clock.to_dict() if self.clock is not None else None,
+            "feed": self.feed.to_dict() if self.feed is not None else None,
         }
 
     @property
     def family_note(self) -> str | None:
         """A sentence when one address family failed where both exist (see core.address)."""
         return family_note(self.addresses, self.address, self.connect_failures)
+
+    @property
+    def date_sample(self) -> ClockSample | None:
+        """The answer's ``Date`` header as a clock sample: stamped between the request leaving
+        (at most the ``http`` or ``ws_upgrade`` wait before the first byte) and ``local_time``."""
+        if self.server_date is None or self.local_time is None:
+            return None
+        waited_ms = self.phases.get("http") or self.phases.get("ws_upgrade") or 0.0
+        received = float(self.local_time)
+        return date_sample(
+            self.server_date,
+            sent_at=received - max(0.0, float(waited_ms)) / 1000,
+            received_at=received,
+        )
 
 
 def ordered_phases(phases: Mapping[str, float]) -> dict[str, float]:
@@ -247,6 +281,9 @@ class ProbeResult:
     findings: tuple[Finding, ...] = ()
     #: The route asked for (``--via``, an exchange's default routes); None: the usual layers.
     route: str | None = None
+    #: The best offset measured for this exchange in the same run, by any of its targets (set
+    #: by :func:`with_exchange_clocks`): what corrects this target's feed lag.
+    exchange_clock: ClockEstimate | None = None
 
     @property
     def route_name(self) -> str:
@@ -370,6 +407,30 @@ class ProbeResult:
         return warnings
 
     @property
+    def clock(self) -> ClockEstimate | None:
+        """This target's reading of the exchange's clock: the sample with the smallest round
+        trip of the profile's time field; else the ``Date`` headers (coarse); None without any.
+        Skipped samples stay in it with their reasons."""
+        samples = [a.clock for a in self.attempts if a.clock is not None]
+        estimate = estimate_clock(samples)
+        if estimate is not None and estimate.known:
+            return estimate
+        dates = [s for s in (a.date_sample for a in self.attempts) if s is not None]
+        fallback = date_estimate(dates)
+        if fallback is not None and fallback.known:
+            # The skipped readings of the time field stay visible beside the Date's.
+            return replace(fallback, samples=(*samples, *fallback.samples))
+        return estimate or fallback
+
+    @property
+    def feed(self) -> FeedSummary | None:
+        """The feed this WebSocket target's attempts read, its lag corrected by
+        :attr:`exchange_clock` when one was measured (None: no data message was read)."""
+        return summarize_feed(
+            [a.feed for a in self.attempts if a.feed is not None], self.exchange_clock
+        )
+
+    @property
     def error(self) -> ErrorInfo | None:
         shown = self.shown_attempt
         return shown.error if shown else None
@@ -421,6 +482,9 @@ class ProbeResult:
             "edge": self.edge.to_dict(),
             "addresses": self._addresses_dict(),
             "address_notes": self.address_notes,
+            # The exchange's clock minus this machine's, and how stale the feed was.
+            "clock": clock.to_dict() if (clock := self.clock) is not None else None,
+            "feed": feed.to_dict() if (feed := self.feed) is not None else None,
         }
 
     def _addresses_dict(self) -> dict[str, Any] | None:
@@ -433,6 +497,20 @@ class ProbeResult:
             attempt.connect_failures,
             via_proxy=self.proxy.proxy is not None,
         )
+
+
+def with_exchange_clocks(results: Sequence[ProbeResult]) -> tuple[ProbeResult, ...]:
+    """Give every WebSocket result the best clock offset its exchange showed in this run (the
+    known estimate with the smallest error, from any target), to correct its feed lag."""
+    best: dict[str, ClockEstimate | None] = {}
+    for result in results:
+        best[result.exchange] = best_estimate((best.get(result.exchange), result.clock))
+    return tuple(
+        replace(result, exchange_clock=best.get(result.exchange))
+        if result.target == "ws"
+        else result
+        for result in results
+    )
 
 
 @dataclass(frozen=True, slots=True)

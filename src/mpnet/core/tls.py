@@ -51,13 +51,15 @@ class TLSDecision:
     warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md ``ssl`` shape: ``{"verify", "ca", "layer", "reason"}`` plus warnings."""
+        """The DESIGN.md ``ssl`` shape: ``{"verify", "ca", "layer", "reason"}`` plus warnings
+        and the trace of the layers consulted."""
         return {
             "verify": self.verify,
             "ca": self.ca,
             "layer": self.layer,
             "reason": self.reason,
             "warnings": list(self.warnings),
+            "trace": [entry.to_dict() for entry in self.trace],
         }
 
 

@@ -8,6 +8,7 @@ profile stays the authority and an exchange without a dialect still gets a worki
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,12 +23,24 @@ JSON = Any
 
 @dataclass(slots=True)
 class Stream:
-    """What templates may read: the server clock (skew included) and per-connection ids."""
+    """What templates may read: the server clock (skew included) and per-connection ids.
+
+    ``event_delay`` (seconds) is how far in the past data messages are stamped (the
+    ``feed_lag`` fault): :meth:`for_events` is the clock the data templates read.
+    """
 
     now: Callable[[], float] = time.time
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     channel_id: int = 17
     sequence: int = 0
+    event_delay: float = 0.0
+
+    def for_events(self) -> Stream:
+        """This stream as data templates see it: its clock ``event_delay`` in the past."""
+        if not self.event_delay:
+            return self
+        clock, delay = self.now, self.event_delay
+        return dataclasses.replace(self, now=lambda: clock() - delay, event_delay=0.0)
 
     def ms(self) -> int:
         return int(self.now() * 1000)
@@ -58,10 +71,12 @@ class Dialect:
     when it refuses a subscription, sent for the ``subscribe_error`` fault and whenever
     ``rejects`` says the exchange's own rules refuse the request (Gate: a ``time`` more than
     60 s off its clock). ``maintenance`` is the HTTP 200 answer of a status endpoint during
-    maintenance (the ``maintenance`` fault).
+    maintenance (the ``maintenance`` fault). ``time`` answers the profile's ``rest.time``
+    request (KuCoin's ``/api/v1/timestamp``).
     """
 
     health: Callable[[Stream], JSON] | None = None
+    time: Callable[[Stream], JSON] | None = None
     maintenance: Callable[[Stream], JSON] | None = None
     bootstrap: Callable[[Stream, str, str], JSON] | None = None
     greeting: Callable[[Stream], list[JSON]] | None = None
@@ -521,6 +536,7 @@ GATE = Dialect(
 
 KUCOIN = Dialect(
     health=lambda s: {"code": "200000", "data": {"status": "open", "msg": ""}},
+    time=lambda s: {"code": "200000", "data": s.ms()},
     maintenance=lambda s: {
         "code": "200000",
         "data": {"status": "close", "msg": "upgrade match engine"},
@@ -554,7 +570,8 @@ KUCOIN = Dialect(
             "bestAskSize": "0.3121",
             "bestBid": s.price(),
             "bestBidSize": "1.0044",
-            "Time": s.ms(),
+            # The last match's time (the real field is lower-case `time`), not the push time.
+            "time": s.ms(),
         },
     },
     pong=lambda s, ping: {"id": dig(ping, "id"), "type": "pong", "timestamp": s.ms() * 1000},

@@ -9,8 +9,11 @@
 ``no_data``          acknowledge subscriptions, never send data
 ``invalid_json``     REST body and WebSocket data are not JSON
 ``drop_after:N``     close the WebSocket (1001 going away) after N data messages
-``clock_skew:S``     the ``Date`` header and the server times in bodies are S seconds off; Gate
-                     then refuses subscriptions, whose ``time`` is more than 60 s off its clock
+``clock_skew:S``     the simulator's clock runs S seconds off: the ``Date`` header, the server
+                     times in REST answers and pongs, and the event times of data messages;
+                     Gate then refuses subscriptions whose ``time`` is more than 60 s off it
+``feed_lag:MS``      data messages carry event times MS milliseconds in the past (a feed that
+                     arrives late); the server's clock itself stays right
 ``subscribe_error``  answer every subscription with the exchange's own error message
 ``maintenance``      the REST health answer is the exchange's maintenance answer: HTTP 200
                      from a status endpoint (Bitfinex ``[0]``, Kraken ``maintenance``, KuCoin
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mpnet.errors import UsageError
+from mpnet.errors import UsageError, did_you_mean
 
 #: Every fault mode, and whether its value is required (True), optional (None) or refused (False).
 FAULT_MODES: dict[str, bool | None] = {
@@ -37,6 +40,7 @@ FAULT_MODES: dict[str, bool | None] = {
     "invalid_json": False,
     "drop_after": True,
     "clock_skew": True,
+    "feed_lag": True,
     "subscribe_error": False,
     "maintenance": False,
     "no_pong": False,
@@ -48,7 +52,8 @@ HTTP_REFUSALS = frozenset({"geo_block", "waf", "rate_limit"})
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One fault mode; ``value`` is seconds (slow, clock_skew) or a count (drop_after)."""
+    """One fault mode; ``value`` is seconds (slow, clock_skew), milliseconds (feed_lag) or a
+    count (drop_after)."""
 
     mode: str
     value: float | None = None
@@ -69,9 +74,7 @@ def parse_fault(text: str) -> Fault:
     mode, sep, raw = text.strip().partition(":")
     mode = mode.strip().lower().replace("-", "_")
     if mode not in FAULT_MODES:
-        raise UsageError(
-            f"unknown lab fault {text.strip()!r}; expected one of: {', '.join(FAULT_MODES)}"
-        )
+        raise UsageError(f"unknown lab fault {text.strip()!r}; {did_you_mean(mode, FAULT_MODES)}")
     takes_value = FAULT_MODES[mode]
     if not sep:
         if takes_value:
@@ -89,6 +92,8 @@ def parse_fault(text: str) -> Fault:
         raise UsageError(f"lab fault 'drop_after': {raw!r} is not a whole number >= 0")
     if mode == "slow" and value < 0:
         raise UsageError(f"lab fault 'slow': {raw!r} seconds is negative")
+    if mode == "feed_lag" and value < 0:
+        raise UsageError(f"lab fault 'feed_lag': {raw!r} ms is negative (events in the future)")
     return Fault(mode, value)
 
 
@@ -105,4 +110,4 @@ def parse_fault_assignment(text: str) -> tuple[str, Fault]:
 
 
 def _value_hint(mode: str) -> str:
-    return "N" if mode == "drop_after" else "SECONDS"
+    return {"drop_after": "N", "feed_lag": "MS"}.get(mode, "SECONDS")

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mpnet.config.model import Profile
-from mpnet.errors import UnknownExchange, UsageError
+from mpnet.errors import UnknownExchange, UsageError, closest
 from mpnet.lab.dialects import dialect_for
 from mpnet.lab.faults import Fault, parse_fault
 from mpnet.lab.profile_export import write_profile
@@ -38,8 +38,8 @@ class Lab:
             Binance-style ping frame period).
 
     Raises:
-        UnknownExchange: a fault names an exchange that is not simulated.
-        UsageError: a fault mode does not parse, or two profiles share a name.
+        UsageError: a fault names an exchange that is not simulated, a fault mode does not
+            parse, or two profiles share a name.
     """
 
     def __init__(
@@ -69,7 +69,11 @@ class Lab:
         )
         self._faults: dict[str, Fault | None] = {}
         for name, fault in (faults or {}).items():
-            self._faults[self._known(name)] = _as_fault(fault)
+            parsed = _as_fault(fault)
+            key = name.strip().lower()
+            if key not in self._originals:
+                raise UsageError(_not_simulated(name, parsed, list(self._originals)))
+            self._faults[key] = parsed
         self._servers: dict[str, ExchangeServer] = {}
         self._workdir: Path | None = None
         self.ca_file: str | None = None
@@ -236,6 +240,18 @@ class Lab:
         if key not in self._servers:
             raise UsageError("lab: not started")
         return self._servers[key]
+
+
+def _not_simulated(name: str, fault: Fault | None, simulated: list[str]) -> str:
+    """``--fault okx=waf`` for a run of ``deribit`` only: the name may be right, just not here."""
+    listed = ", ".join(sorted(simulated)) or "none"
+    text = (
+        f"--fault {name.strip()}={fault or ''}: {name.strip()!r} is not among the probed exchanges"
+    )
+    match = closest(name, simulated)
+    if match is not None:
+        return f"{text} ({listed}); did you mean {match!r}?"
+    return f"{text} ({listed}); name it too, or drop this --fault"
 
 
 def _as_fault(fault: str | Fault | None) -> Fault | None:

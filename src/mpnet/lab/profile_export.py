@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from mpnet.config.model import Profile
+from mpnet.core.clock import TimeField
 
 
 def profile_to_document(profile: Profile) -> dict[str, Any]:
@@ -36,6 +37,10 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         if profile.rest.headers:
             rest["headers"] = dict(profile.rest.headers)
         rest["health"] = health_doc
+        if profile.rest.time is not None:
+            rest["time"] = {"method": profile.rest.time.method, "path": profile.rest.time.path}
+        if profile.rest.server_time is not None:
+            rest["server_time"] = _time_field(profile.rest.server_time)
         doc["rest"] = rest
     spec = profile.websocket
     if spec:
@@ -64,6 +69,8 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
                 if spec.ping.frame
                 else {"send": spec.ping.send, "expect": spec.ping.expect}
             )
+            if spec.ping.server_time is not None:
+                ws["ping"]["server_time"] = _time_field(spec.ping.server_time)
         if spec.server_ping:
             ws["server_ping"] = {
                 "field": spec.server_ping.field,
@@ -71,6 +78,8 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
             }
         if spec.compression:
             ws["compression"] = spec.compression
+        if spec.event_time is not None:
+            ws["event_time"] = _time_field(spec.event_time, with_kind=True)
         doc["websocket"] = ws
     limit = profile.rate_limit
     if limit is not None:
@@ -81,6 +90,13 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
             block["weight_window_s"] = limit.weight_window_s
         doc["rate_limit"] = block
     return doc
+
+
+def _time_field(time_field: TimeField, *, with_kind: bool = False) -> dict[str, str]:
+    block = {"path": time_field.path, "unit": time_field.unit}
+    if with_kind:
+        block["kind"] = time_field.kind
+    return block
 
 
 def write_profile(profile: Profile, path: Path) -> Path:

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mpnet.config.model import Profile, WebSocketSpec
+from mpnet.core.clock import TimeField
+from mpnet.core.match import dig
 from mpnet.errors import UsageError
 from mpnet.lab.dialects import Dialect, Stream
 from mpnet.lab.faults import HTTP_REFUSALS, Fault, parse_fault
@@ -65,6 +67,9 @@ Request ID: {request_id}
 RATE_LIMIT_BODY = '{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight."}'
 NOT_JSON_BODY = "<!doctype html><title>Maintenance</title><p>Back soon."
 MAINTENANCE_BODY = '{"code":503,"msg":"System maintenance in progress. Please try again later."}'
+#: Bootstrap tokens a simulator accepts: the latest ones it issued (a lab serving a long-running
+#: exporter issues one per scrape, and must not keep them all).
+TOKEN_HISTORY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,8 @@ class ExchangeServer:
         self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
-        self._tokens: set[str] = set()
+        # Issued tokens, oldest first (a dict as an ordered set).
+        self._tokens: dict[str, None] = {}
         self.port: int | None = None
         #: WebSocket connections accepted since the lab started (all restarts included).
         self.connections = 0
@@ -195,7 +201,8 @@ class ExchangeServer:
 
     def _clock(self, fault: Fault | None) -> Stream:
         skew = fault.value if fault and fault.mode == "clock_skew" and fault.value else 0.0
-        return Stream(now=lambda: time.time() + skew)
+        delay = fault.value / 1000 if fault and fault.mode == "feed_lag" and fault.value else 0.0
+        return Stream(now=lambda: time.time() + skew, event_delay=delay)
 
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
         try:
@@ -230,6 +237,8 @@ class ExchangeServer:
             return self._health(fault)
         if spec and spec.bootstrap and request.path == _route_path(spec.bootstrap.path):
             return self._bootstrap(spec, fault)
+        if rest and rest.time and request.path == _route_path(rest.time.path):
+            return self._time(fault)
         return web.json_response({"code": 404, "msg": "Not Found"}, status=404)
 
     def _health(self, fault: Fault | None) -> web.Response:
@@ -246,19 +255,32 @@ class ExchangeServer:
             return web.json_response(
                 self.dialect.maintenance(self._clock(fault)), status=rest.health.expect_status
             )
-        body = self.dialect.health(self._clock(fault)) if self.dialect.health else {}
+        stream = self._clock(fault)
+        body = self.dialect.health(stream) if self.dialect.health else {}
         if isinstance(body, dict):
             for key in rest.health.expect_json_keys:
                 body.setdefault(key, "ok")
         if rest.health.expect_json is not None:
             body = synthesize(rest.health.expect_json, body)
+        if rest.time is None:
+            body = stamped(body, rest.server_time, stream.now())
         return web.json_response(body, status=rest.health.expect_status)
+
+    def _time(self, fault: Fault | None) -> web.Response:
+        """The answer to the profile's separate time request (KuCoin's /api/v1/timestamp)."""
+        rest = self.profile.rest
+        assert rest is not None
+        stream = self._clock(fault)
+        body = self.dialect.time(stream) if self.dialect.time else {}
+        return web.json_response(stamped(body, rest.server_time, stream.now()))
 
     def _bootstrap(self, spec: WebSocketSpec, fault: Fault | None) -> web.Response:
         bootstrap = spec.bootstrap
         assert bootstrap is not None
         token = secrets.token_urlsafe(24)
-        self._tokens.add(token)
+        self._tokens[token] = None
+        while len(self._tokens) > TOKEN_HISTORY:
+            del self._tokens[next(iter(self._tokens))]
         endpoint = urlunsplit(urlsplit(self.ws_url or "")._replace(query=""))
         stream = self._clock(fault)
         body: Any = (
@@ -338,6 +360,21 @@ def _refusal(fault: Fault) -> web.Response:
         content_type="application/json",
         headers={"Retry-After": "7"},
     )
+
+
+def stamped(message: Any, time_field: TimeField | None, now: float) -> Any:
+    """``message`` with the time ``now`` at the profile's time field, unless the dialect put a
+    value there already: an edited or new profile is honoured by the lab too."""
+    if time_field is None or dig(message, time_field.path) is not None:
+        return message
+    return place(message, time_field.path, encode_stamp(now, time_field.unit))
+
+
+def encode_stamp(seconds: float, unit: str) -> Any:
+    """Unix ``seconds`` written in a profile's time unit (ISO 8601 with microseconds)."""
+    if unit == "iso8601":
+        return Stream(now=lambda: seconds).iso(6)
+    return int(seconds * {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit])
 
 
 def decode_message(data: str | bytes) -> Any:
@@ -430,7 +467,8 @@ class WebSocketSession:
             if self.fault and self.fault.mode == "no_pong":
                 return
             template = self.dialect.pong(self.stream, received) if self.dialect.pong else None
-            await self.send(synthesize(request_pattern(spec.ping.expect), template))
+            pong = synthesize(request_pattern(spec.ping.expect), template)
+            await self.send(stamped(pong, spec.ping.server_time, self.stream.now()))
             return
         for message in spec.subscribe:
             if is_request(message, received):
@@ -481,8 +519,11 @@ class WebSocketSession:
             if self.fault and self.fault.mode == "invalid_json":
                 await self.send(NOT_JSON_BODY)
             else:
-                template = self.dialect.data(self.stream, request) if self.dialect.data else None
-                await self.send(synthesize(self.spec.data_match, template))
+                # Data is stamped on the event clock (the feed_lag fault moves it back).
+                events = self.stream.for_events()
+                template = self.dialect.data(events, request) if self.dialect.data else None
+                message = synthesize(self.spec.data_match, template)
+                await self.send(stamped(message, self.spec.event_time, events.now()))
             self._data_sent += 1
 
     async def _server_pings(self) -> None:

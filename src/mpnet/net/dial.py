@@ -16,22 +16,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import errno
 import ipaddress
 import os
 import socket
 import ssl
+import struct
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-# python-socks' public Proxy.connect() opens its own TCP connection; its connectors take an
-# already-connected stream, which keeps tcp and proxy apart as separately timed phases. Imported
-# here, not in the proxy phase, so that the import does not count as proxy time.
+# Private python-socks names, on purpose: its public API (Proxy.connect, Proxy.from_url) opens
+# its own TCP connection and runs the SOCKS negotiation in the same call, so tcp and proxy could
+# not be timed apart. Its connectors take an already-connected stream, which keeps tcp and proxy
+# separately timed phases. pyproject.toml bounds python-socks to the versions tested with these
+# names, and tests/net/test_python_socks_internals.py fails with a clear message if they move or
+# their signatures change. Imported here, not in the proxy phase, so the import is not proxy time.
 from python_socks import ProxyType
 from python_socks._connectors.factory_async import create_connector
 from python_socks._protocols.errors import ReplyError
@@ -53,7 +58,12 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.tls import build_ssl_context
+from mpnet.net.tls import (
+    certificate_facts,
+    context_for,
+    refused_certificate_issuer,
+    verify_kind,
+)
 
 SECURE_SCHEMES = {"https": 443, "wss": 443}
 PLAIN_SCHEMES = {"http": 80, "ws": 80}
@@ -117,7 +127,9 @@ class PhaseTimings:
     @contextlib.contextmanager
     def measure(self, phase: Phase | str) -> Iterator[None]:
         """Time the body and store it under ``phase``; a phase entered twice adds up."""
-        name = str(phase)
+        # .value is the member's own string; str() would make a new one per phase and call,
+        # which the interpreter's attribute cache then keeps alive.
+        name = phase.value if isinstance(phase, Phase) else phase
         started = time.perf_counter_ns()
         try:
             yield
@@ -134,6 +146,12 @@ class PeerInfo:
     ``addresses`` are all the addresses the name resolved to (the proxy's when proxied),
     ``address`` the ``ip:port`` that accepted the TCP connection, ``via_proxy`` the redacted
     proxy URL, ``tls`` what the target's TLS handshake showed.
+
+    ``tcp_rtt_kernel_ms`` is the kernel's own round-trip estimate of the TCP connection, read
+    right after it was established (Linux ``TCP_INFO``: ``tcpi_min_rtt`` when the kernel has it,
+    else ``tcpi_rtt``), a cross-check of the ``tcp`` phase that no event loop delay can inflate.
+    Through a proxy it is the round trip to the proxy, like the ``tcp`` phase. None where the
+    kernel does not tell (not Linux, or the socket option failed).
     """
 
     addresses: tuple[str, ...] = ()
@@ -141,6 +159,7 @@ class PeerInfo:
     via_proxy: str | None = None
     tls: TLSInfo | None = None
     tls_verified: bool | None = None
+    tcp_rtt_kernel_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -230,7 +249,7 @@ async def dial(
     proxy: ProxyDecision,
     tls: TLSDecision,
     timeout: float,
-    alpn: list[str] | None = None,
+    alpn: Sequence[str] | None = None,
     timings: PhaseTimings | None = None,
 ) -> DialedConnection:
     """Open a connection to ``url``'s host as ``proxy`` and ``tls`` decide, timing each phase.
@@ -249,14 +268,25 @@ async def dial(
         ConfigError: the CA bundle cannot be loaded.
         DNSError, ConnectError, ProxyUnreachable, ProxyAuthError, ProxyDenied, TLSError,
         ProbeTimeout: the network step that failed, with its phase.
+
+    The SSL context is the shared one of ``tls`` and ``alpn``
+    (:func:`mpnet.net.tls.context_for`): built once, before any clock runs when the caller ran
+    :func:`mpnet.net.prepare.prepare_network`.
     """
     target = parse_target(url)
-    ssl_context = build_ssl_context(tls, alpn=alpn) if target.secure else None
+    ssl_context = context_for(tls, alpn=tuple(alpn or ())) if target.secure else None
+    # An https:// proxy's certificate is checked by the same policy as the target's.
+    https_proxy = proxy.proxy is not None and proxy.proxy.scheme == "https"
+    proxy_context = context_for(tls) if https_proxy else None
     progress = _Progress(timings if timings is not None else PhaseTimings())
     try:
         async with asyncio.timeout(timeout):
-            return await _dial(target, proxy.proxy, tls, ssl_context, progress)
+            return await _dial(target, proxy.proxy, tls, ssl_context, proxy_context, progress)
+    except MpnetError as exc:
+        release_frames(exc)
+        raise
     except TimeoutError as exc:
+        release_frames(exc)
         # Everything else inside _dial is translated, so this is the overall budget running out.
         where = f" via proxy {proxy.proxy.redacted()}" if proxy.proxy else ""
         raise ProbeTimeout(
@@ -266,11 +296,48 @@ async def dial(
         ) from exc
 
 
+def release_frames(exc: BaseException) -> None:
+    """Let an error outlive the connection it reports on without keeping that connection.
+
+    The finished frames in an error's traceback (and in its causes') hold their locals: the
+    socket, the stream writer, the transport, a failed handshake's SSLObject and SSLProtocol with
+    its 256 KiB buffer; and a finished frame still links to its callers of the time (``f_back``),
+    e.g. the transport callback that ran the handshake. Errors are kept (results, retry
+    histories, ``--debug``), so those locals are dropped here; the traceback's lines stay.
+
+    Only for errors raised inside the caller's own task (as everything dial and timed_request
+    raise is): frames still running refuse to be cleared and are left alone, and no frame of
+    another, suspended coroutine is in such a traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            frame: FrameType | None = tb.tb_frame
+            # The frame itself, then its callers until one is still running.
+            while frame is not None and _clear_frame(frame):
+                frame = frame.f_back
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+
+
+def _clear_frame(frame: FrameType) -> bool:
+    """Drop a finished frame's locals; False when the frame is still running."""
+    try:
+        frame.clear()
+    except RuntimeError:
+        return False
+    return True
+
+
 async def _dial(
     target: Target,
     proxy: ProxyURL | None,
     tls: TLSDecision,
     ssl_context: ssl.SSLContext | None,
+    proxy_context: ssl.SSLContext | None,
     progress: _Progress,
 ) -> DialedConnection:
     loop = asyncio.get_running_loop()
@@ -298,13 +365,14 @@ async def _dial(
         if observer is not None:
             observer(AddressReport(addresses, connected, tuple(failures)))
     address = connected
+    kernel_rtt = kernel_rtt_ms(sock)
 
     writer: asyncio.StreamWriter | None = None
     try:
         reader, writer = await asyncio.open_connection(sock=sock)
         if proxy is not None:
             with progress.step(Phase.PROXY):
-                await _open_tunnel(reader, writer, proxy, tunnel_host, target, tls)
+                await _open_tunnel(reader, writer, proxy, tunnel_host, target, proxy_context)
         tls_info: TLSInfo | None = None
         if ssl_context is not None:
             with progress.step(Phase.TLS):
@@ -325,6 +393,7 @@ async def _dial(
             via_proxy=proxy.redacted() if proxy else None,
             tls=tls_info,
             tls_verified=tls.verify if ssl_context is not None else None,
+            tcp_rtt_kernel_ms=kernel_rtt,
         ),
         host=target.host,
         port=target.port,
@@ -482,6 +551,46 @@ async def _connect_tcp(
     raise ConnectError(f"cannot connect to {host} ({tried}): {reason}", kind=kind) from last_error
 
 
+# struct tcp_info (linux/tcp.h): after eight __u8 fields come __u32 fields from byte 8 on, so
+# tcpi_rtt (the smoothed RTT, microseconds) is the 16th __u32 at byte 68; tcpi_min_rtt (the
+# windowed minimum, microseconds; Linux 4.6+) follows tcpi_total_retrans (100), four __u64
+# counters (104-135), tcpi_segs_out, tcpi_segs_in and tcpi_notsent_bytes (136-147), at byte 148.
+# Checked with offsetof() against the headers of Linux 6.18 (sizeof 232) and against `ss -ti`.
+_TCPI_RTT = struct.Struct("=I")
+_TCPI_RTT_OFFSET = 68
+_TCPI_MIN_RTT_OFFSET = 148
+#: Asked-for size: anything up to the kernel's own struct; it returns what it has.
+_TCP_INFO_BUFFER = 256
+
+
+def parse_tcp_info_rtt_ms(info: bytes) -> float | None:
+    """The kernel RTT in a ``TCP_INFO`` answer: ``tcpi_min_rtt`` when the struct is long enough
+    to hold it and has a sample, else ``tcpi_rtt``; None when the struct is too short or the
+    kernel has no RTT sample yet."""
+    if len(info) >= _TCPI_MIN_RTT_OFFSET + _TCPI_RTT.size:
+        min_rtt: int = _TCPI_RTT.unpack_from(info, _TCPI_MIN_RTT_OFFSET)[0]
+        # The kernel starts tcpi_min_rtt at ~0U: no sample yet.
+        if min_rtt != 0xFFFFFFFF:
+            return min_rtt / 1000.0
+    if len(info) >= _TCPI_RTT_OFFSET + _TCPI_RTT.size:
+        rtt: int = _TCPI_RTT.unpack_from(info, _TCPI_RTT_OFFSET)[0]
+        # tcpi_rtt is srtt_us >> 3, 0 until the first sample.
+        return rtt / 1000.0 if rtt else None
+    return None
+
+
+def kernel_rtt_ms(sock: socket.socket) -> float | None:
+    """The kernel's RTT estimate for ``sock`` in ms (see :attr:`PeerInfo.tcp_rtt_kernel_ms`)."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_BUFFER)
+    except OSError:
+        return None
+    return parse_tcp_info_rtt_ms(info)
+
+
 # -- proxy --------------------------------------------------------------------------------------
 
 
@@ -491,19 +600,14 @@ async def _open_tunnel(
     proxy: ProxyURL,
     tunnel_host: str,
     target: Target,
-    tls: TLSDecision,
+    proxy_context: ssl.SSLContext | None,
 ) -> None:
     try:
-        if proxy.scheme == "https":
-            # The proxy's own certificate is checked by the same policy as the target's.
-            proxy_context = build_ssl_context(tls)
-            handshakes = _capture_handshake(proxy_context)
+        if proxy_context is not None:
             try:
                 await writer.start_tls(proxy_context, server_hostname=proxy.host)
             except (ssl.SSLError, ssl.CertificateError) as exc:
-                raise _tls_error(
-                    exc, proxy.host, phase=Phase.PROXY, what="proxy", seen=handshakes
-                ) from exc
+                raise _tls_error(exc, proxy.host, phase=Phase.PROXY, what="proxy") from exc
         if proxy.is_socks:
             await _socks_handshake(reader, writer, proxy, tunnel_host, target.port)
         else:
@@ -671,33 +775,6 @@ async def _socks_handshake(
 
 # -- tls ----------------------------------------------------------------------------------------
 
-_ENCODING_DER = 2  # _ssl.ENCODING_DER, for Certificate.public_bytes
-_VERIFY_KINDS = {
-    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
-    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
-    18: "untrusted",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
-    19: "untrusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
-    20: "untrusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-    21: "untrusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
-    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
-    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
-}
-
-
-def _capture_handshake(context: ssl.SSLContext) -> list[ssl.SSLObject]:
-    """Make ``context`` remember its SSLObject, so that a refused certificate can still be read
-    (the handshake's transport is gone by the time the verification error arrives)."""
-    seen: list[ssl.SSLObject] = []
-
-    class CapturingSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            if not seen:
-                seen.append(self)
-            super().do_handshake()
-
-    context.sslobject_class = CapturingSSLObject
-    return seen
-
 
 async def _start_tls(
     writer: asyncio.StreamWriter,
@@ -706,11 +783,10 @@ async def _start_tls(
     *,
     via: ProxyURL | None,
 ) -> None:
-    handshakes = _capture_handshake(context)
     try:
         await writer.start_tls(context, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise _tls_error(exc, host, phase=Phase.TLS, what="", via=via, seen=handshakes) from exc
+        raise _tls_error(exc, host, phase=Phase.TLS, what="", via=via) from exc
     except (OSError, asyncio.IncompleteReadError) as exc:
         where = f" (through proxy {via.redacted()})" if via else ""
         raise TLSError(
@@ -727,72 +803,21 @@ def _tls_error(
     phase: Phase,
     what: str,
     via: ProxyURL | None = None,
-    seen: list[ssl.SSLObject] | None = None,
 ) -> TLSError:
     who = f"{what} {host}".strip()
     where = f" (through proxy {via.redacted()})" if via else ""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        code = getattr(exc, "verify_code", None)
-        kind = _VERIFY_KINDS.get(code or -1, "untrusted")
         reason = getattr(exc, "verify_message", None) or str(exc)
-        issuer = _issuer_of_refused_certificate(seen or [])
+        issuer = refused_certificate_issuer(exc)
         issued = f" (issuer: {issuer})" if issuer else ""
         return TLSError(
             f"certificate of {who}{where} refused: {reason}{issued}",
             phase=phase,
-            kind=kind,
+            kind=verify_kind(exc),
             issuer=issuer,
         )
     reason = getattr(exc, "reason", None) or str(exc)
     return TLSError(f"TLS handshake with {who}{where} failed: {reason}", phase=phase)
-
-
-def _issuer_of_refused_certificate(seen: list[ssl.SSLObject]) -> str | None:
-    """The issuer of the certificate the peer sent, read after verification refused it."""
-    if not seen:
-        return None
-    sslobj = seen[0]
-    # getpeercert() refuses after a failed handshake; the unverified chain is still there
-    # (public from Python 3.13, on the private _sslobj before).
-    chain_of = getattr(sslobj, "get_unverified_chain", None) or getattr(
-        getattr(sslobj, "_sslobj", None), "get_unverified_chain", None
-    )
-    try:
-        chain = chain_of() if chain_of is not None else None
-        if not chain:
-            return None
-        leaf = chain[0]
-        der = leaf if isinstance(leaf, bytes) else leaf.public_bytes(_ENCODING_DER)
-    except (ValueError, ssl.SSLError, AttributeError, TypeError):
-        return None
-    facts = _certificate_facts(der)
-    return facts.issuer if facts else None
-
-
-@dataclass(frozen=True, slots=True)
-class _CertificateFacts:
-    subject: str
-    issuer: str
-    not_after: str
-    days_left: int
-
-
-def _certificate_facts(der: bytes) -> _CertificateFacts | None:
-    try:
-        from cryptography import x509
-    except ImportError:  # pragma: no cover - trustme depends on cryptography
-        return None
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
-    not_after = cert.not_valid_after_utc
-    return _CertificateFacts(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        not_after=not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        days_left=(not_after - dt.datetime.now(dt.UTC)).days,
-    )
 
 
 def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None:
@@ -806,7 +831,7 @@ def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None
     der = None
     with contextlib.suppress(ValueError, ssl.SSLError):
         der = sslobj.getpeercert(binary_form=True)
-    cert = _certificate_facts(der) if der else None
+    cert = certificate_facts(der) if der else None
     return TLSInfo(
         version=sslobj.version(),
         cipher=cipher[0] if cipher else None,
@@ -830,4 +855,5 @@ __all__ = [
     "describe_tls",
     "dial",
     "parse_target",
+    "release_frames",
 ]

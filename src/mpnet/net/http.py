@@ -54,7 +54,8 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target
+from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target, release_frames
+from mpnet.net.tls import HTTP_ALPN, context_for, refused_certificate_issuer, verify_kind
 
 if TYPE_CHECKING:
     import aiohttp
@@ -95,8 +96,9 @@ class TimedResponse:
 
     ``headers`` has lower-case names (repeated headers joined with ``", "``); use
     :meth:`header` for a case-insensitive lookup. ``received_at`` is the Unix time at which the
-    first response byte arrived (compare with ``Date`` for clock skew). ``truncated`` is True
-    when the body was longer than ``max_body`` and was cut.
+    first response byte arrived (compare with ``Date`` for clock skew), ``sent_at`` the Unix time
+    just before the request was written: the server stamped its answer between the two.
+    ``truncated`` is True when the body was longer than ``max_body`` and was cut.
     """
 
     url: str
@@ -108,6 +110,7 @@ class TimedResponse:
     peer: PeerInfo
     received_at: float
     truncated: bool = False
+    sent_at: float | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The value of header ``name`` (any case), or ``default``."""
@@ -184,6 +187,8 @@ async def timed_request(
     except ProbeError as exc:
         # The phases that did complete, for the failed attempt's waterfall.
         exc.timings = timings  # type: ignore[attr-defined]
+        # The error is kept; the closed connection in its traceback's frames need not be.
+        release_frames(exc)
         raise
     observer = response_observer.get()
     if observer is not None:
@@ -203,13 +208,12 @@ async def _timed_exchange(
 ) -> TimedResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    conn = await dial(
-        url, proxy=proxy, tls=tls, timeout=timeout, alpn=["http/1.1"], timings=timings
-    )
+    conn = await dial(url, proxy=proxy, tls=tls, timeout=timeout, alpn=HTTP_ALPN, timings=timings)
     try:
         remaining = deadline - loop.time()
         try:
             if remaining <= 0:
+                timings.http = 0.0
                 raise TimeoutError
             async with asyncio.timeout(remaining):
                 return await _exchange(
@@ -287,10 +291,16 @@ async def _exchange(
     max_body: int,
 ) -> TimedResponse:
     shown = redact_url_text(url)
+    # Until the first byte, a failure (the budget running out, a reset) still shows how long
+    # the http phase ran: from the request written, or from here if writing never completed.
+    waiting_since = time.perf_counter_ns()
     try:
+        # Before the write: the server's stamp cannot predate it (NTP's t0).
+        sent_at = time.time()
+        # Head and body in one write: one TLS record, one segment where it fits (TCP_NODELAY).
         writer.write(request)
         await writer.drain()
-        written = time.perf_counter_ns()
+        waiting_since = written = time.perf_counter_ns()
         first = await reader.read(1)
         if not first:
             raise ProtocolError(
@@ -306,12 +316,17 @@ async def _exchange(
             status, reason, headers = await _read_head(reader, b"", shown)
         body, truncated = await _read_body(reader, method, status, headers, max_body, shown)
     except (ConnectionError, ssl.SSLError, OSError) as exc:
+        _http_phase_so_far(timings, waiting_since)
         raise ConnectError(
             f"{shown}: connection lost during the HTTP exchange ({type(exc).__name__}: "
             f"{redact_url_text(str(exc)) or 'no detail'})",
             phase=Phase.HTTP,
             kind="reset",
         ) from exc
+    except BaseException:
+        # CancelledError when the budget runs out (asyncio.timeout), ProtocolError...
+        _http_phase_so_far(timings, waiting_since)
+        raise
     body = _decode_content(body, headers.get("content-encoding"), max_body, shown)
     return TimedResponse(
         url=url,
@@ -323,7 +338,13 @@ async def _exchange(
         peer=peer,
         received_at=received_at,
         truncated=truncated,
+        sent_at=sent_at,
     )
+
+
+def _http_phase_so_far(timings: PhaseTimings, since: int) -> None:
+    if timings.http is None:
+        timings.http = (time.perf_counter_ns() - since) / 1e6
 
 
 def _invalid(shown: str, what: str) -> ProtocolError:
@@ -485,19 +506,17 @@ def _decode_content(body: bytes, encoding: str | None, max_body: int, shown: str
 
 # -- error translation (aiohttp, aiohttp-socks) -------------------------------------------------
 
-_VERIFY_KINDS = {
-    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
-    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
-    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
-    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
-}
-
 
 def _tls_error_from(exc: BaseException, where: str) -> TLSError:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        kind = _VERIFY_KINDS.get(getattr(exc, "verify_code", None) or -1, "untrusted")
         reason = getattr(exc, "verify_message", None) or str(exc)
-        return TLSError(f"certificate of {where} refused: {reason}", kind=kind)
+        issuer = refused_certificate_issuer(exc)
+        issued = f" (issuer: {issuer})" if issuer else ""
+        return TLSError(
+            f"certificate of {where} refused: {reason}{issued}",
+            kind=verify_kind(exc),
+            issuer=issuer,
+        )
     if isinstance(exc, ssl.CertificateError):
         return TLSError(f"certificate of {where} refused: {exc}", kind="hostname_mismatch")
     reason = getattr(exc, "reason", None) or str(exc)
@@ -744,10 +763,12 @@ def _build_session(
 ) -> aiohttp.ClientSession:
     import aiohttp
 
-    from mpnet.net.tls import build_ssl_context
-
-    ssl_context = build_ssl_context(tls)
+    # The shared context of this policy: no CA bundle is loaded per session.
+    ssl_context = context_for(tls)
     session_proxy: str | None = None
+    # TCP_NODELAY needs no option here: asyncio's socket transports and aiohttp's
+    # ResponseHandler.connection_made set it on every connection, SOCKS ones included
+    # (tests/net/test_http.py::test_session_sockets_have_tcp_nodelay checks it).
     connector: aiohttp.BaseConnector
     chosen = proxy.proxy
     if chosen is not None and chosen.is_socks:

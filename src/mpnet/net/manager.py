@@ -2,7 +2,8 @@
 
 Every connection it opens goes through the configuration layers (command line arguments, the
 exchange layer, the config file's service layer, the environment, the default), exactly as
-``mpnet probe`` does, and it keeps a record of each one for :meth:`get_network_stats`.
+``mpnet probe`` does, and it keeps a record of each one for :meth:`get_network_stats` (of the
+open ones and the latest ended ones: a manager used for months does not grow).
 
 .. code-block:: python
 
@@ -25,17 +26,26 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from mpnet.core.clock import (
+    SOURCE_REST,
+    ClockEstimate,
+    date_estimate,
+    date_sample,
+    estimate_clock,
+    sample_clock,
+)
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.result import ErrorInfo
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import HTTPStatusError, ProbeError, TLSError, UnknownExchange, UsageError
 from mpnet.net.dial import PeerInfo, PhaseTimings
-from mpnet.net.http import HTTPSessionManager, RetryResponse
+from mpnet.net.http import HTTPSessionManager, RetryResponse, TimedResponse
 
 if TYPE_CHECKING:
     import aiohttp
@@ -63,6 +73,10 @@ class _UseConfig:
 USE_CONFIG: Final = _UseConfig()
 
 ProxyArgument = str | None | _UseConfig
+
+#: Ended (closed or failed) connections :meth:`NetworkConnectionManager.get_network_stats` still
+#: lists; older ones are only counted, so a manager used for months stays the same size.
+ENDED_HISTORY = 100
 
 
 def _error_info(error: ProbeError) -> ErrorInfo:
@@ -97,7 +111,10 @@ class ConnectivityResult:
 
     ``success`` is True when the connection was established and, for http, the answer's status
     was 2xx or 3xx (``status`` holds it). ``phases`` are milliseconds of the phases that
-    completed, also on failure. ``error`` says where and why it failed.
+    completed, also on failure. ``error`` says where and why it failed. ``clock`` is the
+    server's clock against this machine's, for an http answer: read from the exchange
+    profile's ``rest.server_time`` when the URL is its health or time request, else from the
+    ``Date`` header (whole seconds); None when the answer carried neither.
     """
 
     url: str
@@ -109,6 +126,7 @@ class ConnectivityResult:
     peer: PeerInfo | None = None
     error: ErrorInfo | None = None
     status: int | None = None
+    clock: ClockEstimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the proxy URL is redacted."""
@@ -122,6 +140,7 @@ class ConnectivityResult:
             "ssl": self.tls.to_dict(),
             "peer": _peer_dict(self.peer),
             "error": self.error.to_dict() if self.error else None,
+            "clock": self.clock.to_dict() if self.clock is not None else None,
         }
 
 
@@ -144,6 +163,12 @@ class _Connection:
             return self.state
         closed = getattr(self.handle, "closed", False)
         return "closed" if closed else "open"
+
+    def end(self) -> None:
+        """Mark it closed and let go of the connection object, which may then be freed."""
+        if self.state == "open":
+            self.state = "closed"
+        self.handle = None
 
     def to_dict(self, now: float) -> dict[str, Any]:
         proxy = self.proxy.proxy
@@ -184,7 +209,12 @@ class NetworkConnectionManager:
         self._profiles = profiles
         self._env = env
         self._http = HTTPSessionManager()
-        self._connections: list[_Connection] = []
+        # Open connections hold their handle; ended ones keep only their record, and only the
+        # latest ENDED_HISTORY of them. The counters cover every connection ever attempted.
+        self._open: list[_Connection] = []
+        self._ended: deque[_Connection] = deque(maxlen=ENDED_HISTORY)
+        self._attempted = 0
+        self._failed = 0
         self._ids = itertools.count(1)
 
     # -- configuration --------------------------------------------------------------------------
@@ -284,8 +314,27 @@ class NetworkConnectionManager:
             handle=handle,
             session_name=session_name,
         )
-        self._connections.append(record)
+        self._attempted += 1
+        self._prune()
+        if state == "open":
+            self._open.append(record)
+        else:
+            if state == "failed":
+                self._failed += 1
+            record.end()
+            self._ended.append(record)
         return record
+
+    def _prune(self) -> None:
+        """Move connections closed since the last look (by their owner) to the ended ones."""
+        still_open = []
+        for record in self._open:
+            if record.current_state() == "open":
+                still_open.append(record)
+            else:
+                record.end()
+                self._ended.append(record)
+        self._open = still_open
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -433,11 +482,19 @@ class NetworkConnectionManager:
             url, exchange_name=exchange_name, proxy=proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         if connection_type == "http":
-            return await self._test_http(url, proxy_decision, tls_decision, timeout)
+            return await self._test_http(
+                url, proxy_decision, tls_decision, timeout, exchange_name=exchange_name
+            )
         return await self._test_websocket(url, proxy_decision, tls_decision, timeout)
 
     async def _test_http(
-        self, url: str, proxy: ProxyDecision, tls: TLSDecision, timeout: float
+        self,
+        url: str,
+        proxy: ProxyDecision,
+        tls: TLSDecision,
+        timeout: float,
+        *,
+        exchange_name: str | None = None,
     ) -> ConnectivityResult:
         from mpnet.net.http import timed_request
 
@@ -466,7 +523,41 @@ class NetworkConnectionManager:
             peer=response.peer,
             error=refused,
             status=response.status,
+            clock=self._clock_of(response, exchange_name),
         )
+
+    def _clock_of(self, response: TimedResponse, exchange_name: str | None) -> ClockEstimate | None:
+        """The clock reading of an http test: the profile's time field when the URL is the
+        exchange's health or time request, else the Date header."""
+        if response.sent_at is None:
+            return None
+        profile = self._profile(exchange_name)
+        rest = profile.rest if profile is not None else None
+        path = urlsplit(response.url).path
+        if (
+            rest is not None
+            and rest.server_time is not None
+            and 200 <= response.status < 300
+            and path == urlsplit(rest.time_url or rest.health_url).path
+        ):
+            try:
+                document = response.json()
+            except ProbeError:
+                document = None
+            if document is not None:
+                sample = sample_clock(
+                    document,
+                    rest.server_time,
+                    source=SOURCE_REST,
+                    sent_at=response.sent_at,
+                    received_at=response.received_at,
+                )
+                if sample.usable:
+                    return estimate_clock([sample])
+        dated = date_sample(
+            response.header("date"), sent_at=response.sent_at, received_at=response.received_at
+        )
+        return date_estimate([dated]) if dated is not None else None
 
     async def _test_websocket(
         self, url: str, proxy: ProxyDecision, tls: TLSDecision, timeout: float
@@ -521,19 +612,22 @@ class NetworkConnectionManager:
         """Counts and one entry per connection opened (or attempted) by this manager.
 
         ``overview``: ``total_connections`` (every attempt), ``active_connections`` (open now),
-        ``failed_connections``, ``websocket_connections`` and ``http_sessions`` (open now),
-        ``proxy_connections`` / ``direct_connections`` (open now). ``connections``: ``type``,
-        ``exchange``, ``url``, ``proxy`` (redacted), ``proxy_layer``, ``age_seconds``,
-        ``state``.
+        ``failed_connections`` (every failure), ``websocket_connections`` and ``http_sessions``
+        (open now), ``proxy_connections`` / ``direct_connections`` (open now).
+        ``connections``, oldest first: every open connection and the latest
+        :data:`ENDED_HISTORY` closed or failed ones, each with ``type``, ``exchange``, ``url``,
+        ``proxy`` (redacted), ``proxy_layer``, ``age_seconds``, ``state``.
         """
         now = time.monotonic()
-        entries = [record.to_dict(now) for record in self._connections]
+        self._prune()
+        records = sorted([*self._ended, *self._open], key=lambda record: record.id)
+        entries = [record.to_dict(now) for record in records]
         active = [e for e in entries if e["state"] == "open"]
         return {
             "overview": {
-                "total_connections": len(entries),
+                "total_connections": self._attempted,
                 "active_connections": len(active),
-                "failed_connections": sum(1 for e in entries if e["state"] == "failed"),
+                "failed_connections": self._failed,
                 "websocket_connections": sum(1 for e in active if e["type"] == "websocket"),
                 "http_sessions": sum(1 for e in active if e["type"] == "http"),
                 "proxy_connections": sum(1 for e in active if e["proxy"] is not None),
@@ -544,12 +638,12 @@ class NetworkConnectionManager:
 
     async def close_all(self) -> None:
         """Close every WebSocket and HTTP session this manager opened."""
-        for record in self._connections:
-            if record.state != "open":
-                continue
+        records, self._open = self._open, []
+        for record in records:
             if record.type == "websocket" and record.handle is not None:
                 await record.handle.close()
-            record.state = "closed"
+            record.end()
+            self._ended.append(record)
         await self._http.close_all()
 
     async def __aenter__(self) -> NetworkConnectionManager:

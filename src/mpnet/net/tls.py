@@ -1,10 +1,14 @@
-"""The one place an :class:`ssl.SSLContext` is built from a :class:`TLSDecision`."""
+"""The one place an :class:`ssl.SSLContext` is built from a :class:`TLSDecision`, and the one
+table that turns OpenSSL's certificate verification codes into mpnet's error kinds."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import ConfigError
@@ -29,6 +33,111 @@ def system_trust_store_available() -> bool:
         return any(True for _ in entries)
 
 
+#: OpenSSL ``X509_V_ERR_*`` codes (``SSLCertVerificationError.verify_code``) -> TLSError kind.
+#: Codes not listed are ``untrusted``.
+VERIFY_KINDS: Mapping[int, str] = {
+    9: "not_yet_valid",  # X509_V_ERR_CERT_NOT_YET_VALID
+    10: "expired",  # X509_V_ERR_CERT_HAS_EXPIRED
+    18: "untrusted",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "untrusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+    20: "untrusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "untrusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    62: "hostname_mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
+    64: "hostname_mismatch",  # X509_V_ERR_IP_ADDRESS_MISMATCH
+}
+
+
+def verify_kind(exc: ssl.SSLCertVerificationError) -> str:
+    """The TLSError kind of a certificate verification failure (``untrusted`` when unknown)."""
+    code = getattr(exc, "verify_code", None)
+    return VERIFY_KINDS.get(code, "untrusted") if isinstance(code, int) else "untrusted"
+
+
+_ENCODING_DER = 2  # _ssl.ENCODING_DER, for the private Certificate.public_bytes
+_REFUSED_DER = "mpnet_refused_certificate_der"
+
+
+class _RefusalRecordingSSLObject(ssl.SSLObject):
+    """An SSLObject that, when verification refuses the peer's certificate, attaches that
+    certificate (DER) to the exception before re-raising it.
+
+    Installed once on every context :func:`build_ssl_context` makes, so a shared context is never
+    mutated per connection. After a failed handshake ``getpeercert()`` refuses and asyncio drops
+    the transport, yet a report should still name who issued the refused certificate; the
+    exception is the one object that reaches ``start_tls``'s caller (asyncio's sslproto hands
+    this very exception to the handshake waiter), and it keeps bytes, not this SSLObject.
+    """
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLCertVerificationError as exc:
+            der = _unverified_leaf_der(self)
+            if der is not None:
+                setattr(exc, _REFUSED_DER, der)
+            raise
+
+
+def _unverified_leaf_der(sslobj: ssl.SSLObject) -> bytes | None:
+    # The unverified chain is public from Python 3.13 (DER bytes), on the private _sslobj
+    # before (Certificate objects).
+    chain_of = getattr(sslobj, "get_unverified_chain", None) or getattr(
+        getattr(sslobj, "_sslobj", None), "get_unverified_chain", None
+    )
+    try:
+        chain = chain_of() if chain_of is not None else None
+        if not chain:
+            return None
+        leaf = chain[0]
+        der = leaf if isinstance(leaf, bytes) else leaf.public_bytes(_ENCODING_DER)
+    except (ValueError, ssl.SSLError, AttributeError, TypeError):
+        return None
+    return der if isinstance(der, bytes) else None
+
+
+def refused_certificate_der(exc: BaseException) -> bytes | None:
+    """The certificate (DER) that verification refused in ``exc``, when the handshake ran on a
+    context from :func:`build_ssl_context`; else None."""
+    der = getattr(exc, _REFUSED_DER, None)
+    return der if isinstance(der, bytes) else None
+
+
+def refused_certificate_issuer(exc: BaseException) -> str | None:
+    """The issuer (RFC 4514) of the certificate that verification refused in ``exc``, or None."""
+    der = refused_certificate_der(exc)
+    facts = certificate_facts(der) if der is not None else None
+    return facts.issuer if facts else None
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFacts:
+    """What a report says about a certificate: subject and issuer (RFC 4514), expiry."""
+
+    subject: str
+    issuer: str
+    not_after: str
+    days_left: int
+
+
+def certificate_facts(der: bytes) -> CertificateFacts | None:
+    """Subject, issuer and expiry of a DER certificate; None when it cannot be parsed."""
+    try:
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - trustme depends on cryptography
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    not_after = cert.not_valid_after_utc
+    return CertificateFacts(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_after=not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        days_left=(not_after - dt.datetime.now(dt.UTC)).days,
+    )
+
+
 def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -> ssl.SSLContext:
     """Build a client context that does exactly what ``decision`` says.
 
@@ -36,6 +145,7 @@ def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -
         ConfigError: the CA bundle or directory cannot be loaded (names the path).
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.sslobject_class = _RefusalRecordingSSLObject
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         ctx.set_alpn_protocols(alpn)
@@ -58,9 +168,20 @@ def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -
             ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except (OSError, ssl.SSLError) as exc:
         where = f" (chosen by {decision.layer} layer)" if decision.layer != "default" else ""
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(f"cannot load CA {decision.ca}{where}: {reason}") from exc
+        raise ConfigError(f"cannot load CA {decision.ca}{where}: {_ca_problem(exc)}") from exc
     return ctx
+
+
+def _ca_problem(exc: OSError) -> str:
+    """What is wrong with a CA file, in words rather than OpenSSL's."""
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            return (
+                "not a PEM bundle: no -----BEGIN CERTIFICATE----- block in it (a DER file "
+                "converts with `openssl x509 -inform der`)"
+            )
+        return "a certificate in it is damaged (not valid PEM)"
+    return (exc.strerror or str(exc)).lower()
 
 
 _ContextKey = tuple[bool, str, str | None, tuple[str, ...]]

@@ -19,6 +19,7 @@ import contextlib
 import json
 import random as random_module
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -35,6 +36,9 @@ from mpnet.net.dial import PeerInfo, PhaseTimings, dial
 
 BACKENDS = ("websockets", "aiohttp")
 DEFAULT_MAX_SIZE = 16 * 2**20
+#: Gaps a ReconnectingWebSocket keeps (the latest); older ones are only counted, so a feed
+#: that reconnects for months does not grow.
+GAP_HISTORY = 100
 
 #: What send() accepts: text, bytes, or a dict/list sent as JSON text.
 Outgoing = str | bytes | dict[str, Any] | list[Any]
@@ -59,6 +63,22 @@ class _Backend(Protocol):
     async def ping(self) -> float: ...
 
     async def close(self) -> None: ...
+
+
+def hand_over(transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol) -> None:
+    """Give the transport :func:`~mpnet.net.dial.dial` opened to a WebSocket library's protocol.
+
+    The stream protocol dial() attached will not hear from this transport again, so it is told
+    at once that its stream has ended. Otherwise asyncio's StreamReaderProtocol and StreamWriter,
+    which point at each other, keep the transport's TLS state (a 256 KiB read buffer, the SSL
+    object) as cyclic garbage that only a full collection frees: a long-lived process that
+    opens WebSockets over and over (serve, watch's reconnecting feeds) would grow between
+    collections. The stream writer itself stays usable for closing the transport.
+    """
+    streams = transport.get_protocol()
+    transport.set_protocol(protocol)
+    if streams is not protocol:
+        streams.connection_lost(None)
 
 
 def encode_message(data: Outgoing) -> str | bytes:
@@ -307,7 +327,8 @@ class ReconnectingWebSocket:
 
     Attributes:
         reconnects: successful connections after the first.
-        gaps: every disconnect, with when data resumed.
+        gap_count: disconnects so far.
+        gaps: the latest :data:`GAP_HISTORY` disconnects, oldest first, with when data resumed.
         last_error: the error that ended the previous connection or attempt.
     """
 
@@ -338,7 +359,8 @@ class ReconnectingWebSocket:
         self._closed = False
         self._connected_once = False
         self.reconnects = 0
-        self.gaps: list[Gap] = []
+        self.gap_count = 0
+        self.gaps: deque[Gap] = deque(maxlen=GAP_HISTORY)
         self.last_error: ProbeError | None = None
 
     @property
@@ -434,6 +456,7 @@ class ReconnectingWebSocket:
         ws, self._ws = self._ws, None
         if ws is not None:
             self.gaps.append(Gap(start=self._clock()))
+            self.gap_count += 1
             await ws.close()
 
     async def _ensure_connected(self) -> None:
@@ -501,6 +524,20 @@ def error_info(error: ProbeError) -> ErrorInfo:
     )
 
 
+def _later_message_error(exc: ProbeError, received: int, count: int, timeout: float) -> ProbeError:
+    """A failure while waiting for message ``received + 1``: phase ``receive``, not
+    ``first_message``, since the first one did arrive."""
+    if isinstance(exc, ProbeTimeout):
+        return ProbeTimeout(
+            f"message {received + 1} of {count} did not arrive within {timeout:g} s "
+            f"({received} received)",
+            phase=Phase.RECEIVE,
+        )
+    exc.phase = Phase.RECEIVE
+    exc.message = f"{exc.message} (after {received} of {count} messages)"
+    return exc
+
+
 async def run_session(
     url: str,
     *,
@@ -541,7 +578,13 @@ async def run_session(
             await ws.send(data)
             sent += 1
         while len(messages) < count:
-            messages.append(await ws.recv(timeout=timeout))
+            try:
+                messages.append(await ws.recv(timeout=timeout))
+            except ProbeError as exc:
+                if not messages:
+                    raise
+                error = _later_message_error(exc, len(messages), count, timeout)
+                break
     except ProbeError as exc:
         error = exc
     finally:

@@ -27,6 +27,7 @@ from aiohttp.client_proto import ResponseHandler
 
 from mpnet.errors import Phase, ProtocolError, WebSocketHandshakeError
 from mpnet.net.dial import DialedConnection, PhaseTimings
+from mpnet.net.ws import hand_over
 
 CLOSE_TIMEOUT = 2.0
 
@@ -48,7 +49,7 @@ class _DialedConnector(aiohttp.TCPConnector):
             raise aiohttp.ClientConnectionError("the dialled connection was already used")
         protocol = ResponseHandler(asyncio.get_running_loop())
         transport = dialed.writer.transport
-        transport.set_protocol(protocol)
+        hand_over(transport, protocol)
         protocol.connection_made(transport)
         return protocol
 
@@ -124,7 +125,11 @@ class AiohttpBackend:
         except aiohttp.WSServerHandshakeError as exc:
             await _abandon(session, dialed)
             raise WebSocketHandshakeError(
-                f"server refused the WebSocket upgrade of {url}: {exc.status} {exc.message}",
+                # aiohttp's message for a 2xx is "Invalid response status": the standard
+                # phrase says more.
+                WebSocketHandshakeError.describe(
+                    url, exc.status, "" if 200 <= exc.status < 300 else exc.message
+                ),
                 status=exc.status,
                 headers=dict(exc.headers or {}),
             ) from exc

@@ -26,6 +26,7 @@ from websockets.uri import parse_uri
 
 from mpnet.errors import Phase, ProtocolError, WebSocketHandshakeError
 from mpnet.net.dial import DialedConnection, PhaseTimings
+from mpnet.net.ws import hand_over
 
 #: Bounded so that closing never hangs on a silent peer.
 CLOSE_TIMEOUT = 2.0
@@ -71,7 +72,7 @@ class WebsocketsBackend:
             protocol, ping_interval=None, ping_timeout=None, close_timeout=CLOSE_TIMEOUT
         )
         transport = dialed.writer.transport
-        transport.set_protocol(connection)
+        hand_over(transport, connection)
         connection.connection_made(transport)
         try:
             with timings.measure(Phase.WS_UPGRADE):
@@ -80,8 +81,7 @@ class WebsocketsBackend:
             transport.abort()
             response = exc.response
             raise WebSocketHandshakeError(
-                f"server refused the WebSocket upgrade of {url}: "
-                f"{response.status_code} {response.reason_phrase}",
+                WebSocketHandshakeError.describe(url, response.status_code, response.reason_phrase),
                 status=response.status_code,
                 headers={k: v for k, v in response.headers.raw_items()},
                 body=bytes(response.body or b""),

@@ -1,15 +1,18 @@
 """Run a probe plan: every target concurrently (bounded), N attempts each, then diagnose.
 
 One attempt at a REST target: dial (dns, tcp, proxy, tls), send the profile's health request
-(http), check status and JSON. One attempt at a WebSocket target: the optional bootstrap request
-(KuCoin's token), dial and upgrade (ws_upgrade), subscribe and wait for the first data message
-(first_message), then one application-level ping (ping_rtt).
+(http), check status and JSON, then read the server's clock from the answer (or from the
+profile's separate time request). One attempt at a WebSocket target: the optional bootstrap
+request (KuCoin's token), dial and upgrade (ws_upgrade), subscribe and wait for the first data
+message (first_message), then one application-level ping (ping_rtt), then keep reading the feed
+for the plan's feed window, noting each data message's lag (:mod:`mpnet.core.clock`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import time
@@ -21,10 +24,25 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from mpnet import __version__
 from mpnet.core.address import ConnectFailure
+from mpnet.core.clock import (
+    SOURCE_PONG,
+    SOURCE_REST,
+    ClockSample,
+    FeedRecord,
+    FeedRecorder,
+    sample_clock,
+    unreadable_sample,
+)
 from mpnet.core.diagnose import CLOCK_CARRIED, diagnose
 from mpnet.core.edge import Edge, edge_from_headers
 from mpnet.core.match import dig, fill_placeholders, matches
-from mpnet.core.result import Attempt, ErrorInfo, ProbeReport, ProbeResult
+from mpnet.core.result import (
+    Attempt,
+    ErrorInfo,
+    ProbeReport,
+    ProbeResult,
+    with_exchange_clocks,
+)
 from mpnet.errors import (
     HTTPStatusError,
     Phase,
@@ -57,6 +75,13 @@ ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 SOCKET_FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 #: Answers whose headers name the CDN edge of the exchange (not a proxy's refusal).
 EDGE_PHASES = frozenset({Phase.HTTP, Phase.WS_UPGRADE})
+#: Seconds of an attempt's budget the feed window leaves for closing the connection.
+FEED_CLOSE_RESERVE = 0.5
+#: Messages a feed window reads at most (it ends early past them): a firehose's lags are known
+#: well before, and its raw messages are held until the window ends.
+MAX_FEED_MESSAGES = 50_000
+#: Messages decoded between two yields to the loop after a feed window (about a millisecond).
+FEED_DECODE_SLICE = 64
 
 
 async def run_probes(
@@ -109,7 +134,13 @@ async def run_probes(
         for _ in range(plan.count):
             attempt = await gate.attempt(
                 target,
-                lambda: run_attempt(target, plan.timeout, monitor=monitor, connecting=connecting),
+                lambda: run_attempt(
+                    target,
+                    plan.timeout,
+                    monitor=monitor,
+                    connecting=connecting,
+                    feed_window=plan.feed_window,
+                ),
                 interval=plan.interval,
                 semaphore=semaphore,
             )
@@ -143,7 +174,8 @@ async def run_probes(
     return ProbeReport(
         mpnet_version=__version__,
         started_at=started_at,
-        results=diagnose(results),
+        # Each feed's lag is corrected by the offset its exchange showed in this run.
+        results=diagnose(with_exchange_clocks(results), tolerances=plan.tolerances),
         interrupted=interrupted,
     )
 
@@ -154,6 +186,7 @@ async def run_attempt(
     *,
     monitor: LoopLagMonitor | None = None,
     connecting: asyncio.Semaphore | None = None,
+    feed_window: float = 0.0,
 ) -> Attempt:
     """One attempt; never raises for a network failure (it is reported in the Attempt).
 
@@ -163,6 +196,9 @@ async def run_attempt(
     its connection is set up (TLS done), so that only so many handshakes share the loop at once.
     Call :func:`~mpnet.net.prepare.prepare_network` for the target's TLS decision first, or the
     first attempt pays for building its SSL context.
+
+    A WebSocket attempt keeps reading its feed for ``feed_window`` seconds after the first data
+    message (within its ``timeout``), after its ping: that reading is not in its timed span.
     """
     slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
     window = None
@@ -173,6 +209,10 @@ async def run_attempt(
         window = monitor.open_window() if monitor is not None else None
         progress = _Progress(timeout, on_phase_end=slot.phase_ended)
         observer_token = address_observer.set(progress.note_addresses)
+        progress.monitor = monitor
+        progress.feed_window = max(0.0, feed_window)
+        if monitor is not None and window is not None:
+            progress.on_span_end = functools.partial(monitor.close, window)
         try:
             # The inner steps get the remaining budget and name their own phase on timeout;
             # this outer guard (a little later) covers the waits between them.
@@ -191,7 +231,7 @@ async def run_attempt(
             attempt = progress.failed(error)
         except ProbeError as exc:
             attempt = progress.failed(exc)
-        ended_ns = time.perf_counter_ns()
+        ended_ns = progress.span_ended_ns or time.perf_counter_ns()
     finally:
         if observer_token is not None:
             address_observer.reset(observer_token)
@@ -304,12 +344,28 @@ class _Progress:
         # The CDN edge of the REST answer or the upgrade answer, once one arrived.
         self.edge: Edge | None = None
         self.connect_failures: tuple[ConnectFailure, ...] = ()
+        # The server's clock, read from the answer or the pong; the feed read after the ping.
+        self.clock: ClockSample | None = None
+        self.feed: FeedRecord | None = None
+        self.feed_window = 0.0
+        self.monitor: LoopLagMonitor | None = None
+        # The attempt's timed span ends before the feed window (its reading is not a phase).
+        self.on_span_end: Callable[[], None] | None = None
+        self.span_ended_ns: int | None = None
 
     def note_addresses(self, report: AddressReport) -> None:
         """What dial()'s DNS and TCP phases found (also when the connection failed)."""
         self.addresses = report.addresses
         self.address = report.address
         self.connect_failures = tuple(ConnectFailure(a, why) for a, why in report.failures)
+
+    def end_span(self) -> None:
+        """End the attempt's timed span now (its loop-lag window closes with it)."""
+        if self.span_ended_ns is not None:
+            return
+        self.span_ended_ns = time.perf_counter_ns()
+        if self.on_span_end is not None:
+            self.on_span_end()
 
     def remaining(self) -> float:
         """Seconds left of the attempt's budget (at least a sliver, so the callee times out)."""
@@ -387,6 +443,8 @@ class _Progress:
             tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
             edge=edge,
             connect_failures=self.connect_failures,
+            clock=self.clock,
+            feed=self.feed,
         )
 
     def succeeded(self) -> Attempt:
@@ -402,6 +460,8 @@ class _Progress:
             tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
             edge=self.edge,
             connect_failures=self.connect_failures,
+            clock=self.clock,
+            feed=self.feed,
         )
 
 
@@ -478,7 +538,63 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
                 kind="maintenance" if health.status_endpoint else "json_mismatch",
                 body=response.body,
             )
+    if rest.server_time is not None:
+        progress.clock = await _rest_clock(target, response, progress)
     return progress.succeeded()
+
+
+async def _rest_clock(
+    target: ProbeTarget, health: TimedResponse, progress: _Progress
+) -> ClockSample:
+    """The server's clock from the health answer, or from the profile's time request.
+
+    Never fails the attempt (the health check passed): an answer that cannot be read, or a time
+    request that fails, is a skipped sample with the reason.
+    """
+    from mpnet.net.http import timed_request
+
+    rest = target.profile.rest
+    assert rest is not None and rest.server_time is not None
+    field = rest.server_time
+    response = health
+    if rest.time is not None:
+        url = rest.time_url
+        assert url is not None
+        try:
+            # Timings of its own: this request is not one of the attempt's phases.
+            response = await timed_request(
+                rest.time.method,
+                url,
+                proxy=target.proxy,
+                tls=target.tls,
+                timeout=progress.remaining(),
+                headers=rest.headers,
+            )
+        except ProbeError as exc:
+            return unreadable_sample(
+                SOURCE_REST, field.path, f"the time request {rest.time.path} failed: {exc.message}"
+            )
+        if not 200 <= response.status < 300:
+            return unreadable_sample(
+                SOURCE_REST,
+                field.path,
+                f"the time request {rest.time.path} answered HTTP {response.status}",
+            )
+    try:
+        document = response.json()
+    except ProtocolError:
+        return unreadable_sample(
+            SOURCE_REST, field.path, f"the answer is not JSON: {_preview(response.body, 40)}"
+        )
+    if response.sent_at is None:
+        return unreadable_sample(SOURCE_REST, field.path, "the request's send time is unknown")
+    return sample_clock(
+        document,
+        field,
+        source=SOURCE_REST,
+        sent_at=response.sent_at,
+        received_at=response.received_at,
+    )
 
 
 def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
@@ -526,16 +642,21 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         progress.phase = Phase.FIRST_MESSAGE
         started = time.perf_counter_ns()
         await conversation.subscribe()
-        await conversation.wait_for(spec.data_match, what="data message")
+        first = await conversation.wait_for(spec.data_match, what="data message")
         progress.phases["first_message"] = (time.perf_counter_ns() - started) / 1e6
+        # From here on every data message is noted, the ping's wait included.
+        feed = conversation.start_feed(first)
+        warnings: tuple[ErrorInfo, ...] = ()
         if spec.ping is not None:
             progress.phase = Phase.PING_RTT
             try:
                 progress.phases["ping_rtt"] = await conversation.ping(progress.remaining())
             except ProbeError as exc:
                 # Data arrived, so the feed works: a ping without answer is a warning.
-                return replace(progress.succeeded(), warnings=(_ping_warning(exc),))
-        return progress.succeeded()
+                warnings = (_ping_warning(exc),)
+        progress.end_span()
+        await conversation.read_feed(feed)
+        return replace(progress.succeeded(), warnings=warnings)
     finally:
         await ws.close()
 
@@ -555,6 +676,68 @@ class _Conversation:
         self.seen = 0
         # The Unix time the subscription carried ("$now"), when it carried one (Gate).
         self.clock_sent: float | None = None
+        # The local Unix time the last message was received at.
+        self.received_at = 0.0
+        # Notes every data message once the first one has arrived.
+        self.recorder: FeedRecorder | None = None
+
+    def start_feed(self, first: Any) -> _FeedStart:
+        """Start noting data messages, the first one included."""
+        assert self.spec is not None
+        recorder = FeedRecorder(self.spec.event_time)
+        recorder.observe(first, self.received_at)
+        self.recorder = recorder
+        return _FeedStart(recorder, time.perf_counter_ns(), time.monotonic())
+
+    async def read_feed(self, feed: _FeedStart) -> None:
+        """Keep reading for the feed window after the first data message (within the attempt's
+        budget), then record what the feed showed in the attempt.
+
+        The window's messages are only stamped with their arrival time as they come: decoding
+        them in the receive loop would delay the stamps of the messages queued behind (adding
+        mpnet's own parsing to the lag) and slow the reading (``bench/ws_throughput.py``). They
+        are decoded after the window, a slice at a time so that no long stall holds up the
+        other attempts' clocks. Profiles whose server pings must be answered (HTX) are decoded
+        as they come, to answer them.
+        """
+        assert self.spec is not None
+        progress = self.progress
+        window = progress.feed_window
+        pending: list[tuple[float, str | bytes]] = []
+        if window > 0:
+            until = min(feed.monotonic + window, progress.deadline - FEED_CLOSE_RESERVE)
+            # A drop or an error answer during the window ends it: the attempt already
+            # succeeded, and the messages so far are what the feed showed.
+            with contextlib.suppress(TimeoutError, ProbeError):
+                async with asyncio.timeout(max(0.0, until - time.monotonic())):
+                    if self.spec.server_ping is not None:
+                        await self.wait_for(_NOTHING, what="end of the feed window")
+                    else:
+                        recv, now = self.ws.recv, time.time
+                        while len(pending) < MAX_FEED_MESSAGES:
+                            raw = await recv()
+                            pending.append((now(), raw))
+        ended_ns = time.perf_counter_ns()
+        for index, (received_at, raw) in enumerate(pending):
+            if index % FEED_DECODE_SLICE == FEED_DECODE_SLICE - 1:
+                await asyncio.sleep(0)
+                if time.monotonic() > progress.deadline:
+                    # Never at the cost of the attempt: what is left is said, not guessed.
+                    feed.recorder.skip(
+                        "not decoded: the attempt's time ran out", len(pending) - index
+                    )
+                    break
+            try:
+                message = decode_message(raw, compression=self.spec.compression)
+            except ProtocolError:
+                continue
+            if matches(self.spec.data_match, message):
+                feed.recorder.observe(message, received_at)
+        monitor = progress.monitor
+        progress.feed = feed.recorder.record(
+            duration_s=(ended_ns - feed.perf_ns) / 1e9 if window > 0 else None,
+            loop_lag_ms=monitor.lag_between(feed.perf_ns, ended_ns) if monitor else None,
+        )
 
     async def subscribe(self) -> None:
         """Send the profile's subscription messages, noting the local time they carry."""
@@ -596,15 +779,25 @@ class _Conversation:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
         started = time.perf_counter_ns()
+        sent_at = time.time()
         await self.ws.send(fill_placeholders(ping.send))
         try:
             async with asyncio.timeout(timeout):
-                await self.wait_for(ping.expect, what="pong")
+                pong = await self.wait_for(ping.expect, what="pong")
         except TimeoutError as exc:
             raise ProbeTimeout(
                 f"no answer to the ping within {timeout:.3g} s", phase=Phase.PING_RTT
             ) from exc
-        return (time.perf_counter_ns() - started) / 1e6
+        elapsed = (time.perf_counter_ns() - started) / 1e6
+        if ping.server_time is not None:
+            self.progress.clock = sample_clock(
+                pong,
+                ping.server_time,
+                source=SOURCE_PONG,
+                sent_at=sent_at,
+                received_at=self.received_at,
+            )
+        return elapsed
 
     async def _read_meanwhile(self) -> None:
         with contextlib.suppress(ProbeError):
@@ -624,12 +817,16 @@ class _Conversation:
                         kind="closed",
                     ) from exc
                 raise
+            self.received_at = received_at = time.time()
             self.seen += 1
             message = decode_message(raw, compression=self.spec.compression)
             reply = server_ping_reply(self.spec, message)
             if reply is not None:
                 await self.ws.send(reply)
                 continue
+            recorder = self.recorder
+            if recorder is not None and matches(self.spec.data_match, message):
+                recorder.observe(message, received_at)
             if matches(pattern, message):
                 return message
             shown = _shown(raw, message)
@@ -648,6 +845,15 @@ class _Conversation:
             return ""
         stamp = datetime.fromtimestamp(self.clock_sent, UTC).isoformat(timespec="seconds")
         return f" ({CLOCK_CARRIED}: {int(self.clock_sent)}, {stamp})"
+
+
+@dataclass(frozen=True, slots=True)
+class _FeedStart:
+    """When the first data message arrived, and the recorder noting the feed since."""
+
+    recorder: FeedRecorder
+    perf_ns: int
+    monotonic: float
 
 
 def _ping_warning(error: ProbeError) -> ErrorInfo:

@@ -1,25 +1,32 @@
 """The Prometheus exporter behind ``mpnet serve``, in the manner of blackbox_exporter.
 
-``GET /probe?exchange=NAME[&target=rest|ws]`` probes one exchange while Prometheus waits and
+``GET /probe?target=NAME[&kind=rest|ws]`` probes one exchange while Prometheus waits and
 answers with the probe's metrics (:func:`mpnet.render.prometheus.prometheus_text`), or with the
 JSON report (findings and hints) when ``debug=true`` is added;
-``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is a small index.
+``GET /metrics`` answers with the exporter's own process metrics; ``GET /`` is the status page
+of the last probes (:mod:`mpnet.probe.status`; ``format=html`` answers a probe as a page).
 
 Every scrape plans and runs its own probe; the only state scrapes share is the exporter's
 :class:`~mpnet.probe.pacing.RateGate`: after an exchange answered 429 or 418 (or its weight
 header neared the limit), a scrape inside the wait sends nothing and answers at once with the
-skipped result (``mpnet_probe_success 0``, ``mpnet_probe_skipped_total 1`` and the wait's cause),
+skipped result (``mpnet_probe_success 0``, ``mpnet_probe_skipped 1`` and the wait's cause),
 and requests to one exchange keep the profile's ``rate_limit`` spacing across scrapes. A probe
 never outlives the scrape: its budget is ``min(--timeout, X-Prometheus-Scrape-Timeout-Seconds -
 0.5)``, less the spacing between its REST and WebSocket requests, and a probe cut off by it
 reports ``mpnet_probe_success 0``.
+
+At most ``--max-probes`` probes run at once and ``--max-waiting`` more scrapes wait for a turn
+(:mod:`mpnet.probe.admission`); a scrape beyond that, or one that waited half its budget, gets
+``503`` with a one-line reason and is counted in ``mpnet_exporter_scrapes_shed_total``. A waiting
+scrape's probe gets what is left of its budget. A scrape whose client goes away is cancelled
+(aiohttp's ``handler_cancellation``, on in :func:`make_runner`): its probe stops and closes its
+connections, counted in ``mpnet_exporter_scrapes_cancelled_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import html
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,17 +34,20 @@ from functools import cache
 from ipaddress import ip_address
 
 from aiohttp import web
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client import Counter as PromCounter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import Gauge as PromGauge
 
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.result import ProbeReport, ProbeResult
 from mpnet.core.route import DIRECT_ROUTE, Route, check_distinct, unknown_route_message
 from mpnet.errors import ConfigError, UnknownExchange, UsageError
+from mpnet.probe.admission import ProbeSlots, Shed, default_max_probes
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import TARGETS, ProbePlan, build_plan
+from mpnet.probe.recent import RecentProbes
+from mpnet.probe.status import add_status_routes, report_html_response
 from mpnet.render.prometheus import prometheus_text
 
 #: Seconds kept back from Prometheus' scrape timeout for the answer to travel (blackbox's
@@ -49,6 +59,10 @@ MIN_PROBE_TIMEOUT = 0.1
 #: (each attempt already stops itself at its budget plus the engine's own grace).
 CUTOFF_GRACE = 0.5
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+#: The share of its budget a scrape may spend waiting for a probe slot; the probe gets the rest.
+QUEUE_PATIENCE = 0.5
+#: Seconds a shed scrape's client is asked to wait (``Retry-After``).
+SHED_RETRY_AFTER = 1
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -75,7 +89,7 @@ class Listen:
 
 
 def parse_listen(text: str) -> Listen:
-    """Parse ``HOST:PORT`` (``[::1]:9115`` for IPv6; port 0 picks a free one).
+    """Parse ``HOST:PORT`` (``[::1]:9879`` for IPv6; port 0 picks a free one).
 
     Raises:
         UsageError: not HOST:PORT, or the port is not 0..65535.
@@ -83,11 +97,11 @@ def parse_listen(text: str) -> Listen:
     raw = text.strip()
     host, sep, port_text = raw.rpartition(":")
     if not sep or not host:
-        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9115")
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9879")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise UsageError(f"--listen {text!r}: write an IPv6 address in brackets, e.g. [::1]:9115")
+        raise UsageError(f"--listen {text!r}: write an IPv6 address in brackets, e.g. [::1]:9879")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise UsageError(f"--listen {text!r}: port must be a number from 0 to 65535")
     if not host or any(ch.isspace() or ch in "/@[]" for ch in host):
@@ -126,6 +140,38 @@ def bad_requests() -> PromCounter:
     )
 
 
+@cache
+def scrapes_shed() -> PromCounter:
+    """Scrapes answered 503 because the exporter was busy, by reason (one per process)."""
+    counter = PromCounter(
+        "mpnet_exporter_scrapes_shed",
+        "Scrapes answered 503 without a probe because every probe slot was taken: queue_full "
+        "(no room to wait) or queue_timeout (waited half the scrape's budget).",
+        ["reason"],
+    )
+    for reason in Shed:
+        counter.labels(reason=reason.value)
+    return counter
+
+
+@cache
+def scrapes_cancelled() -> PromCounter:
+    return PromCounter(
+        "mpnet_exporter_scrapes_cancelled",
+        "Scrapes whose client went away before the answer; their probe was stopped.",
+    )
+
+
+@cache
+def probes_running() -> PromGauge:
+    return PromGauge("mpnet_exporter_probes_running", "Probes running now.")
+
+
+@cache
+def scrapes_waiting() -> PromGauge:
+    return PromGauge("mpnet_exporter_scrapes_waiting", "Scrapes waiting for a probe slot now.")
+
+
 class ProbeExporter:
     """Plans and runs one probe per scrape.
 
@@ -139,6 +185,8 @@ class ProbeExporter:
         routes: the routes every scrape compares (``--via``); a scrape's ``route=NAME``
             parameters pick among them and the config file's named routes instead.
         family: ``ipv4`` or ``ipv6`` to force one address family (``-4`` / ``-6``).
+        feed_window: seconds a WebSocket probe reads its feed after the first data message,
+            for the feed lag series (within the probe's budget).
     """
 
     def __init__(
@@ -152,6 +200,7 @@ class ProbeExporter:
         system_store: bool = True,
         routes: Sequence[Route] = (),
         family: str | None = None,
+        feed_window: float = 0.0,
     ) -> None:
         if not timeout > 0:
             raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
@@ -163,8 +212,10 @@ class ProbeExporter:
         self.system_store = system_store
         self.routes = tuple(routes)
         self.family = family
+        self.feed_window = feed_window
         # One gate for the process: a wait an exchange asked for holds across scrapes.
         self.gate = RateGate()
+        self.recent = RecentProbes()
 
     def names(self) -> list[str]:
         return sorted(self.profiles)
@@ -211,8 +262,8 @@ class ProbeExporter:
 
         Raises:
             UnknownExchange: no profile has that name.
-            UsageError: ``target`` is not rest or ws, or the exchange has no such target; an
-                unknown or repeated route.
+            UsageError: ``target`` (the ``kind`` of connection) is not rest or ws, or the
+                exchange has no such target; an unknown or repeated route.
             InvalidProxyURL: a proxy layer holds a malformed URL.
             ConfigError: the plan's CA bundle cannot be loaded.
         """
@@ -220,7 +271,7 @@ class ProbeExporter:
         if profile is None:
             raise UnknownExchange(exchange, self.names())
         if target is not None and target not in TARGETS:
-            raise UsageError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
+            raise UsageError(f"unknown kind {target!r}; expected one of: {', '.join(TARGETS)}")
         if target is not None and profile.url_for(target) is None:
             raise UsageError(f"exchange {profile.name!r} has no {target} target")
         chosen = self.routes_for(routes)
@@ -236,6 +287,7 @@ class ProbeExporter:
             system_store=self.system_store,
             routes=chosen,
             family=self.family,
+            feed_window=self.feed_window,
         )
         # The WebSocket request waits its turn after the REST one: the attempts get what is left.
         pacing = pacing_s(plan)
@@ -307,35 +359,54 @@ def _cut_off_report(plan: ProbePlan) -> ProbeReport:
     )
 
 
-def budget_text(budget: float) -> str:
-    """The exporter's note of the budget it gave the probe, in exposition format."""
-    registry = CollectorRegistry(auto_describe=False)
-
-    class _Budget:
-        def collect(self) -> list[GaugeMetricFamily]:
-            return [
-                GaugeMetricFamily(
-                    "mpnet_probe_timeout_seconds",
-                    "Seconds the probe was allowed: --timeout, cut to the scrape timeout minus "
-                    f"{SCRAPE_TIMEOUT_OFFSET} s.",
-                    value=budget,
-                )
-            ]
-
-    registry.register(_Budget())
-    return generate_latest(registry).decode("utf-8")
+#: The probe slots of an application made by :func:`build_app`.
+SLOTS_KEY = web.AppKey("mpnet_probe_slots", ProbeSlots)
 
 
-def build_app(exporter: ProbeExporter) -> web.Application:
-    """The aiohttp application: ``/``, ``/probe`` and ``/metrics``."""
+def build_app(
+    exporter: ProbeExporter, *, max_probes: int | None = None, max_waiting: int | None = None
+) -> web.Application:
+    """The aiohttp application: ``/``, ``/probe`` and ``/metrics``.
+
+    Args:
+        exporter: plans and runs the probes.
+        max_probes: probes that may run at once (default: :func:`default_max_probes`).
+        max_waiting: scrapes that may wait for a probe slot (default: ``max_probes``).
+
+    Raises:
+        UsageError: ``max_probes`` below 1 or ``max_waiting`` below 0.
+    """
+    limit = default_max_probes() if max_probes is None else max_probes
+    if limit < 1:
+        raise UsageError(f"--max-probes must be at least 1, not {limit}")
+    queue = limit if max_waiting is None else max_waiting
+    if queue < 0:
+        raise UsageError(f"--max-waiting must be 0 or more, not {queue}")
+    slots = ProbeSlots(limit, queue)
     app = web.Application()
-    app.router.add_get("/", _index_handler(exporter))
-    app.router.add_get("/probe", _probe_handler(exporter))
+    app[SLOTS_KEY] = slots
+    add_status_routes(app, exporter.recent, exporter.names)
+    app.router.add_get("/probe", _probe_handler(exporter, slots))
     app.router.add_get("/metrics", _metrics)
-    # Both counters exist (at 0) from the start, so /metrics shows them before any probe.
+    # The counters exist (at 0) from the start, so /metrics shows them before any probe.
     probes_served()
     bad_requests()
+    scrapes_shed()
+    scrapes_cancelled()
+    # Read when /metrics is scraped (the latest application's slots: one per process).
+    probes_running().set_function(lambda: slots.running)
+    scrapes_waiting().set_function(lambda: slots.waiting)
     return app
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner ``mpnet serve`` serves ``app`` with.
+
+    ``handler_cancellation`` is on (aiohttp turned it off by default in 3.9): when a scrape's
+    client goes away, its handler is cancelled, and so is its probe, which closes its
+    connections and gives its slot to the next scrape. Nobody is left to read that answer.
+    """
+    return web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
 
 
 def _bad_request(message: str) -> web.Response:
@@ -343,29 +414,107 @@ def _bad_request(message: str) -> web.Response:
     return web.Response(status=400, text=message + "\n")
 
 
-def _probe_handler(exporter: ProbeExporter) -> Handler:
+def probe_parameters(query: Mapping[str, str]) -> tuple[str, str | None]:
+    """(exchange, rest|ws|None) from a ``/probe`` query string.
+
+    blackbox_exporter's habit, ``target=NAME`` (the exchange) with ``kind=rest|ws`` for the
+    connection type, and mpnet's first spelling, ``exchange=NAME`` with ``target=rest|ws``, both
+    work; with ``exchange=``, a ``target`` of ``rest`` or ``ws`` is the kind, as it was.
+
+    Raises:
+        UsageError: no exchange named, or two different kinds asked for.
+    """
+    exchange = query.get("exchange", "").strip()
+    target = query.get("target", "").strip()
+    kind = query.get("kind", "").strip() or None
+    if not exchange:
+        if not target:
+            raise UsageError("missing ?target=EXCHANGE")
+        return target, kind
+    if target:
+        if kind is not None and kind != target:
+            raise UsageError(f"target={target} and kind={kind} disagree: give kind=rest|ws once")
+        kind = target
+    return exchange, kind
+
+
+def _probe_handler(exporter: ProbeExporter, slots: ProbeSlots) -> Handler:
     async def probe(request: web.Request) -> web.Response:
-        exchange = request.query.get("exchange", "").strip()
-        if not exchange:
-            return _bad_request(
-                f"missing ?exchange=NAME; known exchanges: {', '.join(exporter.names())}"
-            )
-        target = request.query.get("target") or None
+        try:
+            exchange, target = probe_parameters(request.query)
+        except UsageError as exc:
+            return _bad_request(f"{exc}; known exchanges: {', '.join(exporter.names())}")
         routes = [name for name in request.query.getall("route", []) if name.strip()]
         budget = probe_budget(exporter.timeout, request.headers.get(SCRAPE_TIMEOUT_HEADER))
         try:
             plan = exporter.plan(exchange, target, budget, routes)
         except ConfigError as exc:
             return _bad_request(str(exc))
-        report = await exporter.probe(plan)
+        try:
+            outcome = await _probe_in_turn(exporter, slots, plan, budget)
+        except asyncio.CancelledError:
+            scrapes_cancelled().inc()
+            raise
+        if isinstance(outcome, Shed):
+            return _shed(outcome, slots, budget)
+        report, budget = outcome
         probes_served().labels(exchange=plan.targets[0].profile.name, result=_outcome(report)).inc()
+        exporter.recent.add(report)
+        if request.query.get("format") == "html":
+            return report_html_response(report)
         if request.query.get("debug", "").lower() in ("1", "true", "yes"):
             # Like blackbox's debug=true: why it failed, for a person, not for Prometheus.
             return web.json_response(report.to_dict(), dumps=_indented_json)
-        body = prometheus_text(report) + budget_text(budget)
+        body = prometheus_text(report, timeout_s=budget)
         return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
     return probe
+
+
+async def _probe_in_turn(
+    exporter: ProbeExporter, slots: ProbeSlots, plan: ProbePlan, budget: float
+) -> Shed | tuple[ProbeReport, float]:
+    """Run ``plan`` once a probe slot is free; the report and the budget the probe was given,
+    or why the scrape was shed.
+
+    Raises:
+        asyncio.CancelledError: the scrape was cancelled (its client went away).
+    """
+    loop = asyncio.get_running_loop()
+    asked = loop.time() if not slots.free else None
+    shed = await slots.acquire(budget * QUEUE_PATIENCE)
+    if shed is not None:
+        return shed
+    try:
+        if asked is not None:
+            # The wait came out of the scrape's budget: the probe gets what is left.
+            waited = loop.time() - asked
+            budget = max(MIN_PROBE_TIMEOUT, budget - waited)
+            plan = dataclasses.replace(plan, timeout=max(MIN_PROBE_TIMEOUT, plan.timeout - waited))
+        report = await exporter.probe(plan)
+    finally:
+        slots.release()
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        # The engine turns a cancellation into an interrupted report; the client that would
+        # read it is gone, so the cancellation goes on.
+        raise asyncio.CancelledError
+    return report, budget
+
+
+def _shed(reason: Shed, slots: ProbeSlots, budget: float) -> web.Response:
+    scrapes_shed().labels(reason=reason.value).inc()
+    if reason is Shed.QUEUE_FULL:
+        why = f"{slots.running} probes running and {slots.waiting} scrapes waiting"
+    else:
+        why = f"no probe slot came free within {budget * QUEUE_PATIENCE:g} s"
+    message = (
+        f"mpnet serve is overloaded: {why} (--max-probes {slots.limit}, --max-waiting "
+        f"{slots.queue}); no probe was run"
+    )
+    return web.Response(
+        status=503, text=message + "\n", headers={"Retry-After": str(SHED_RETRY_AFTER)}
+    )
 
 
 #: The classic text exposition format that ``generate_latest`` writes (prometheus-client's own
@@ -382,24 +531,3 @@ def _indented_json(document: object) -> str:
     import json
 
     return json.dumps(document, indent=2) + "\n"
-
-
-def _index_handler(exporter: ProbeExporter) -> Handler:
-    async def index(request: web.Request) -> web.Response:
-        links = "\n".join(
-            f'<li><a href="/probe?exchange={html.escape(name)}">{html.escape(name)}</a> '
-            f'(<a href="/probe?exchange={html.escape(name)}&amp;target=rest">rest</a>, '
-            f'<a href="/probe?exchange={html.escape(name)}&amp;target=ws">ws</a>)</li>'
-            for name in exporter.names()
-        )
-        page = (
-            "<!doctype html>\n<html><head><title>mpnet exporter</title></head><body>\n"
-            "<h1>mpnet exporter</h1>\n"
-            "<p>Probe an exchange: <code>/probe?exchange=NAME[&amp;target=rest|ws]</code> "
-            "(add <code>&amp;debug=true</code> for the JSON report with findings). "
-            'The exporter\'s own metrics: <a href="/metrics">/metrics</a>.</p>\n'
-            f"<ul>\n{links}\n</ul>\n</body></html>\n"
-        )
-        return web.Response(text=page, content_type="text/html")
-
-    return index

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mpnet.core.clock import MAX_LAGS, SOURCE_PONG, ClockSample, sample_clock
 from mpnet.core.match import fill_placeholders, matches
 from mpnet.core.result import Attempt, ErrorInfo
 from mpnet.errors import Phase, ProbeError, ProbeTimeout, ProtocolError
@@ -83,8 +84,12 @@ class FeedMonitor:
         self._opened: WebSocketWrapper | None = None
         self._phases: dict[str, float] = {}
         self._connected_at_ns: int | None = None
-        # Set to the perf_counter_ns of the pong, or None when the connection went away first.
-        self._pong: asyncio.Future[int | None] | None = None
+        # Set to the pong (perf_counter_ns, Unix time, message), or None when the connection
+        # went away first.
+        self._pong: asyncio.Future[tuple[int, float, Any] | None] | None = None
+        # Uncorrected lags of the data messages since the last sample, and the pong's clock.
+        self._lags: list[float] = []
+        self._clock_sample: ClockSample | None = None
         self._data_messages = 0
         self._sampled_messages = 0
         self._last_data_at: float | None = None
@@ -182,15 +187,20 @@ class FeedMonitor:
             phases["ping_rtt"] = ping_ms
         messages = self._data_messages - self._sampled_messages
         self._sampled_messages = self._data_messages
+        lags, self._lags = tuple(self._lags), []
+        clock, self._clock_sample = self._clock_sample, None
         feed = FeedSample(
             connected=ws is not None,
             reconnects=self._rws.reconnects,
-            gaps=len(self._rws.gaps),
+            gaps=self._rws.gap_count,
             longest_gap_ms=self._longest_gap_ms(connected=ws is not None),
             messages=messages,
             ping_ms=ping_ms,
             last_error=self._last_error,
             last_error_dropped=self._last_error_dropped,
+            lags_ms=lags,
+            lag_note=self._lag_note(),
+            clock=clock,
         )
         attempt = Attempt(
             ok=failure is None,
@@ -200,6 +210,14 @@ class FeedMonitor:
             address=ws.peer.address if ws is not None else None,
         )
         return attempt, feed
+
+    def _lag_note(self) -> str | None:
+        event_time = self.spec.event_time
+        if event_time is None:
+            return "no event time in the profile"
+        if not event_time.is_event:
+            return f"{event_time.path} is a trade's time: no lag claimed"
+        return None
 
     def _longest_gap_ms(self, *, connected: bool) -> float | None:
         if self._last_data_at is None:
@@ -286,7 +304,11 @@ class FeedMonitor:
 
     async def _read(self) -> None:
         pong = self.spec.ping.expect if self.spec.ping is not None else None
+        event_time = self.spec.event_time
+        if event_time is not None and not event_time.is_event:
+            event_time = None  # a trade's time says nothing about how late the message is
         async for raw in self._rws:
+            received_at = time.time()
             try:
                 message: Any = decode_message(raw, compression=self.spec.compression)
             except ProtocolError as exc:
@@ -294,10 +316,14 @@ class FeedMonitor:
                 continue
             waiter = self._pong
             if waiter is not None and not waiter.done() and matches(pong, message):
-                waiter.set_result(time.perf_counter_ns())
+                waiter.set_result((time.perf_counter_ns(), received_at, message))
                 continue
             if matches(self.spec.data_match, message):
                 self._on_data()
+                if event_time is not None and len(self._lags) < MAX_LAGS:
+                    stamp = event_time.read(message)
+                    if isinstance(stamp, tuple):
+                        self._lags.append((received_at - stamp[0]) * 1000)
 
     def _on_data(self) -> None:
         now = self._clock()
@@ -318,10 +344,13 @@ class FeedMonitor:
         assert ping is not None
         if ping.frame:
             return await ws.ping(timeout=self.timeout)
-        waiter: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[tuple[int, float, Any] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._pong = waiter
         try:
             started = time.perf_counter_ns()
+            sent_at = time.time()
             await ws.send(fill_placeholders(ping.send))
             try:
                 async with asyncio.timeout(self.timeout):
@@ -336,7 +365,16 @@ class FeedMonitor:
             raise ProtocolError(
                 "the connection closed before the pong", phase=Phase.PING_RTT, kind="closed"
             )
-        return (answered - started) / 1e6
+        answered_ns, received_at, message = answered
+        if ping.server_time is not None:
+            self._clock_sample = sample_clock(
+                message,
+                ping.server_time,
+                source=SOURCE_PONG,
+                sent_at=sent_at,
+                received_at=received_at,
+            )
+        return (answered_ns - started) / 1e6
 
     # -- errors -------------------------------------------------------------------------------
 

@@ -6,12 +6,14 @@ before a single packet is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mpnet.config.layers import NetworkOptions, decide
 from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.clock import ClockTolerances
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.route import Route, route_name_of
 from mpnet.core.tls import TLSDecision
@@ -59,6 +61,11 @@ class ProbePlan:
     #: Least seconds between the starts of two attempts at one target (``--interval``); None
     #: leaves only the profiles' ``rate_limit`` pacing.
     interval: float | None = None
+    #: Seconds a WebSocket attempt keeps reading after its first data message, for the feed's
+    #: rate and lag (``--feed-window``; 0: only the first message).
+    feed_window: float = 0.0
+    #: When CLOCK_SKEW and FEED_LAGGING fire.
+    tolerances: ClockTolerances = field(default_factory=ClockTolerances)
 
 
 def build_plan(
@@ -76,6 +83,8 @@ def build_plan(
     interval: float | None = None,
     routes: Sequence[Route] = (),
     family: str | None = None,
+    feed_window: float = 0.0,
+    clock_tolerance_ms: float | None = None,
 ) -> ProbePlan:
     """Plan probes of every profile's REST and/or WebSocket target.
 
@@ -94,6 +103,16 @@ def build_plan(
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
     if interval is not None and not (math.isfinite(interval) and interval > 0):
         raise UsageError(f"--interval must be a positive number of seconds, not {interval}")
+    if not (math.isfinite(feed_window) and feed_window >= 0):
+        raise UsageError(f"--feed-window must be 0 or a number of seconds, not {feed_window}")
+    tolerances = config.clock or ClockTolerances()
+    if clock_tolerance_ms is not None:
+        if not (math.isfinite(clock_tolerance_ms) and clock_tolerance_ms > 0):
+            raise UsageError(
+                f"--clock-tolerance must be a positive number of ms, not {clock_tolerance_ms}"
+            )
+        # The flag wins over the config file's clock.tolerance_ms.
+        tolerances = dataclasses.replace(tolerances, offset_ms=clock_tolerance_ms)
     if not (rest or ws):
         raise UsageError("--no-rest and --no-ws together leave nothing to probe")
     if family is not None and family not in FAMILIES:
@@ -139,4 +158,6 @@ def build_plan(
         timeout=timeout,
         concurrency=concurrency,
         interval=interval,
+        feed_window=feed_window,
+        tolerances=tolerances,
     )

@@ -10,11 +10,20 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mpnet.core.clock import (
+    ClockEstimate,
+    ClockSample,
+    best_estimate,
+    date_estimate,
+    estimate_clock,
+)
 from mpnet.core.ratelimit import Skip
 from mpnet.core.result import Attempt, ErrorInfo, percentile
 
 #: Cycles kept per target for the rolling statistics.
 WINDOW = 100
+#: Feed lags kept per target for the rolling lag percentiles (the most recent ones).
+LAG_WINDOW = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,10 @@ class FeedSample:
             ping that failed), kept after the feed recovered.
         last_error_dropped: ``last_error`` ended a connection that was up (a disconnect, which
             the probe's diagnoses do not explain), rather than failing to open one.
+        lags_ms: uncorrected lags (local receive time minus event time) of the data messages
+            since the previous cycle, in arrival order (:mod:`mpnet.core.clock`).
+        lag_note: why no lag is measured (no event time in the profile, a trade's time).
+        clock: this cycle's reading of the server's clock from its pong, if the profile has one.
     """
 
     connected: bool
@@ -44,6 +57,9 @@ class FeedSample:
     ping_ms: float | None = None
     last_error: ErrorInfo | None = None
     last_error_dropped: bool = False
+    lags_ms: tuple[float, ...] = ()
+    lag_note: str | None = None
+    clock: ClockSample | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +78,11 @@ class WatchRow:
     ``dropped``/``reconnected`` are the two counts. ``skipped`` is set when the last cycle was
     not sent because the exchange's rate-limit wait was running (``skips`` counts such cycles;
     they are neither loss nor success).
+
+    ``clock`` is this target's rolling reading of the exchange's clock (the sample with the
+    smallest round trip in the window, or the Date headers). ``lag_p50_ms``/``lag_p95_ms`` are
+    a feed's rolling lag percentiles over its last :data:`LAG_WINDOW` data messages, corrected
+    by the exchange's best offset in the window when ``lag_corrected``.
     """
 
     exchange: str
@@ -86,6 +107,10 @@ class WatchRow:
     skips: int = 0
     #: The route asked for (``--via``), None for the usual layers.
     route: str | None = None
+    clock: ClockEstimate | None = None
+    lag_p50_ms: float | None = None
+    lag_p95_ms: float | None = None
+    lag_corrected: bool = False
 
     @property
     def status(self) -> str:
@@ -112,7 +137,10 @@ class TargetWatch:
     """The rolling record of one exchange x target."""
 
     __slots__ = (
+        "_clock_samples",
+        "_dates",
         "_feed_error",
+        "_lags",
         "_last_good",
         "_window",
         "attempts",
@@ -157,6 +185,10 @@ class TargetWatch:
         self.skips = 0
         #: Cycles that failed or in which the feed dropped or reconnected (for the exit code).
         self.troubled = 0
+        # Clock readings (the time field's, the Date header's) and feed lags, rolling.
+        self._clock_samples: deque[ClockSample] = deque(maxlen=window)
+        self._dates: deque[ClockSample] = deque(maxlen=window)
+        self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
 
     def record(
         self, attempt: Attempt, *, finding: str | None = None, feed: FeedSample | None = None
@@ -205,14 +237,33 @@ class TargetWatch:
         self._window.append((good, latency))
         self.last = attempt
         self.feed = feed
+        clock = feed.clock if feed is not None else attempt.clock
+        if clock is not None:
+            self._clock_samples.append(clock)
+        date = attempt.date_sample
+        if date is not None:
+            self._dates.append(date)
+        if feed is not None:
+            self._lags.extend(feed.lags_ms)
 
-    def row(self) -> WatchRow:
-        """A snapshot for rendering."""
+    def clock(self) -> ClockEstimate | None:
+        """This target's reading of the exchange's clock over the window (None: none)."""
+        estimate = estimate_clock(list(self._clock_samples))
+        if estimate is not None and estimate.known:
+            return estimate
+        dates = date_estimate(list(self._dates))
+        return dates if dates is not None and dates.known else estimate
+
+    def row(self, exchange_clock: ClockEstimate | None = None) -> WatchRow:
+        """A snapshot for rendering; a feed's lag is corrected by ``exchange_clock`` (the best
+        offset its exchange showed in the window) when given."""
         window = list(self._window)
         # Every latency measured, a flapping feed's ping included: it is what the ping took.
         latencies = [ms for _, ms in window if ms is not None]
         failures = sum(1 for ok, _ in window if not ok)
         last = self.last
+        shift = exchange_clock.offset_ms if exchange_clock is not None else None
+        lags = [lag + (shift or 0.0) for lag in self._lags]
         return WatchRow(
             exchange=self.exchange,
             target=self.target,
@@ -235,6 +286,10 @@ class TargetWatch:
             skipped=self.skipped,
             skips=self.skips,
             route=self.route,
+            clock=self.clock(),
+            lag_p50_ms=percentile(lags, 50) if lags else None,
+            lag_p95_ms=percentile(lags, 95) if lags else None,
+            lag_corrected=bool(lags) and shift is not None,
         )
 
 
@@ -282,7 +337,10 @@ class WatchState:
         return any(watch.troubled for watch in self.targets)
 
     def rows(self) -> list[WatchRow]:
-        return [watch.row() for watch in self.targets]
+        best: dict[str, ClockEstimate | None] = {}
+        for watch in self.targets:
+            best[watch.exchange] = best_estimate((best.get(watch.exchange), watch.clock()))
+        return [watch.row(best.get(watch.exchange)) for watch in self.targets]
 
 
 def _error_text(error: ErrorInfo) -> str:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from mpnet.core.libraries import LIBRARIES
+from mpnet.core.libraries import LIBRARIES, CaseConflict
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.proxy_url import REDACTED, parse_proxy_url, redact_url_text
 from mpnet.errors import MpnetError
@@ -38,6 +39,7 @@ class ProxyExplanation:
     url: str
     decision: ProxyDecision
     libraries: Mapping[str, str] = field(default_factory=dict)
+    conflicts: tuple[CaseConflict, ...] = ()
 
     @property
     def mpnet_verdict(self) -> str:
@@ -79,6 +81,7 @@ def explain_dict(exchange: str | None, targets: Sequence[ProxyExplanation]) -> d
                 },
                 "trace": [entry.to_dict() for entry in t.decision.trace],
                 "libraries": {name: t.libraries.get(name) for name in LIBRARIES},
+                "env_conflicts": [conflict.to_dict() for conflict in t.conflicts],
             }
             for t in targets
         ],
@@ -116,6 +119,44 @@ def _libraries_table(explanation: ProxyExplanation) -> Table:
     return table
 
 
+#: Said once under the conflicts: the rules that decide which spelling each tool takes.
+CASE_RULES = (
+    "mpnet, urllib, aiohttp, websockets and httpx let the lower-case name win (set but empty, "
+    "it disables the upper-case one); curl reads lower case first, skips an empty variable, and "
+    "reads http_proxy only in lower case"
+)
+
+
+def _tools(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _conflicts_table(conflicts: Sequence[CaseConflict]) -> RenderableType:
+    parts: list[RenderableType] = []
+    for conflict in conflicts:
+        names = " and ".join(v.name for v in conflict.spellings)
+        parts.append(Text(f"  {names} are both set, to different values:", style="bold yellow"))
+        table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
+        table.add_column("variable", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        table.add_column("who", overflow="fold")
+        for spelling in conflict.spellings:
+            who = Text()
+            if spelling.read_by:
+                who.append(f"read by {_tools(spelling.read_by)}", style="bold")
+            if spelling.ignored_by:
+                who.append("; " if spelling.read_by else "")
+                who.append(f"ignored by {_tools(spelling.ignored_by)}", style="dim")
+            table.add_row(f"    {spelling.name}", spelling.value, who)
+        parts.append(table)
+    # In a grid so that it folds at the terminal's width like the tables around it.
+    rules = Table.grid()
+    rules.add_column(overflow="fold")
+    rules.add_row(Text(CASE_RULES, style="dim"))
+    parts.append(Padding(rules, (0, 0, 0, 2)))
+    return Group(*parts)
+
+
 def explain_table(exchange: str | None, targets: Sequence[ProxyExplanation]) -> RenderableType:
     """A Rich renderable: per target, the layer table, mpnet's decision and the libraries."""
     parts: list[RenderableType] = []
@@ -133,6 +174,8 @@ def explain_table(exchange: str | None, targets: Sequence[ProxyExplanation]) -> 
             )
         parts.append(table)
         parts.append(_decision_line(t.decision))
+        if t.conflicts:
+            parts.append(_conflicts_table(t.conflicts))
         if t.libraries:
             parts.append(_libraries_table(t))
         parts.append(Text(""))

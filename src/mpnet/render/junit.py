@@ -184,15 +184,35 @@ def _attempts_line(result: ProbeResult) -> str:
 
 
 def _timing_lines(result: ProbeResult) -> list[str]:
-    """The loop lag the figures may include, and every timing warning."""
+    """The loop lag the figures may include, every timing warning, the clock offset and the
+    feed lag."""
     lag = result.loop_lag_ms
     if lag is None:
-        return []
+        return _clock_lines(result)
     verdict = "timings uncertain" if result.uncertain_phases else "timings certain"
     lines = [
         f"loop lag (ms): max {lag:.2f} ({verdict}; uncertain above {LOOP_LAG_UNCERTAIN_MS:g} ms)"
     ]
     lines.extend(f"warning: {warning}" for warning in result.timing_warnings)
+    return lines + _clock_lines(result)
+
+
+def _clock_lines(result: ProbeResult) -> list[str]:
+    """The exchange's clock offset and the feed's lag, when measured."""
+    lines: list[str] = []
+    clock = result.clock
+    if clock is not None and clock.offset_ms is not None and clock.error_ms is not None:
+        lines.append(
+            f"clock offset (ms): {clock.offset_ms:+.1f} ±{clock.error_ms:.1f} ({clock.source}; "
+            "positive: this machine is behind)"
+        )
+    feed = result.feed
+    if feed is not None and feed.lag_ms is not None:
+        how = "corrected" if feed.corrected else "uncorrected"
+        lines.append(
+            f"feed lag (ms): p50 {feed.lag_ms.p50:.1f} p95 {feed.lag_ms.p95:.1f} max "
+            f"{feed.lag_ms.max:.1f} ({how}; {feed.messages} messages)"
+        )
     return lines
 
 

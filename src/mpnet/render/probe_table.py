@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from mpnet.core.clock import ClockEstimate, FeedSummary
 from mpnet.core.result import LOOP_LAG_UNCERTAIN_MS, ProbeReport, ProbeResult
 
 PHASE_COLUMNS = (
@@ -24,6 +25,12 @@ PHASE_COLUMNS = (
 
 #: Put before a figure whose attempt overlapped a loop stall over LOOP_LAG_UNCERTAIN_MS.
 UNCERTAIN_MARK = "~"
+#: Terminal columns from which the clock offset and feed lag get columns of their own in the
+#: table (narrower: they are shown with -v, under each result).
+CLOCK_COLUMNS_WIDTH = 140
+#: After an offset read from the Date header (whole seconds); after an uncorrected lag.
+DATE_MARK = "d"
+UNCORRECTED_MARK = "u"
 
 
 def _ms(value: float | None, *, uncertain: bool = False) -> str:
@@ -80,15 +87,59 @@ def result_cell(result: ProbeResult) -> Text:
     return Text(f"FAIL {error.phase}", style="bold red")
 
 
-def probe_table(report: ProbeReport) -> RenderableType:
+def offset_cell(clock: ClockEstimate | None) -> str:
+    """``+1.2±3.4`` (ms; ``d`` after one read from the Date header) or ``-``."""
+    if clock is None or clock.offset_ms is None or clock.error_ms is None:
+        return "-"
+    mark = DATE_MARK if clock.coarse else ""
+    return f"{_signed(clock.offset_ms)}±{_ms(clock.error_ms)}{mark}"
+
+
+def lag_cell(feed: FeedSummary | None) -> str:
+    """``2.1/3.5`` (p50/p95 ms; ``u`` after an uncorrected pair) or ``-``."""
+    if feed is None or feed.lag_ms is None:
+        return "-"
+    mark = "" if feed.corrected else UNCORRECTED_MARK
+    return f"{_signed(feed.lag_ms.p50, plus=False)}/{_signed(feed.lag_ms.p95, plus=False)}{mark}"
+
+
+def _signed(value: float, *, plus: bool = True) -> str:
+    text = _ms(abs(value))
+    if value < 0:
+        return "-" + text
+    return ("+" if plus else "") + text
+
+
+def clock_legend(results: Sequence[ProbeResult]) -> Text:
+    """What the offset and lag columns mean, and their marks."""
+    text = (
+        "offset: the exchange's clock minus this machine's, ms (positive: this machine is "
+        "behind) ± its error; lag: ms from the exchange's event stamp to arrival, p50/p95, "
+        "corrected by that offset"
+    )
+    if any((c := r.clock) is not None and c.coarse and c.known for r in results):
+        text += f"; {DATE_MARK}: from the Date header (whole seconds)"
+    if any((f := r.feed) is not None and f.lag_ms is not None and not f.corrected for r in results):
+        text += f"; {UNCORRECTED_MARK}: uncorrected (no offset measured for that exchange)"
+    return Text(text, style="dim")
+
+
+def has_clock_figures(results: Sequence[ProbeResult]) -> bool:
+    """Some result has an offset or a feed lag to show."""
+    return any(offset_cell(r.clock) != "-" or lag_cell(r.feed) != "-" for r in results)
+
+
+def probe_table(report: ProbeReport, *, clock_columns: bool = False) -> RenderableType:
     """The main table: result, phase ms, p50/p95, success ratio; the route (proxy and the layer
     that chose it) and the TLS policy as columns when targets differ, else one line each below.
+    With ``clock_columns`` (and figures to show), the clock offset and the feed lag too.
     Routes asked for (``--via``) get the comparison table instead: one row per route."""
     from mpnet.render.routes import route_table, routed
 
     if routed(report):
         return route_table(report)
     results = report.results
+    clock_columns = clock_columns and has_clock_figures(results)
     routes = {route_text(r) for r in results}
     policies = {tls_text(r) for r in results}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
@@ -99,6 +150,9 @@ def probe_table(report: ProbeReport) -> RenderableType:
         table.add_column(title, justify="right", no_wrap=True)
     table.add_column("p50/p95", justify="right", no_wrap=True)
     table.add_column("ok", justify="right", no_wrap=True)
+    if clock_columns:
+        table.add_column("offset", justify="right", no_wrap=True)
+        table.add_column("lag p50/p95", justify="right", no_wrap=True)
     if len(routes) > 1:
         table.add_column("route (layer)", overflow="fold")
     if len(policies) > 1:
@@ -121,6 +175,8 @@ def probe_table(report: ProbeReport) -> RenderableType:
             stats,
             ok_cell(result),
         ]
+        if clock_columns:
+            row += [offset_cell(result.clock), lag_cell(result.feed)]
         if len(routes) > 1:
             row.append(route_text(result))
         if len(policies) > 1:
@@ -131,6 +187,8 @@ def probe_table(report: ProbeReport) -> RenderableType:
     legend = uncertainty_legend(results)
     if legend is not None:
         shared.append(legend)
+    if clock_columns:
+        shared.append(clock_legend(results))
     if len(routes) == 1 and results:
         shared.append(Text.assemble(("route: ", "bold"), routes.pop(), " — all targets"))
     if len(policies) == 1 and results:
@@ -204,6 +262,51 @@ def timing_notes(result: ProbeResult) -> list[Text]:
     return notes
 
 
+def clock_notes(result: ProbeResult) -> list[Text]:
+    """Under a waterfall: the clock offset (with where it was read and any skipped samples) and
+    the feed (messages, rate, lag and whether it was corrected)."""
+    notes: list[Text] = []
+    clock = result.clock
+    if clock is not None:
+        if clock.offset_ms is not None and clock.error_ms is not None:
+            where = (
+                "the Date header, whole seconds: the coarse clock"
+                if clock.coarse
+                else f"{clock.path} ({clock.source})"
+            )
+            count = clock.usable_samples
+            best = f", the shortest round trip of {count}" if count > 1 and not clock.coarse else ""
+            notes.append(
+                Text(
+                    f"  clock offset {_signed(clock.offset_ms)} ±{_ms(clock.error_ms)} ms from "
+                    f"{where}{best} (positive: this machine is behind)",
+                    style="dim",
+                )
+            )
+        for sample in clock.samples:
+            if sample.skipped is not None:
+                notes.append(Text(f"  ! clock sample skipped: {sample.skipped}", style="yellow"))
+    feed = result.feed
+    if feed is not None:
+        parts = [f"  feed: {feed.messages} data message(s)"]
+        if feed.duration_s and feed.rate_per_s is not None:
+            parts.append(f" in {feed.duration_s:.1f} s ({feed.rate_per_s:.1f}/s)")
+        if feed.lag_ms is not None:
+            lag = feed.lag_ms
+            parts.append(
+                f", lag p50 {_signed(lag.p50, plus=False)} p95 {_signed(lag.p95, plus=False)} "
+                f"max {_signed(lag.max, plus=False)} ms"
+            )
+            if feed.corrected and feed.error_ms is not None:
+                parts.append(f", corrected by the offset ±{_ms(feed.error_ms)} ms")
+        if feed.note:
+            parts.append(f"; {feed.note}")
+        notes.append(Text("".join(parts), style="dim"))
+        for reason, count in feed.skipped:
+            notes.append(Text(f"  ! {count} event time(s) not read: {reason}", style="yellow"))
+    return notes
+
+
 def summary_line(report: ProbeReport) -> Text:
     total = len(report.results)
     ok = sum(1 for r in report.results if r.ok)
@@ -217,12 +320,19 @@ def summary_line(report: ProbeReport) -> Text:
     return text
 
 
-def probe_view(report: ProbeReport, *, verbose: bool = False) -> RenderableType:
-    """Table, error lines, findings, TLS warnings and (with ``verbose``) waterfalls."""
+def probe_view(
+    report: ProbeReport, *, verbose: bool = False, width: int | None = None
+) -> RenderableType:
+    """Table, error lines, findings, TLS warnings and (with ``verbose``) waterfalls.
+
+    ``width`` is the terminal's: from :data:`CLOCK_COLUMNS_WIDTH` columns (or unknown) the
+    table shows the clock offset and the feed lag; narrower, ``verbose`` shows them.
+    """
     from mpnet.render.findings import findings_section
     from mpnet.render.routes import peer_lines, verdict_lines
 
-    parts: list[RenderableType] = [probe_table(report)]
+    wide = width is None or width >= CLOCK_COLUMNS_WIDTH
+    parts: list[RenderableType] = [probe_table(report, clock_columns=wide)]
     verdicts = verdict_lines(report)
     if verdicts:
         parts.append(Text(""))
@@ -253,6 +363,7 @@ def probe_view(report: ProbeReport, *, verbose: bool = False) -> RenderableType:
             )
             parts.extend(timing_notes(result))
             parts.extend(peer_lines(result))
+            parts.extend(clock_notes(result))
     parts.append(Text(""))
     parts.append(summary_line(report))
     return Group(*parts)

@@ -8,8 +8,13 @@ carries ``route``, the route's name (a config name, ``direct``, or a proxy URL w
 masked); ``mpnet_probe_edge_info`` carries the CDN and its point of presence, checked to be short
 plain tokens.
 
-The values describe one probe run, so every metric is a gauge, including the two ``*_total``
-counts (they restart with each probe, like blackbox_exporter's per-probe series).
+The values describe one probe run, so every metric is a gauge, as blackbox_exporter's per-probe
+``probe_*`` series are: the counts of one run (``mpnet_probe_attempts``, ``..._successes``,
+``..._skipped``) restart with each probe, so they are gauges without the ``_total`` of a counter,
+and the latency percentiles of one run are two gauges (``mpnet_probe_latency_p50_seconds``,
+``..._p95_seconds``), not a summary, whose ``_count`` and ``_sum`` would be counters. Running
+totals across scrapes are the exporter's own counters (``mpnet_exporter_probes_total``). The
+exposition passes ``promtool check metrics``.
 """
 
 from __future__ import annotations
@@ -72,12 +77,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         (),
     ),
     (
-        "mpnet_probe_attempts_total",
+        "mpnet_probe_attempts",
         "Attempts made (sent) at this exchange target in this probe.",
         (),
     ),
     (
-        "mpnet_probe_skipped_total",
+        "mpnet_probe_skipped",
         "Attempts at this exchange target not sent in this probe because the exchange's "
         "rate-limit wait (after a 429 or 418, or its weight header near the limit) was running.",
         (),
@@ -89,14 +94,20 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("cause",),
     ),
     (
-        "mpnet_probe_successes_total",
+        "mpnet_probe_successes",
         "Attempts at this exchange target that succeeded in this probe.",
         (),
     ),
     (
-        "mpnet_probe_latency_seconds",
-        "Quantiles (nearest rank) of the total attempt time over the successful attempts.",
-        ("quantile",),
+        "mpnet_probe_latency_p50_seconds",
+        "Median (nearest rank) of the total attempt time over this probe's successful attempts.",
+        (),
+    ),
+    (
+        "mpnet_probe_latency_p95_seconds",
+        "95th percentile (nearest rank) of the total attempt time over this probe's successful "
+        "attempts.",
+        (),
     ),
     (
         "mpnet_probe_edge_info",
@@ -110,18 +121,70 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "attempts). Above 0.001 the probe's timings are uncertain: they may include the wait.",
         (),
     ),
+    (
+        "mpnet_probe_timeout_seconds",
+        "Seconds each attempt at this exchange target was allowed (mpnet serve: --timeout, cut "
+        "to the scrape timeout minus 0.5 s).",
+        (),
+    ),
+    (
+        "mpnet_probe_clock_offset_seconds",
+        "The exchange's clock minus this machine's (positive: this machine is behind), from the "
+        "server time with the shortest round trip (NTP-style), else from the Date header.",
+        (),
+    ),
+    (
+        "mpnet_probe_clock_offset_error_seconds",
+        "How far the true clock offset may be from mpnet_probe_clock_offset_seconds: half the "
+        "round trip plus the stamp's resolution (a second for the Date header).",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_messages",
+        "Data messages the WebSocket probe read from its first one to the end of its feed "
+        "window (over all attempts).",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_messages_per_second",
+        "Data messages per second over the feed window.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_p50_seconds",
+        "Median time from the exchange's event stamp to the message's arrival (nearest rank), "
+        "corrected by the clock offset when mpnet_probe_feed_lag_corrected is 1.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_p95_seconds",
+        "95th percentile (nearest rank) of the feed lag.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_max_seconds",
+        "Largest feed lag seen.",
+        (),
+    ),
+    (
+        "mpnet_probe_feed_lag_corrected",
+        "1 when the feed lag was corrected by a clock offset measured for the exchange in the "
+        "same probe, 0 when it still includes this machine's clock offset.",
+        (),
+    ),
 )
 
 BASE_LABELS = ("exchange", "target")
 SWITCHING_PROTOCOLS = 101
 AFTER_UPGRADE = ("first_message", "ping_rtt")
-QUANTILES = (("0.5", 50.0), ("0.95", 95.0))
+PERCENTILES = (("mpnet_probe_latency_p50_seconds", 50.0), ("mpnet_probe_latency_p95_seconds", 95.0))
 
 
-def prometheus_text(report: ProbeReport) -> str:
-    """Render ``report`` in the Prometheus text format (version 0.0.4)."""
+def prometheus_text(report: ProbeReport, *, timeout_s: float | None = None) -> str:
+    """Render ``report`` in the Prometheus text format (version 0.0.4); ``timeout_s``, the
+    seconds each attempt was allowed, becomes ``mpnet_probe_timeout_seconds`` of every target."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ReportCollector(report))
+    registry.register(_ReportCollector(report, timeout_s))
     return (
         generate_latest(registry).decode("utf-8") + _skip_comments(report) + _route_comments(report)
     )
@@ -150,8 +213,9 @@ def _skip_comments(report: ProbeReport) -> str:
 
 
 class _ReportCollector(Collector):
-    def __init__(self, report: ProbeReport) -> None:
+    def __init__(self, report: ProbeReport, timeout_s: float | None = None) -> None:
         self.report = report
+        self.timeout_s = timeout_s
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         # Routes asked for: every series says which route it measured.
@@ -167,6 +231,8 @@ class _ReportCollector(Collector):
                 base.append(result.route_name)
             for name, extra, value in _samples(result):
                 families[name].add_metric(base + list(extra), value)
+            if self.timeout_s is not None:
+                families["mpnet_probe_timeout_seconds"].add_metric(base, self.timeout_s)
         yield from families.values()
 
 
@@ -193,23 +259,37 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     yield "mpnet_probe_proxy_info", (result.proxy.layer, result.proxy.scheme or "direct"), 1.0
     for code, count in sorted(Counter(f.code for f in result.findings).items()):
         yield "mpnet_probe_findings", (code,), float(count)
-    yield "mpnet_probe_attempts_total", (), float(len(result.made))
+    yield "mpnet_probe_attempts", (), float(len(result.made))
     skips = result.skips
-    yield "mpnet_probe_skipped_total", (), float(len(skips))
+    yield "mpnet_probe_skipped", (), float(len(skips))
     if skips:
         first = skips[0]
         yield "mpnet_probe_rate_limit_wait_seconds", (first.cause,), round(first.remaining_s, 3)
-    yield "mpnet_probe_successes_total", (), float(result.successes)
+    yield "mpnet_probe_successes", (), float(result.successes)
     totals = [a.total_ms for a in result.attempts if a.ok]
     if totals:
-        for label, q in QUANTILES:
-            yield "mpnet_probe_latency_seconds", (label,), _seconds(percentile(totals, q))
+        for name, q in PERCENTILES:
+            yield name, (), _seconds(percentile(totals, q))
     edge = result.edge
     if edge.cdn is not None:
         yield "mpnet_probe_edge_info", (edge.cdn, edge.pop or ""), 1.0
     lag = result.loop_lag_ms
     if lag is not None:
         yield "mpnet_probe_loop_lag_seconds", (), _seconds(lag)
+    clock = result.clock
+    if clock is not None and clock.offset_ms is not None and clock.error_ms is not None:
+        yield "mpnet_probe_clock_offset_seconds", (), _seconds(clock.offset_ms)
+        yield "mpnet_probe_clock_offset_error_seconds", (), _seconds(clock.error_ms)
+    feed = result.feed
+    if feed is not None:
+        yield "mpnet_probe_feed_messages", (), float(feed.messages)
+        if feed.rate_per_s is not None:
+            yield "mpnet_probe_feed_messages_per_second", (), round(feed.rate_per_s, 3)
+        if feed.lag_ms is not None:
+            yield "mpnet_probe_feed_lag_p50_seconds", (), _seconds(feed.lag_ms.p50)
+            yield "mpnet_probe_feed_lag_p95_seconds", (), _seconds(feed.lag_ms.p95)
+            yield "mpnet_probe_feed_lag_max_seconds", (), _seconds(feed.lag_ms.max)
+            yield "mpnet_probe_feed_lag_corrected", (), 1.0 if feed.corrected else 0.0
 
 
 def _seconds(ms: float) -> float:

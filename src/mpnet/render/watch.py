@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich import box
 from rich.columns import Columns
@@ -12,6 +12,8 @@ from rich.text import Text
 
 from mpnet.core.result import PHASE_ORDER
 from mpnet.probe.watch import FeedSample, WatchRow
+from mpnet.render.probe_table import UNCORRECTED_MARK, offset_cell
+from mpnet.render.sparkline import sparkline
 
 #: Short column names for the phases, so a whole row fits an 120-column terminal.
 PHASE_ABBREVIATIONS = {
@@ -28,9 +30,15 @@ PHASE_ABBREVIATIONS = {
 
 
 def watch_table(
-    rows: Sequence[WatchRow], *, cycles: int, interval: float, final: bool = False
+    rows: Sequence[WatchRow],
+    *,
+    cycles: int,
+    interval: float,
+    final: bool = False,
+    trends: Mapping[tuple[str, str], Sequence[float | None]] | None = None,
 ) -> Table:
-    """The table ``mpnet watch`` refreshes every cycle (and prints once more at the end)."""
+    """The table ``mpnet watch`` refreshes every cycle (and prints once more at the end);
+    ``trends`` (the last latencies per exchange and target) adds a sparkline column."""
     window = max((row.window for row in rows), default=0)
     title = (
         f"mpnet watch: summary after {cycles} cycle(s)"
@@ -44,8 +52,13 @@ def watch_table(
         "flapping N: the feed dropped or reconnected N times in the last interval (up again, "
         "not ok); SKIP: not sent, the exchange's rate-limit wait is running.\n"
         "drops: ok -> not ok transitions; reconn: reconnects; gaps: disconnects (longest "
-        "silence between data messages); msgs: data messages in the last interval."
+        "silence between data messages); msgs: data messages in the last interval.\n"
+        "offset: the exchange's clock minus this machine's ± its error (d: from the Date "
+        "header); lag: event stamp to arrival over the last data messages, corrected by the "
+        "exchange's offset (u: uncorrected)."
     )
+    if trends is not None:
+        caption += "\ntrend: the last cycles' latencies, oldest first, ▁ low to █ high; ✗ failed."
     # No column rules, as mtr: fourteen columns must fit a 120-column terminal.
     table = Table(
         title=title,
@@ -67,8 +80,10 @@ def watch_table(
     for name in ("p50", "p95", "loss%"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last error")
-    for name in ("fails", "drops", "reconn", "gaps", "msgs"):
+    for name in ("fails", "drops", "reconn", "gaps", "msgs", "offset", "lag p50/p95"):
         table.add_column(name, justify="right", no_wrap=True)
+    if trends is not None:
+        table.add_column("trend", no_wrap=True)
     for row in rows:
         feed = row.feed
         table.add_row(
@@ -88,8 +103,23 @@ def watch_table(
             else "-",
             gaps_text(feed) if feed is not None else "-",
             _messages(feed) if feed is not None else "-",
+            offset_cell(row.clock),
+            watch_lag_cell(row),
+            *(
+                [sparkline(trends.get((row.exchange, row.target), ()))]
+                if trends is not None
+                else []
+            ),
         )
     return table
+
+
+def watch_lag_cell(row: WatchRow) -> str:
+    """``2.1/3.5`` (rolling p50/p95 ms, ``u`` when uncorrected) or ``-``."""
+    if row.lag_p50_ms is None or row.lag_p95_ms is None:
+        return "-"
+    mark = "" if row.lag_corrected else UNCORRECTED_MARK
+    return f"{_ms(row.lag_p50_ms)}/{_ms(row.lag_p95_ms)}{mark}"
 
 
 def watch_line(row: WatchRow, *, cycle: int) -> str:
@@ -114,6 +144,12 @@ def watch_line(row: WatchRow, *, cycle: int) -> str:
     parts.append(f"drops {row.drops}")
     if feed is not None:
         parts.append(f"reconnects {feed.reconnects} gaps {gaps_text(feed)} msgs {feed.messages}")
+    clock = row.clock
+    if clock is not None and clock.known:
+        parts.append(f"offset {offset_cell(clock)} ms")
+    if row.lag_p50_ms is not None and row.lag_p95_ms is not None:
+        how = "" if row.lag_corrected else " uncorrected"
+        parts.append(f"lag p50 {_ms(row.lag_p50_ms)} p95 {_ms(row.lag_p95_ms)} ms{how}")
     return " ".join(parts)
 
 

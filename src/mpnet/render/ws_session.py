@@ -13,13 +13,14 @@ MESSAGE_PREVIEW = 200
 
 
 def message_preview(message: str | bytes, limit: int = MESSAGE_PREVIEW) -> str:
-    """One line: text with newlines escaped, binary as its size and first bytes in hex."""
+    """One line: text with newlines escaped, binary as its size and first bytes in hex.
+    ``limit`` 0 keeps the whole text."""
     if isinstance(message, bytes):
         head = message[:16].hex(" ")
         more = " ..." if len(message) > 16 else ""
         return f"<{len(message)} bytes binary: {head}{more}>"
     text = message.replace("\r", "\\r").replace("\n", "\\n")
-    if len(text) > limit:
+    if limit and len(text) > limit:
         return f"{text[:limit]}... ({len(message)} chars)"
     return text
 
@@ -66,8 +67,11 @@ def _tls_lines(result: WebSocketSessionResult) -> list[Text]:
     return lines
 
 
-def render_ws_session(result: WebSocketSessionResult) -> RenderableType:
-    """Header, phase waterfall, received messages, proxy/TLS lines, and the error if any."""
+def render_ws_session(
+    result: WebSocketSessionResult, *, max_chars: int = MESSAGE_PREVIEW, messages: bool = True
+) -> RenderableType:
+    """Header, phase waterfall, received messages (each cut at ``max_chars``; with
+    ``messages=False`` only their count), proxy/TLS lines, the error and its hint if any."""
     header = Text()
     header.append(
         "OK  " if result.ok else "FAILED  ", style="bold green" if result.ok else "bold red"
@@ -82,11 +86,17 @@ def render_ws_session(result: WebSocketSessionResult) -> RenderableType:
         parts.append(
             Text(f"messages ({len(result.messages)} received, {result.sent} sent)", style="bold")
         )
-        for number, message in enumerate(result.messages, start=1):
-            parts.append(Text(f"  {number:>3}  {message_preview(message)}"))
+        if messages:
+            for number, message in enumerate(result.messages, start=1):
+                parts.append(Text(f"  {number:>3}  {message_preview(message, max_chars)}"))
     parts.append(_proxy_line(result))
     parts.extend(_tls_lines(result))
     if result.error is not None:
         error = result.error
         parts.append(Text(f"error  [{error.phase}/{error.kind}] {error.message}", style="red"))
+    hint = result.hint
+    if hint:
+        line = Text("hint   ", style="bold cyan")
+        line.append(hint, style="cyan")
+        parts.append(line)
     return Group(*parts)
