@@ -103,7 +103,8 @@ def test_fault_modes_complete_in_bash_which_splits_at_the_equals_sign() -> None:
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_formats_and_options_complete(shell: str) -> None:
-    assert complete(shell, "mpnet probe --format ") == ["table", "json", "junit", "prometheus"]
+    formats = ["table", "json", "junit", "prometheus", "html"]
+    assert complete(shell, "mpnet probe --format ") == formats
     assert complete(shell, "mpnet ws wss://x --backend a") == ["aiohttp"]
     assert "--count" in complete(shell, "mpnet watch --c")
     assert complete(shell, "mpnet pro") == ["probe", "profiles", "proxy"]

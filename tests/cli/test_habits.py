@@ -72,7 +72,7 @@ def test_format_xml_lists_the_formats_without_a_box() -> None:
     result = invoke("probe", "okx", "--format", "xml")
     assert result.exit_code == 2
     assert one_error_line(result) == (
-        "--format 'xml': expected one of: table, json, junit, prometheus"
+        "--format 'xml': expected one of: table, json, junit, prometheus, html"
     )
     assert "Value error" not in result.output
 

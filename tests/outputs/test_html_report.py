@@ -74,7 +74,8 @@ def test_every_phase_is_one_element_with_its_milliseconds() -> None:
     assert list(ws) == ["dns", "tcp", "tls", "ws_upgrade", "first_message", "ping_rtt"]
     assert "50.0 ms" in ws["first_message"] and "on the open connection" in ws["ping_rtt"]
     # Each bar starts where the one before ended: tcp's bar begins right after dns's.
-    rects = {e.attrs["data-phase"]: e for e in found["okx rest"].find_all("rect")}
+    waterfall = found["okx rest"].find_all("svg", class_="waterfall")[0]
+    rects = {e.attrs["data-phase"]: e for e in waterfall.find_all("rect")}
     dns, tcp = rects["dns"], rects["tcp"]
     assert float(tcp.attrs["x"]) == pytest.approx(
         float(dns.attrs["x"]) + float(dns.attrs["width"]), abs=0.2

@@ -177,7 +177,8 @@ async def test_metrics_has_process_metrics_and_served_probes(exporter: str) -> N
 async def test_index_links_probes_and_metrics(exporter: str) -> None:
     status, content_type, body = await get(exporter)
     assert status == 200 and content_type.startswith("text/html")
-    assert 'href="/probe?target=okx"' in body and 'href="/metrics"' in body
+    # The status page: a link per exchange to its probe, and the exporter's own metrics.
+    assert 'href="/probe?exchange=okx"' in body and 'href="/metrics"' in body
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
