@@ -6,9 +6,11 @@ Two passwords: one plain, and one whose reserved characters are percent-encoded 
 (``qZ%40v4ult%3Ak3y%2F``, which decodes to ``qZ@v4ult:k3y/``; not the ``p@ss`` of mpnet's own
 hint text). Each is set in each layer in turn
 (--proxy, the config file's exchange and service layers, HTTPS_PROXY / ALL_PROXY / http_proxy,
-a profile's network block) and pointed at a closed port on 127.0.0.1 or at a real pproxy that
-wants other credentials, so that the proxy leg fails and its error message is produced. The
-same layers then get a malformed URL holding the password, so that the parse errors show too.
+a profile's network block, a --via route, a named route of the config file's ``routes:`` that
+the exchanges list as their default routes) and pointed at a closed port on 127.0.0.1 or at a
+real pproxy that wants other credentials, so that the proxy leg fails and its error message is
+produced. The same layers then get a malformed URL holding the password, so that the parse
+errors show too.
 """
 
 from __future__ import annotations
@@ -119,13 +121,25 @@ class Setup:
     flag_args: list[str] = field(default_factory=list)
     config_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    #: ``--via URL``: only probe, watch and serve take it.
+    via_args: list[str] = field(default_factory=list)
 
     @property
     def common(self) -> list[str]:
         return [*self.config_args, "--profiles", str(self.profiles_dir)]
 
 
-LAYERS = ("flag", "exchange", "service", "env_https", "env_all", "env_http", "profile")
+LAYERS = (
+    "flag",
+    "exchange",
+    "service",
+    "env_https",
+    "env_all",
+    "env_http",
+    "profile",
+    "via",
+    "route_config",
+)
 
 
 def layer_password_cases(fast: set[tuple[str, str]]) -> list[object]:
@@ -152,6 +166,15 @@ def make_setup(layer: str, proxy_url: str, tmp: Path, target_port: int) -> Setup
     )
     if layer == "flag":
         setup.flag_args = ["--proxy", proxy_url]
+    elif layer == "via":
+        setup.via_args = ["--via", "direct", "--via", proxy_url]
+    elif layer == "route_config":
+        body = f"routes:\n  vault: {_yaml_string(proxy_url)}\nexchanges:\n" + "".join(
+            f"  {name}:\n    routes: [direct, vault]\n" for name in ("audits", "auditp")
+        )
+        config = tmp / "mpnet.yaml"
+        config.write_text(body, encoding="utf-8")
+        setup.config_args = ["--config", str(config)]
     elif layer in ("exchange", "service"):
         if layer == "exchange":
             body = "exchanges:\n" + "".join(
@@ -213,9 +236,9 @@ def command_matrix(
     setup: Setup, target_port: int, tmp: Path
 ) -> list[tuple[list[str], tuple[Path, ...]]]:
     """Every command and format, with this layer's arguments."""
-    flag, common = setup.flag_args, setup.common
+    flag, common, via = setup.flag_args, setup.common, setup.via_args
     names = ["audits", "auditp"]
-    probe = ["probe", *names, "--timeout", TIMEOUT, *flag, *common]
+    probe = ["probe", *names, "--timeout", TIMEOUT, *flag, *via, *common]
     out_file = tmp / "report.json"
     junit_file = tmp / "report.xml"
     ws_url = f"wss://127.0.0.1:{target_port}/ws"
@@ -260,6 +283,7 @@ def command_matrix(
                 "--timeout",
                 TIMEOUT,
                 *flag,
+                *via,
                 *common,
             ],
             (),
@@ -321,6 +345,9 @@ def test_every_command_hides_a_password_that_fails_at_the_proxy(
             probed_through_proxy = probed_through_proxy or bool(proxies)
             for url in proxies:
                 assert f"{USER}:***@" in url
+            # A route is named by its redacted URL (or its config name) in every result.
+            for route in (r["route"] for r in report["results"] if "@" in r["route"]):
+                assert f"{USER}:***@" in route
     assert probed_through_proxy, "no probe went through the layer's proxy: the audit saw nothing"
     audit_logs(logs)
 
@@ -390,15 +417,26 @@ def test_a_malformed_proxy_url_is_refused_without_its_password(
     for name in (names[first], names[(first + 3) % len(names)]):
         url = MALFORMED[name].format(user=USER, pw=PASSWORDS[password])
         setup = make_setup(layer, url, tmp_path / name, target_port)
-        flag, common = setup.flag_args, setup.common
+        flag, common, via = setup.flag_args, setup.common, setup.via_args
         ws_url = f"ws://127.0.0.1:{target_port}/ws"
         runs = [
-            ["probe", "audits", "auditp", "--format", "json", "--timeout", TIMEOUT, *flag, *common],
+            [
+                "probe",
+                "audits",
+                "auditp",
+                "--format",
+                "json",
+                "--timeout",
+                TIMEOUT,
+                *flag,
+                *via,
+                *common,
+            ],
             ["proxy", "explain", "auditp", "--format", "json", *flag, *common],
             ["ssl", "explain", "audits", *common],
             ["ws", ws_url, "--timeout", TIMEOUT, *flag, *setup.config_args],
-            ["watch", "audits", "--count", "1", "--timeout", TIMEOUT, *flag, *common],
-            ["serve", "--listen", "127.0.0.1:0", *flag, *common],
+            ["watch", "audits", "--count", "1", "--timeout", TIMEOUT, *flag, *via, *common],
+            ["serve", "--listen", "127.0.0.1:0", *flag, *via, *common],
             ["profiles", "show", "audits", "--profiles", str(setup.profiles_dir)],
         ]
         refused = 0
@@ -422,17 +460,20 @@ async def _scrape_in_process(setup: Setup) -> list[str]:
     from mpnet.config.file import load_config
     from mpnet.config.layers import NetworkOptions
     from mpnet.config.profiles import load_profiles
+    from mpnet.core.route import parse_routes
     from mpnet.probe.exporter import ProbeExporter, build_app
 
     env = dict(setup.env)
     config_path = setup.config_args[1] if setup.config_args else None
+    config = load_config(config_path, env=env, cwd=setup.profiles_dir)
     exporter = ProbeExporter(
         list(load_profiles([str(setup.profiles_dir)], env=env)),
-        config=load_config(config_path, env=env, cwd=setup.profiles_dir),
+        config=config,
         options=NetworkOptions(proxy=setup.flag_args[1] if setup.flag_args else None),
         env=env,
         timeout=float(TIMEOUT),
         system_store=False,
+        routes=parse_routes(setup.via_args[1::2], config.routes),
     )
     bodies = []
     async with TestClient(TestServer(build_app(exporter))) as client:
@@ -441,6 +482,8 @@ async def _scrape_in_process(setup: Setup) -> list[str]:
             "exchange=audits&debug=true",
             "exchange=auditp&debug=true",
             "exchange=nope",
+            "exchange=audits&route=vault",
+            "exchange=audits&route=vaulx",
         ):
             response = await client.get(f"/probe?{query}")
             bodies.append(await response.text())
@@ -521,6 +564,10 @@ def test_child_processes_with_debug_mask_the_password(
         "profile", f"ftp://{USER}:{next(pw)}@h:21", tmp_path / "badp", target_port
     )
     cases.append((["--debug", "profiles", "show", "audits", *bad_profile.common], {}, 2))
+    bad_via = make_setup(
+        "via", f"socks5h://{USER}:{PLAIN}@127.0.0.1:notaport", tmp_path / "badv", target_port
+    )
+    cases.append((["--debug", "probe", "audits", *bad_via.via_args, *bad_via.common], {}, 2))
     env_setup = make_setup(
         "env_https", _proxy_url("socks5h", next(pw), host, port), tmp_path / "env", target_port
     )

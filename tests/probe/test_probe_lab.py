@@ -80,7 +80,8 @@ def test_json_report_matches_the_design_shape(tmp_path: Path) -> None:
     assert code == 0, stderr
     assert stdout == ""  # --output takes the data; nothing else on stdout
     report = json.loads(out.read_text())
-    assert set(report) == {"mpnet_version", "started_at", "results", "summary"}
+    assert set(report) == {"mpnet_version", "started_at", "results", "summary", "comparison"}
+    assert report["comparison"] == []  # one route per target: nothing to compare
     assert report["summary"] == {"total": 6, "ok": 6, "failed": 0, "skipped": 0}
     for result in report["results"]:
         assert {

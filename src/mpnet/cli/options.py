@@ -10,10 +10,13 @@ from typing import Annotated
 
 import typer
 
+from mpnet.cli.completion import complete_route
 from mpnet.config.file import load_config
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.config.profiles import ProfileSet, load_profiles
+from mpnet.core.route import Route, parse_routes
+from mpnet.errors import UsageError
 from mpnet.probe.plan import ProbePlan, build_plan
 
 
@@ -50,6 +53,57 @@ InsecureOption = Annotated[
     bool, typer.Option("--insecure", help="Do not verify certificates (always warned about).")
 ]
 FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")]
+ViaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--via",
+        metavar="ROUTE",
+        autocompletion=complete_route,
+        help="Probe over this route: direct, a proxy URL, or a name from the config file's "
+        "routes:. Repeat to compare routes side by side (each overrides the proxy layers).",
+    ),
+]
+IPv4Option = Annotated[
+    bool, typer.Option("-4", "--ipv4", help="Resolve and connect over IPv4 only (as curl -4).")
+]
+IPv6Option = Annotated[
+    bool, typer.Option("-6", "--ipv6", help="Resolve and connect over IPv6 only (as curl -6).")
+]
+
+
+def check_via_alone(via: Sequence[str] | None, *, proxy: str | None, no_proxy: bool) -> None:
+    """Refuse ``--via`` with ``--proxy`` / ``--no-proxy`` (before anything is loaded).
+
+    Raises:
+        UsageError: both name the way out.
+    """
+    if via and (proxy is not None or no_proxy):
+        flag = "--proxy" if proxy is not None else "--no-proxy"
+        raise UsageError(
+            f"--via and {flag} contradict each other: each route names its own way out "
+            "(use --via direct for no proxy)"
+        )
+
+
+def routes_from(
+    via: Sequence[str] | None, config: ConfigFile, *, proxy: str | None, no_proxy: bool
+) -> tuple[Route, ...]:
+    """The ``--via`` routes, parsed against the config file's ``routes:``.
+
+    Raises:
+        UsageError: with --proxy/--no-proxy, an unknown name (listing the known ones), a route
+            given twice.
+        InvalidProxyURL: a route URL that does not parse (never showing its password).
+    """
+    check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
+    return parse_routes(list(via or ()), config.routes)
+
+
+def family_from(ipv4: bool, ipv6: bool) -> str | None:
+    """``ipv4`` (-4), ``ipv6`` (-6) or None. Raises UsageError for both."""
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6 contradict each other; use one")
+    return "ipv4" if ipv4 else "ipv6" if ipv6 else None
 
 
 def load_context(config: str | None, profiles: list[str] | None) -> tuple[ConfigFile, ProfileSet]:
@@ -89,6 +143,8 @@ def plan_probes(
     timeout: float,
     concurrency: int = 32,
     interval: float | None = None,
+    routes: Sequence[Route] = (),
+    family: str | None = None,
     feed_window: float = 0.0,
     clock_tolerance_ms: float | None = None,
 ) -> ProbePlan:
@@ -107,6 +163,8 @@ def plan_probes(
         concurrency=concurrency,
         system_store=system_trust_store_available(),
         interval=interval,
+        routes=routes,
+        family=family,
         feed_window=feed_window,
         clock_tolerance_ms=clock_tolerance_ms,
     )

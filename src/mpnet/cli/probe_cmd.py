@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
@@ -24,11 +25,17 @@ from mpnet.cli.options import (
     CABundleOption,
     ConfigOption,
     InsecureOption,
+    IPv4Option,
+    IPv6Option,
     NoProxyOption,
     ProfilesOption,
     ProxyOption,
+    ViaOption,
+    check_via_alone,
+    family_from,
     load_context,
     plan_probes,
+    routes_from,
 )
 from mpnet.cli.outfile import check_output
 from mpnet.config.layers import NetworkOptions
@@ -80,6 +87,9 @@ def probe(
     ] = 10.0,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
+    via: ViaOption = None,
+    ipv4: IPv4Option = False,
+    ipv6: IPv6Option = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
@@ -132,6 +142,10 @@ def probe(
     Requests to an exchange are paced to the public limit in its profile (rate_limit). After a
     429 or 418 (Retry-After, else 60 s / 120 s) nothing more is sent to that exchange during the
     wait: the remaining attempts are reported as skipped, with the reason, not as failures.
+
+    With --via ROUTE (repeatable), every target is probed over each route at once, and the
+    output compares them: the fastest per exchange and target, by how much, and which CDN edge
+    each route reached.
     """
     with guarded():
         names = list(exchanges or [])
@@ -144,10 +158,13 @@ def probe(
         # Before any work: a report with nowhere to go is found now, not after the probes.
         check_output(output)
         faults = parse_fault_assignments(fault, lab=lab)
+        check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
+        family = family_from(ipv4, ipv6)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         cfg, found = load_context(config, profiles)
+        routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
         chosen = found.select(names) if names else list(found)
 
         plan_for = functools.partial(
@@ -159,6 +176,8 @@ def probe(
             timeout=timeout,
             concurrency=concurrency,
             interval=interval,
+            routes=routes,
+            family=family,
             feed_window=feed_window,
             clock_tolerance_ms=clock_tolerance,
         )
@@ -206,6 +225,9 @@ async def _probe(
         with _progress(lab_plan) as on_attempt:
             return await run_probes(lab_plan, on_attempt=on_attempt)
 
+
+#: Width of a route comparison table on a pipe (the phases and a route name side by side).
+ROUTED_PIPE_WIDTH = 160
 
 #: Seconds between two redraws of the progress bar, at most.
 PROGRESS_REDRAW_INTERVAL = 0.1
@@ -285,6 +307,7 @@ def _emit(
         write_report_html(report.to_dict(), output)
     else:
         from mpnet.render.probe_table import probe_view
+        from mpnet.render.routes import routed
 
         if output:
             from rich.console import Console
@@ -295,6 +318,16 @@ def _emit(
                 Console(file=fh, width=160, highlight=False).print(
                     probe_view(report, verbose=verbose, width=160)
                 )
+        elif not out.is_terminal and "COLUMNS" not in os.environ and routed(report):
+            # Piped: the route column needs room beside the phases (a file gets 160 too).
+            import sys
+
+            from rich.console import Console
+
+            wide = Console(
+                file=sys.stdout, width=ROUTED_PIPE_WIDTH, highlight=False, soft_wrap=True
+            )
+            wide.print(probe_view(report, verbose=verbose, width=ROUTED_PIPE_WIDTH))
         else:
             out.print(probe_view(report, verbose=verbose, width=out.width))
     # TLS verification off is never silent, whatever the format.

@@ -19,7 +19,10 @@ from mpnet.cli.options import (
     NoProxyOption,
     ProfilesOption,
     ProxyOption,
+    ViaOption,
+    check_via_alone,
     load_context,
+    routes_from,
 )
 from mpnet.errors import UsageError
 
@@ -42,12 +45,14 @@ def explain(
     ] = None,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
+    via: ViaOption = None,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Show every proxy layer consulted, the winner, and what urllib, aiohttp, websockets, httpx
-    and curl would do with the same URL and environment."""
+    and curl would do with the same URL and environment. With --via ROUTE, once per route (the
+    route layer above the others)."""
     with guarded():
         from mpnet.config.layers import NetworkOptions, decide
         from mpnet.core.libraries import case_conflicts, library_verdicts
@@ -56,11 +61,13 @@ def explain(
 
         if (exchange is None) == (url is None):
             raise UsageError("give an EXCHANGE or --url URL (one of them)")
+        check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
         options = NetworkOptions(proxy=proxy, no_proxy=no_proxy)
         if url is not None:
             # Refuse a bad URL before reading any file.
             parse_target(url)
         cfg, found = load_context(config, profiles)
+        routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
         profile = found.get(exchange) if exchange else None
         if profile is not None:
             pairs = [(t, profile.url_for(t) or "") for t in profile.targets]
@@ -70,18 +77,25 @@ def explain(
         env = dict(os.environ)
         explanations = []
         for target, target_url in pairs:
-            decision, _ = decide(
-                target_url, target, profile=profile, config=cfg, options=options, env=env
-            )
-            explanations.append(
-                ProxyExplanation(
-                    target=target,
-                    url=target_url,
-                    decision=decision,
-                    libraries=library_verdicts(target_url, env),
-                    conflicts=case_conflicts(target_url, env),
+            for route in routes or (None,):
+                decision, _ = decide(
+                    target_url,
+                    target,
+                    profile=profile,
+                    config=cfg,
+                    options=options,
+                    env=env,
+                    route=route,
                 )
-            )
+                explanations.append(
+                    ProxyExplanation(
+                        target=target if route is None else f"{target} via {route.name}",
+                        url=target_url,
+                        decision=decision,
+                        libraries=library_verdicts(target_url, env),
+                        conflicts=case_conflicts(target_url, env),
+                    )
+                )
         name = profile.name if profile else None
         if format is Format.json:
             out.print_json(json.dumps(explain_dict(name, explanations)))

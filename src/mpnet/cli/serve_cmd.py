@@ -23,13 +23,20 @@ from mpnet.cli.options import (
     CABundleOption,
     ConfigOption,
     InsecureOption,
+    IPv4Option,
+    IPv6Option,
     NoProxyOption,
     ProfilesOption,
     ProxyOption,
+    ViaOption,
+    check_via_alone,
+    family_from,
     load_context,
+    routes_from,
 )
 from mpnet.config.layers import NetworkOptions, cli_proxy_choice
 from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.route import Route
 from mpnet.probe.admission import PROBES_PER_CPU, default_max_probes
 
 if TYPE_CHECKING:
@@ -72,6 +79,9 @@ def serve(
     ] = 10.0,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
+    via: ViaOption = None,
+    ipv4: IPv4Option = False,
+    ipv6: IPv6Option = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
@@ -120,7 +130,8 @@ def serve(
     /metrics has the exporter's own process metrics; / lists the exchanges. At most
     --max-probes probes run at once and --max-waiting scrapes wait; a scrape beyond that is
     answered 503 (counted in mpnet_exporter_scrapes_shed_total), and a scrape whose client
-    went away stops its probe.
+    went away stops its probe. With --via ROUTE (repeatable) every scrape probes each route and
+    every series gets a route label; &route=NAME (repeatable) picks routes by name per scrape.
     """
     with guarded():
         from mpnet.probe.exporter import parse_listen
@@ -133,17 +144,30 @@ def serve(
                 highlight=False,
             )
         faults = parse_fault_assignments(fault, lab=lab)
+        check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
+        family = family_from(ipv4, ipv6)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         # Refuse a malformed --proxy before binding anything.
         cli_proxy_choice(proxy, no_proxy)
         cfg, found = load_context(config, profiles)
+        routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
         limits = serve_limits(cfg, max_probes=max_probes, max_waiting=max_waiting)
         try:
             run_interruptibly(
                 lambda: _serve(
-                    address, list(found), cfg, options, timeout, lab, faults, limits, feed_window
+                    address,
+                    list(found),
+                    cfg,
+                    options,
+                    timeout,
+                    lab,
+                    faults,
+                    limits,
+                    feed_window,
+                    routes,
+                    family,
                 ),
                 stop_signals=(signal.SIGTERM,),
             )
@@ -162,6 +186,8 @@ async def _serve(
     faults: dict[str, Fault],
     limits: tuple[int, int],
     feed_window: float = 0.0,
+    routes: Sequence[Route] = (),
+    family: str | None = None,
 ) -> None:
     import asyncio
 
@@ -180,6 +206,8 @@ async def _serve(
             env=os.environ,
             timeout=timeout,
             system_store=system_store,
+            routes=routes,
+            family=family,
             feed_window=feed_window,
         )
         # Plan every exchange once now, so a malformed proxy URL in any layer stops the exporter
@@ -199,8 +227,11 @@ async def _serve(
             site = web.TCPSite(runner, address.host, address.port)
             await site.start()
             port = _bound_port(runner.addresses, address.port)
+            over = f" over {len(routes)} routes ({', '.join(r.name for r in routes)})"
             err.print(
-                f"mpnet: serving probes of {len(served)} exchange(s) on {address.url(port)} "
+                f"mpnet: serving probes of {len(served)} exchange(s)"
+                + (over if routes else "")
+                + f" on {address.url(port)} "
                 f"(GET /probe?target=EXCHANGE, /metrics; at most {max_probes} probes at once, "
                 f"{max_waiting} waiting); Ctrl-C stops",
                 highlight=False,

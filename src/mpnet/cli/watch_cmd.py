@@ -22,11 +22,17 @@ from mpnet.cli.options import (
     CABundleOption,
     ConfigOption,
     InsecureOption,
+    IPv4Option,
+    IPv6Option,
     NoProxyOption,
     ProfilesOption,
     ProxyOption,
+    ViaOption,
+    check_via_alone,
+    family_from,
     load_context,
     plan_probes,
+    routes_from,
 )
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
@@ -79,6 +85,9 @@ def watch(
     ws: Annotated[bool, typer.Option("--ws/--no-ws", help="Watch the WebSocket feed.")] = True,
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
+    via: ViaOption = None,
+    ipv4: IPv4Option = False,
+    ipv6: IPv6Option = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
@@ -108,7 +117,8 @@ def watch(
     as ok. REST requests and feed connections keep each exchange's rate_limit; after a 429 or
     418 the REST rows show SKIP (nothing sent) until the exchange's wait is over. With --count,
     exits 0 when every cycle was ok, and 1 when any interval had a failure, a drop or a
-    reconnect; Ctrl-C prints a summary and exits 130.
+    reconnect; Ctrl-C prints a summary and exits 130. With --via ROUTE (repeatable), each
+    target gets one row per route.
     """
     with guarded():
         names = list(exchanges or [])
@@ -122,19 +132,34 @@ def watch(
         if count is not None and count < 1:
             raise UsageError(f"--count must be at least 1, not {count}")
         faults = parse_fault_assignments(fault, lab=lab)
+        check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
+        family = family_from(ipv4, ipv6)
         options = NetworkOptions(
             proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
         )
         cfg, found = load_context(config, profiles)
+        routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)
         chosen = found.select(names) if names else list(found)
 
         plan_for: PlanFor = functools.partial(
-            plan_probes, config=cfg, rest=rest, ws=ws, count=1, timeout=timeout
+            plan_probes,
+            config=cfg,
+            rest=rest,
+            ws=ws,
+            count=1,
+            timeout=timeout,
+            routes=routes,
+            family=family,
         )
 
         # Plan (and so validate every proxy URL) before any I/O.
         plan = plan_for(chosen, options)
-        state = WatchState([(t.profile.name, t.target) for t in plan.targets])
+        state = WatchState(
+            [
+                (t.profile.name, t.target, t.route.name if t.route is not None else None)
+                for t in plan.targets
+            ]
+        )
         session = _Session(state, interval=interval, count=count)
         if record:
             from mpnet.cli.watch_record import open_recorder

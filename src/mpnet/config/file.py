@@ -7,20 +7,32 @@ named explicitly (flag or variable) must exist; the other two are used when pres
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mpnet.config.model import ConfigFile, ExchangeNetwork, ServeSettings
-from mpnet.config.network import read_exchange_network, read_service_proxy, read_tls_setting
+from mpnet.config.network import (
+    read_exchange_network,
+    read_proxy_choice,
+    read_service_proxy,
+    read_tls_setting,
+)
 from mpnet.config.source import KeyPath, Reader, YamlDocument, load_yaml, parse_yaml
 from mpnet.core.clock import ClockTolerances
-from mpnet.errors import InvalidConfigFile
+from mpnet.core.proxy_url import DIRECT
+from mpnet.core.route import DIRECT_NAME, Route, check_distinct, parse_route
+from mpnet.errors import ConfigError, InvalidConfigFile
 
-TOP_KEYS = ("proxy", "ssl", "exchanges", "serve", "clock")
+TOP_KEYS = ("proxy", "ssl", "exchanges", "serve", "clock", "routes")
 CLOCK_KEYS = ("tolerance_ms", "feed_lag_tolerance_ms")
 #: A tolerance beyond a day is not a tolerance.
 MAX_TOLERANCE_MS = 86_400_000
+#: A route name: short, and never mistaken for a URL or a flag.
+ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
 
 def find_config(
@@ -69,20 +81,28 @@ def config_from_document(doc: YamlDocument) -> ConfigFile:
         return ConfigFile(path=doc.path)
     top = r.mapping(doc.data, (), allowed=TOP_KEYS)
     base_dir = str(Path(doc.path).parent)
+    routes = read_routes(r, top.get("routes"), ("routes",))
     exchanges: dict[str, ExchangeNetwork] = {}
     raw_exchanges = top.get("exchanges")
     if raw_exchanges is not None:
         if not isinstance(raw_exchanges, dict):
             doc.fail(("exchanges",), "expected a mapping of exchange name to settings")
         for name, block in raw_exchanges.items():
-            exchanges[name.lower()] = read_exchange_network(
-                r, block, ("exchanges", name), base_dir=base_dir
-            )
+            keys = ("exchanges", name)
+            network = read_exchange_network(r, block, keys, base_dir=base_dir, extra=("routes",))
+            if isinstance(block, dict) and block.get("routes") is not None:
+                network = dataclasses.replace(
+                    network,
+                    routes=read_exchange_routes(r, block["routes"], (*keys, "routes"), routes),
+                    routes_origin=doc.where((*keys, "routes")),
+                )
+            exchanges[name.lower()] = network
     return ConfigFile(
         path=doc.path,
         proxy=read_service_proxy(r, top.get("proxy"), ("proxy",)),
         ssl=read_tls_setting(r, top.get("ssl"), ("ssl",), base_dir=base_dir),
         exchanges=exchanges,
+        routes=routes,
         serve=read_serve_settings(r, top.get("serve"), ("serve",)),
         clock=read_clock(r, top.get("clock"), ("clock",)),
     )
@@ -116,6 +136,60 @@ def read_serve_settings(reader: Reader, value: object, keys: KeyPath) -> ServeSe
         max_waiting=_least(reader, block.get("max_waiting"), (*keys, "max_waiting"), 0),
         origin=reader.doc.where(keys),
     )
+
+
+def read_routes(reader: Reader, value: Any, keys: KeyPath) -> dict[str, Route]:
+    """``routes: {name: URL | direct}``: the routes ``--via NAME`` can name."""
+    if value is None:
+        return {}
+    doc = reader.doc
+    if not isinstance(value, dict):
+        doc.fail(keys, "expected a mapping of route name to a proxy URL or direct")
+    routes: dict[str, Route] = {}
+    for name, raw in value.items():
+        where = (*keys, name)
+        if not ROUTE_NAME.fullmatch(name):
+            doc.fail(
+                where,
+                "a route name is letters, digits, '.', '_' or '-' (at most 40, starting with "
+                "a letter or digit)",
+            )
+        if name.lower() == DIRECT_NAME:
+            doc.fail(where, "'direct' is built in (no proxy); give this route another name")
+        if name.lower() in (n.lower() for n in routes):
+            doc.fail(where, "a route of this name (in another case) is already defined")
+        if raw is None:
+            doc.fail(where, "expected a proxy URL or direct")
+        choice = read_proxy_choice(reader, raw, where)
+        proxy = None if choice == DIRECT or choice is None else choice
+        routes[name] = Route(name, proxy, origin=doc.where(where))
+    return routes
+
+
+def read_exchange_routes(
+    reader: Reader, value: Any, keys: KeyPath, known: Mapping[str, Route]
+) -> tuple[Route, ...]:
+    """``exchanges.<name>.routes: [direct, tokyo, ...]``: names from ``routes:``, ``direct``, or
+    proxy URLs."""
+    doc = reader.doc
+    if not isinstance(value, list) or not value:
+        doc.fail(keys, "expected a non-empty list of route names (or direct, or proxy URLs)")
+    chosen: list[Route] = []
+    for index, item in enumerate(value):
+        where = (*keys, index)
+        if not isinstance(item, str):
+            doc.fail(where, "expected a route name, direct, or a proxy URL")
+        try:
+            route = parse_route(item, known, where=doc.where(where))
+        except ConfigError as exc:
+            # The message already names file:line key; raise it as the config file's error.
+            raise doc.error_class(str(exc)) from None
+        chosen.append(route.selected(doc.where(keys)))
+    try:
+        check_distinct(chosen, flag="route")
+    except ConfigError as exc:
+        raise doc.error_class(f"{doc.where(keys)}: {exc}") from None
+    return tuple(chosen)
 
 
 def _least(reader: Reader, value: object, keys: KeyPath, least: int) -> int | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.proxy import ProxyDecision, resolve_proxy
 from mpnet.core.proxy_url import DIRECT, ProxyChoice, parse_proxy_url
+from mpnet.core.route import Route
 from mpnet.core.tls import TLSDecision, TLSSetting, resolve_tls
 from mpnet.errors import UsageError
 
@@ -65,8 +66,12 @@ def decide(
     options: NetworkOptions,
     env: Mapping[str, str],
     system_store: bool = True,
+    route: Route | None = None,
 ) -> tuple[ProxyDecision, TLSDecision]:
-    """The proxy and TLS decisions for one connection to ``url`` (``target`` is rest or ws)."""
+    """The proxy and TLS decisions for one connection to ``url`` (``target`` is rest or ws).
+
+    A ``route`` overrides every proxy layer (the ``route`` layer of the trace); TLS is decided
+    by the usual layers whatever the route."""
     network = config.exchange_network(profile)
     exchange_origin = ""
     if network is not None and profile is not None:
@@ -75,6 +80,8 @@ def decide(
         )
     proxy = resolve_proxy(
         url,
+        route=route.choice if route is not None else None,
+        route_source=route.source if route is not None else "",
         cli=cli_proxy_choice(options.proxy, options.no_proxy),
         exchange=network.proxy_for(target) if network else None,
         exchange_origin=exchange_origin,

@@ -85,6 +85,7 @@ from mpnet.core.clock import ClockTolerances, TimeField
 from mpnet.core.proxy import ServiceProxy
 from mpnet.core.proxy_url import ProxyChoice
 from mpnet.core.ratelimit import RateLimit
+from mpnet.core.route import Route
 from mpnet.core.tls import TLSSetting
 
 JSON = Any
@@ -185,12 +186,16 @@ class ExchangeNetwork:
 
     ``proxy_rest`` / ``proxy_ws`` are a proxy, ``"direct"``, or None (unset).
     ``origin`` says where it was written (``mpnet.yaml:12 exchanges.deribit`` or a profile file).
+    ``routes`` (config file only) are the routes this exchange is probed over when no ``--via``,
+    ``--proxy`` or ``--no-proxy`` is given, selected by ``routes_origin``.
     """
 
     proxy_rest: ProxyChoice = None
     proxy_ws: ProxyChoice = None
     ssl: TLSSetting | None = None
     origin: str = ""
+    routes: tuple[Route, ...] = ()
+    routes_origin: str = ""
 
     def proxy_for(self, target: str) -> ProxyChoice:
         return self.proxy_ws if target == "ws" else self.proxy_rest
@@ -238,9 +243,16 @@ class ConfigFile:
     serve: ServeSettings = field(default_factory=ServeSettings)
     #: ``clock: {tolerance_ms, feed_lag_tolerance_ms}``; None: the defaults.
     clock: ClockTolerances | None = None
+    #: The named routes of ``routes:`` (``--via NAME``), by name.
+    routes: Mapping[str, Route] = field(default_factory=dict)
 
     def exchange_network(self, profile: Profile | None) -> ExchangeNetwork | None:
         """The exchange layer for a profile: the config file's entry wins over the profile's."""
         if profile is None:
             return None
         return self.exchanges.get(profile.name) or profile.network
+
+    def default_routes(self, profile: Profile) -> tuple[Route, ...]:
+        """The routes ``exchanges.<name>.routes`` lists for a profile (none: the usual layers)."""
+        entry = self.exchanges.get(profile.name)
+        return entry.routes if entry is not None else ()

@@ -38,10 +38,11 @@ def read_proxy_choice(reader: Reader, value: Any, keys: KeyPath) -> ProxyChoice:
 
 
 def read_exchange_network(
-    reader: Reader, value: Any, keys: KeyPath, *, base_dir: str
+    reader: Reader, value: Any, keys: KeyPath, *, base_dir: str, extra: tuple[str, ...] = ()
 ) -> ExchangeNetwork:
-    """``exchanges.<name>`` (config file) or ``network:`` (profile)."""
-    block = reader.mapping(value or {}, keys, allowed=("proxy", "ssl"))
+    """``exchanges.<name>`` (config file) or ``network:`` (profile); ``extra`` keys are allowed
+    and left to the caller (the config file's ``routes``)."""
+    block = reader.mapping(value or {}, keys, allowed=("proxy", "ssl", *extra))
     proxy = block.get("proxy")
     proxy_keys = (*keys, "proxy")
     if isinstance(proxy, dict) and ("rest" in proxy or "ws" in proxy):

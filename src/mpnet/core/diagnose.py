@@ -1703,12 +1703,13 @@ def _path_key(decision: ProxyDecision) -> tuple[str, str]:
 def _path_divergence(
     results: Sequence[ProbeResult], secrets: tuple[str, ...]
 ) -> list[tuple[int, Finding]]:
-    """PATH_DIVERGENCE on every result of an exchange whose results leave by different paths."""
-    by_exchange: dict[str, list[int]] = {}
+    """PATH_DIVERGENCE on every result of an exchange whose results leave by different paths.
+    Routes asked for (``--via``) differ on purpose: each route's results are compared apart."""
+    by_exchange: dict[tuple[str, str | None], list[int]] = {}
     for index, result in enumerate(results):
-        by_exchange.setdefault(result.exchange, []).append(index)
+        by_exchange.setdefault((result.exchange, result.route), []).append(index)
     out: list[tuple[int, Finding]] = []
-    for exchange, indexes in by_exchange.items():
+    for (exchange, _route), indexes in by_exchange.items():
         paths: dict[tuple[str, str], int] = {}
         for index in indexes:
             paths.setdefault(_path_key(results[index].proxy), index)

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from mpnet.core.proxy_url import DIRECT, ProxyChoice, ProxyURL, redact_url_text
 
-Layer = Literal["cli", "exchange", "service", "env", "default"]
-LAYERS: tuple[Layer, ...] = ("cli", "exchange", "service", "env", "default")
+Layer = Literal["route", "cli", "exchange", "service", "env", "default"]
+#: ``route`` (``--via``) is consulted only when a route was asked for; it then wins over all.
+LAYERS: tuple[Layer, ...] = ("route", "cli", "exchange", "service", "env", "default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,8 @@ def _choice_value(choice: ProxyChoice) -> str | None:
 def resolve_proxy(
     target_url: str,
     *,
+    route: ProxyChoice = None,
+    route_source: str = "",
     cli: ProxyChoice = None,
     exchange: ProxyChoice = None,
     exchange_origin: str = "",
@@ -211,7 +214,8 @@ def resolve_proxy(
 ) -> ProxyDecision:
     """Decide which proxy a connection to ``target_url`` uses, and record why.
 
-    Layers, highest first: ``cli`` (``--proxy`` / ``--no-proxy``), ``exchange`` (the config file's
+    Layers, highest first: ``route`` (a ``--via`` route; in the trace only when one is given),
+    ``cli`` (``--proxy`` / ``--no-proxy``), ``exchange`` (the config file's
     or profile's exchange entry; ``exchange_origin`` names it), ``service`` (the config file's
     top-level ``proxy:``), ``env`` (curl/urllib variables), ``default`` (direct).
 
@@ -226,6 +230,8 @@ def resolve_proxy(
 
     Args:
         target_url: the URL to connect to (http, https, ws or wss).
+        route: the route's proxy or ``"direct"``; None when no route was asked for.
+        route_source: names the route and what chose it (``--via tokyo``).
         cli, exchange: a :class:`ProxyURL`, ``"direct"`` or None (unset).
         exchange_origin: where the exchange layer's setting was written.
         service: the config file's ``proxy:`` block, if any.
@@ -259,6 +265,9 @@ def resolve_proxy(
             winner = (layer, choice, source)
             trace.append(TraceEntry(layer, value, "won", source))
 
+    if route is not None:
+        chooser = route_source or "--via"
+        explicit_layer("route", route, chooser, chooser)
     explicit_layer("cli", cli, "--proxy", "--no-proxy")
     origin = exchange_origin or "exchange"
     explicit_layer("exchange", exchange, origin, origin)

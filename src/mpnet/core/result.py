@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mpnet.core.address import ConnectFailure, addresses_dict, family_note, family_of
 from mpnet.core.clock import (
     ClockEstimate,
     ClockSample,
@@ -22,8 +23,10 @@ from mpnet.core.clock import (
     estimate_clock,
     summarize_feed,
 )
+from mpnet.core.edge import UNKNOWN_EDGE, Edge
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.ratelimit import Skip
+from mpnet.core.route import route_name_of
 from mpnet.core.tls import TLSDecision
 
 PHASE_ORDER = (
@@ -123,6 +126,11 @@ class Attempt:
     event-loop stall that overlapped that span (None: not measured), ``tcp_rtt_kernel_ms`` the
     kernel's round-trip estimate of the TCP connection (Linux ``TCP_INFO``; None elsewhere).
 
+    ``edge`` is the CDN edge the REST answer or the WebSocket upgrade answer came from (None:
+    no answer arrived). ``addresses`` are every address the DNS phase returned (the proxy's
+    when one was dialled), ``address`` the one the TCP connection used, ``connect_failures``
+    the addresses tried before it (or all of them, when none connected).
+
     Clocks (:mod:`mpnet.core.clock`): ``clock`` is this attempt's reading of the server's clock
     (the profile's ``rest.server_time`` or ``websocket.ping.server_time``; skipped with its
     reason when the stamp could not be read), ``feed`` what a WebSocket attempt saw of the feed
@@ -144,6 +152,8 @@ class Attempt:
     window_ns: tuple[int, int] | None = None
     loop_lag_ms: float | None = None
     tcp_rtt_kernel_ms: float | None = None
+    edge: Edge | None = None
+    connect_failures: tuple[ConnectFailure, ...] = ()
     clock: ClockSample | None = None
     feed: FeedRecord | None = None
 
@@ -178,9 +188,17 @@ class Attempt:
             "tcp_inflated": self.tcp_inflated,
             "skipped": self.skipped.to_dict() if self.skipped else None,
             "warnings": [warning.to_dict() for warning in self.warnings],
+            "edge": (self.edge or UNKNOWN_EDGE).to_dict(),
+            "address": self.address,
+            "family": family_of(self.address) if self.address else None,
             "clock": self.clock.to_dict() if self.clock is not None else None,
             "feed": self.feed.to_dict() if self.feed is not None else None,
         }
+
+    @property
+    def family_note(self) -> str | None:
+        """A sentence when one address family failed where both exist (see core.address)."""
+        return family_note(self.addresses, self.address, self.connect_failures)
 
     @property
     def date_sample(self) -> ClockSample | None:
@@ -261,9 +279,52 @@ class ProbeResult:
     proxy: ProxyDecision
     ssl: TLSDecision
     findings: tuple[Finding, ...] = ()
+    #: The route asked for (``--via``, an exchange's default routes); None: the usual layers.
+    route: str | None = None
     #: The best offset measured for this exchange in the same run, by any of its targets (set
     #: by :func:`with_exchange_clocks`): what corrects this target's feed lag.
     exchange_clock: ClockEstimate | None = None
+
+    @property
+    def route_name(self) -> str:
+        """The route's name: the one asked for, else ``direct`` or the redacted proxy URL the
+        usual layers chose."""
+        return self.route if self.route is not None else route_name_of(self.proxy.proxy)
+
+    @property
+    def edge(self) -> Edge:
+        """The CDN edge of the latest answer (REST answer or WebSocket upgrade answer)."""
+        for attempt in reversed(self.made):
+            if attempt.edge is not None:
+                return attempt.edge
+        return UNKNOWN_EDGE
+
+    @property
+    def addressed(self) -> Attempt | None:
+        """The attempt whose addresses are shown: the shown attempt, else the latest one that
+        resolved any."""
+        shown = self.shown_attempt
+        if shown is not None and (shown.addresses or shown.connect_failures):
+            return shown
+        for attempt in reversed(self.made):
+            if attempt.addresses or attempt.connect_failures:
+                return attempt
+        return None
+
+    @property
+    def address_notes(self) -> list[str]:
+        """Where one address family failed and the other exists: one sentence per distinct
+        case, with how many attempts it happened in."""
+        notes: dict[str, int] = {}
+        for attempt in self.made:
+            note = attempt.family_note
+            if note is not None:
+                notes[note] = notes.get(note, 0) + 1
+        many = len(self.made) > 1
+        return [
+            f"{note} (in {count} of {len(self.made)} attempts)" if many else note
+            for note, count in notes.items()
+        ]
 
     @property
     def made(self) -> tuple[Attempt, ...]:
@@ -416,10 +477,26 @@ class ProbeResult:
             "samples": [a.to_sample() for a in self.attempts],
             "loop_lag_ms": _rounded(self.loop_lag_ms),
             "timing_warnings": self.timing_warnings,
+            # Second wave: the route, the CDN edge that answered, the addresses.
+            "route": self.route_name,
+            "edge": self.edge.to_dict(),
+            "addresses": self._addresses_dict(),
+            "address_notes": self.address_notes,
             # The exchange's clock minus this machine's, and how stale the feed was.
             "clock": clock.to_dict() if (clock := self.clock) is not None else None,
             "feed": feed.to_dict() if (feed := self.feed) is not None else None,
         }
+
+    def _addresses_dict(self) -> dict[str, Any] | None:
+        attempt = self.addressed
+        if attempt is None:
+            return None
+        return addresses_dict(
+            attempt.addresses,
+            attempt.address,
+            attempt.connect_failures,
+            via_proxy=self.proxy.proxy is not None,
+        )
 
 
 def with_exchange_clocks(results: Sequence[ProbeResult]) -> tuple[ProbeResult, ...]:
@@ -452,6 +529,8 @@ class ProbeReport:
     def to_dict(self) -> dict[str, Any]:
         ok = sum(1 for r in self.results if r.ok)
         skipped = sum(1 for r in self.results if r.all_skipped)
+        from mpnet.core.compare import compare_routes
+
         return {
             "mpnet_version": self.mpnet_version,
             "started_at": self.started_at,
@@ -462,4 +541,6 @@ class ProbeReport:
                 "failed": len(self.results) - ok - skipped,
                 "skipped": skipped,
             },
+            # Per exchange and target probed over more than one route: the routes ranked.
+            "comparison": [c.to_dict() for c in compare_routes(self.results)],
         }

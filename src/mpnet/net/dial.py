@@ -24,7 +24,8 @@ import ssl
 import struct
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from types import FrameType
 from typing import Any
@@ -69,6 +70,34 @@ PLAIN_SCHEMES = {"http": 80, "ws": 80}
 AddrInfo = tuple[Any, ...]
 #: An HTTP proxy's answer to CONNECT larger than this is not an answer to CONNECT.
 MAX_CONNECT_RESPONSE = 64 * 1024
+
+#: The address family the names a dial resolves must have (``-4``: AF_INET, ``-6``: AF_INET6,
+#: AF_UNSPEC: either), as curl's -4/-6: the target's name, or the proxy's when one is dialled. A
+#: context variable, so that concurrent attempts (each its own task) keep their own.
+address_family: ContextVar[int] = ContextVar("mpnet_address_family", default=socket.AF_UNSPEC)
+
+_FAMILY_FLAGS: dict[int, tuple[str, str]] = {
+    int(socket.AF_INET): ("-4", "IPv4"),
+    int(socket.AF_INET6): ("-6", "IPv6"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AddressReport:
+    """What a dial's DNS and TCP phases found: every address resolved (``ip:port``, the proxy's
+    when one is dialled), the one connected to (None when none accepted), and each address
+    tried before it with the reason it failed."""
+
+    addresses: tuple[str, ...]
+    address: str | None
+    failures: tuple[tuple[str, str], ...] = ()
+
+
+#: Sees the :class:`AddressReport` of every dial in this context once its TCP phase ends,
+#: connected or not (the probe engine keeps it for the attempt's addresses and family).
+address_observer: ContextVar[Callable[[AddressReport], None] | None] = ContextVar(
+    "mpnet_address_observer", default=None
+)
 
 
 @dataclass(slots=True)
@@ -314,17 +343,28 @@ async def _dial(
     loop = asyncio.get_running_loop()
     connect_host, connect_port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
     tunnel_host = target.host
+    forced = address_family.get()
     with progress.step(Phase.DNS):
-        infos = await _resolve(loop, connect_host, connect_port, proxy=proxy)
+        infos = await _resolve(loop, connect_host, connect_port, proxy=proxy, family=forced)
         if proxy is not None and not proxy.remote_dns:
             # socks4/socks5: the proxy expects an address, so mpnet resolves the target itself.
-            family = socket.AF_INET if proxy.scheme == "socks4" else socket.AF_UNSPEC
+            family = socket.AF_INET if proxy.scheme == "socks4" else forced
             target_infos = await _resolve(loop, target.host, target.port, family=family)
             tunnel_host = target_infos[0][4][0]
     addresses = tuple(_format_address(info[4]) for info in infos)
 
-    with progress.step(Phase.TCP):
-        sock, address = await _connect_tcp(loop, infos, connect_host, proxy=proxy)
+    failures: list[tuple[str, str]] = []
+    connected: str | None = None
+    try:
+        with progress.step(Phase.TCP):
+            sock, connected = await _connect_tcp(
+                loop, infos, connect_host, proxy=proxy, failures=failures
+            )
+    finally:
+        observer = address_observer.get()
+        if observer is not None:
+            observer(AddressReport(addresses, connected, tuple(failures)))
+    address = connected
     kernel_rtt = kernel_rtt_ms(sock)
 
     writer: asyncio.StreamWriter | None = None
@@ -381,9 +421,22 @@ async def _resolve(
     literal = _ip_literal_info(host, port, family)
     if literal is not None:
         return [literal]
+    if family in _FAMILY_FLAGS and _ip_literal_info(host, port, socket.AF_UNSPEC) is not None:
+        flag, wanted = _FAMILY_FLAGS[family]
+        raise _no_address(
+            f"{host} is not an {wanted} address, and {flag} allows only {wanted}", proxy
+        )
     try:
         infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
+        if family in _FAMILY_FLAGS and exc.errno not in _NO_RESOLVER_CODES:
+            # Say whether the name lacks only this family (-6 on an IPv4-only name) or all.
+            other = await _other_family(loop, host, port)
+            if other:
+                flag, wanted = _FAMILY_FLAGS[family]
+                raise _no_address(
+                    f"{host} has no {wanted} address ({flag}); it has {', '.join(other)}", proxy
+                ) from exc
         if exc.errno in _NO_RESOLVER_CODES:
             kind, why = "no_resolver", "no DNS resolver answered (no network?)"
         else:
@@ -400,6 +453,25 @@ async def _resolve(
     if not infos:
         raise DNSError(f"cannot resolve {host}: no addresses", kind="nxdomain")
     return infos
+
+
+def _no_address(message: str, proxy: ProxyURL | None) -> DNSError | ProxyUnreachable:
+    if proxy is not None:
+        return ProxyUnreachable(
+            f"cannot resolve proxy {proxy.redacted()}: {message}",
+            phase=Phase.DNS,
+            kind="proxy_no_address",
+        )
+    return DNSError(f"cannot resolve: {message}", kind="no_address")
+
+
+async def _other_family(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[str]:
+    """The addresses ``host`` has in any family (empty when it has none, or on any error)."""
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _ip_literal_info(host: str, port: int, family: int) -> AddrInfo | None:
@@ -442,8 +514,10 @@ async def _connect_tcp(
     host: str,
     *,
     proxy: ProxyURL | None,
+    failures: list[tuple[str, str]] | None = None,
 ) -> tuple[socket.socket, str]:
-    """Try each address in order; return the first connected socket and its ``ip:port``."""
+    """Try each address in order; return the first connected socket and its ``ip:port``.
+    Each address that failed is added to ``failures`` with the reason (the errno's text)."""
     last_error: OSError | None = None
     for family, type_, proto, _name, sockaddr in infos:
         sock = socket.socket(family, type_, proto)
@@ -455,6 +529,9 @@ async def _connect_tcp(
         except OSError as exc:
             sock.close()
             last_error = exc
+            if failures is not None:
+                why = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+                failures.append((_format_address(sockaddr), why))
             continue
         except BaseException:
             sock.close()
@@ -767,10 +844,13 @@ def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None
 
 
 __all__ = [
+    "AddressReport",
     "DialedConnection",
     "PeerInfo",
     "PhaseTimings",
     "Target",
+    "address_family",
+    "address_observer",
     "close_writer",
     "describe_tls",
     "dial",

@@ -176,6 +176,12 @@ class WebSocketWrapper:
         return cls(url, opened, timings, dialed.peer)
 
     @property
+    def upgrade_headers(self) -> Mapping[str, str]:
+        """The headers of the server's 101 answer to the upgrade (names as sent)."""
+        headers: Mapping[str, str] = getattr(self._backend, "upgrade_headers", {})
+        return headers
+
+    @property
     def closed(self) -> bool:
         return self._backend.closed
 

@@ -69,6 +69,8 @@ class AiohttpBackend:
         self._ws = ws
         # Keeps dial()'s stream writer alive while aiohttp owns its transport (see websockets).
         self._dialed = dialed
+        #: The headers of the server's 101 answer (which CDN edge answered, say).
+        self.upgrade_headers: dict[str, str] = {}
         # Data frames read while ping() waited for its pong.
         self._pending: collections.deque[str | bytes] = collections.deque()
         self._close_code: int | None = None
@@ -91,10 +93,19 @@ class AiohttpBackend:
             WebSocketHandshakeError: the server answered with another status than 101.
             ProtocolError: the answer was not a valid upgrade, or the connection closed.
         """
+        answered: dict[str, str] = {}
+
+        async def keep_headers(_session: object, _context: object, params: Any) -> None:
+            # aiohttp keeps the 101 answer private; its trace hook hands it over publicly.
+            answered.update(params.response.headers)
+
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_end.append(keep_headers)
         session = aiohttp.ClientSession(
             connector=_DialedConnector(dialed),
             # mpnet has decided proxies and TLS already: nothing from the environment.
             trust_env=False,
+            trace_configs=[tracing],
         )
         # aiohttp retries an idempotent request whose connection dropped on a new connection;
         # there is no other one here, and the retry would hide why the first one failed.
@@ -140,7 +151,9 @@ class AiohttpBackend:
         except BaseException:
             await _abandon(session, dialed)
             raise
-        return cls(session, ws, dialed)
+        backend = cls(session, ws, dialed)
+        backend.upgrade_headers = answered
+        return backend
 
     @property
     def closed(self) -> bool:

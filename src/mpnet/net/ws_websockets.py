@@ -42,6 +42,11 @@ class WebsocketsBackend:
         # Held so that the stream writer dial() created is not collected (and does not warn)
         # while the transport it wrapped lives on under websockets.
         self._dialed = dialed
+        response = connection.response
+        #: The headers of the server's 101 answer (which CDN edge answered, say).
+        self.upgrade_headers: dict[str, str] = (
+            dict(response.headers.raw_items()) if response is not None else {}
+        )
 
     @classmethod
     async def upgrade(

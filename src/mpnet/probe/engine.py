@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from mpnet import __version__
+from mpnet.core.address import ConnectFailure
 from mpnet.core.clock import (
     SOURCE_PONG,
     SOURCE_REST,
@@ -32,6 +34,7 @@ from mpnet.core.clock import (
     unreadable_sample,
 )
 from mpnet.core.diagnose import CLOCK_CARRIED, diagnose
+from mpnet.core.edge import Edge, edge_from_headers
 from mpnet.core.match import dig, fill_placeholders, matches
 from mpnet.core.result import (
     Attempt,
@@ -48,7 +51,7 @@ from mpnet.errors import (
     ProtocolError,
     TLSError,
 )
-from mpnet.net.dial import PhaseTimings
+from mpnet.net.dial import AddressReport, PhaseTimings, address_family, address_observer
 from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
@@ -68,6 +71,10 @@ CONNECTING_AT_ONCE = 4
 CONNECT_SLOT_HOLD = 0.5
 #: Phases the engine times itself, around net/'s calls.
 ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
+#: ``-4`` / ``-6`` (a target's ``family``) as the socket family dial() resolves with.
+SOCKET_FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+#: Answers whose headers name the CDN edge of the exchange (not a proxy's refusal).
+EDGE_PHASES = frozenset({Phase.HTTP, Phase.WS_UPGRADE})
 #: Seconds of an attempt's budget the feed window leaves for closing the connection.
 FEED_CLOSE_RESERVE = 0.5
 #: Messages a feed window reads at most (it ends early past them): a firehose's lags are known
@@ -104,13 +111,26 @@ async def run_probes(
 
     prepare_network(t.tls for t in plan.targets)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    semaphore = asyncio.Semaphore(plan.concurrency)
-    connecting = asyncio.Semaphore(min(plan.concurrency, CONNECTING_AT_ONCE))
+    # Each route is its own set of targets, with its own budgets: ``concurrency`` attempts in
+    # flight and CONNECTING_AT_ONCE connection set-ups per route, so that comparing routes makes
+    # none of them wait for the others (bench/probe_bench.py). The extra set-ups at once cost
+    # loop lag (the lab over two routes: median 29 to 41 ms against 21 to 29 ms with 4 for
+    # all, for 10 to 25 % less wall time), which every attempt measures and reports.
+    budgets: dict[str | None, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
+    for target in plan.targets:
+        budgets.setdefault(
+            target.route.name if target.route is not None else None,
+            (
+                asyncio.Semaphore(plan.concurrency),
+                asyncio.Semaphore(min(plan.concurrency, CONNECTING_AT_ONCE)),
+            ),
+        )
     monitor = acquire_shared_monitor()
     collected: list[list[Attempt]] = [[] for _ in plan.targets]
     gate = gate if gate is not None else RateGate()
 
     async def run_target(index: int, target: ProbeTarget) -> None:
+        semaphore, connecting = budgets[target.route.name if target.route is not None else None]
         for _ in range(plan.count):
             attempt = await gate.attempt(
                 target,
@@ -147,6 +167,7 @@ async def run_probes(
             attempts=tuple(collected[i]),
             proxy=t.proxy,
             ssl=t.tls,
+            route=t.route.name if t.route is not None else None,
         )
         for i, t in enumerate(plan.targets)
     ]
@@ -181,10 +202,13 @@ async def run_attempt(
     """
     slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
     window = None
+    family_token = address_family.set(SOCKET_FAMILIES.get(target.family or "", socket.AF_UNSPEC))
+    observer_token = None
     try:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         window = monitor.open_window() if monitor is not None else None
         progress = _Progress(timeout, on_phase_end=slot.phase_ended)
+        observer_token = address_observer.set(progress.note_addresses)
         progress.monitor = monitor
         progress.feed_window = max(0.0, feed_window)
         if monitor is not None and window is not None:
@@ -209,6 +233,9 @@ async def run_attempt(
             attempt = progress.failed(exc)
         ended_ns = progress.span_ended_ns or time.perf_counter_ns()
     finally:
+        if observer_token is not None:
+            address_observer.reset(observer_token)
+        address_family.reset(family_token)
         slot.release()
         if monitor is not None and window is not None:
             # Also when cancelled: a window left open would be checked at every tick.
@@ -220,6 +247,16 @@ async def run_attempt(
         window_ns=(progress.started_ns, ended_ns),
         loop_lag_ms=lag,
     )
+
+
+@contextlib.contextmanager
+def forced_family(target: ProbeTarget) -> Iterator[None]:
+    """Inside the block, dial() resolves only ``target.family`` (``-4`` / ``-6``), if set."""
+    token = address_family.set(SOCKET_FAMILIES.get(target.family or "", socket.AF_UNSPEC))
+    try:
+        yield
+    finally:
+        address_family.reset(token)
 
 
 def _setup_ends_with(target: ProbeTarget) -> str:
@@ -304,6 +341,9 @@ class _Progress:
         self.tcp_rtt_kernel_ms: float | None = None
         # The last message that did not match, kept as evidence when the data never comes.
         self.last_unmatched: str | None = None
+        # The CDN edge of the REST answer or the upgrade answer, once one arrived.
+        self.edge: Edge | None = None
+        self.connect_failures: tuple[ConnectFailure, ...] = ()
         # The server's clock, read from the answer or the pong; the feed read after the ping.
         self.clock: ClockSample | None = None
         self.feed: FeedRecord | None = None
@@ -312,6 +352,12 @@ class _Progress:
         # The attempt's timed span ends before the feed window (its reading is not a phase).
         self.on_span_end: Callable[[], None] | None = None
         self.span_ended_ns: int | None = None
+
+    def note_addresses(self, report: AddressReport) -> None:
+        """What dial()'s DNS and TCP phases found (also when the connection failed)."""
+        self.addresses = report.addresses
+        self.address = report.address
+        self.connect_failures = tuple(ConnectFailure(a, why) for a, why in report.failures)
 
     def end_span(self) -> None:
         """End the attempt's timed span now (its loop-lag window closes with it)."""
@@ -381,6 +427,9 @@ class _Progress:
             body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
             issuer=error.issuer if isinstance(error, TLSError) else None,
         )
+        edge = self.edge
+        if edge is None and headers and error.phase in EDGE_PHASES:
+            edge = edge_from_headers(dict(headers))
         return Attempt(
             ok=False,
             phases=dict(self.phases),
@@ -392,6 +441,8 @@ class _Progress:
             address=self.address,
             tls=self.tls,
             tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
+            edge=edge,
+            connect_failures=self.connect_failures,
             clock=self.clock,
             feed=self.feed,
         )
@@ -407,6 +458,8 @@ class _Progress:
             address=self.address,
             tls=self.tls,
             tcp_rtt_kernel_ms=self.tcp_rtt_kernel_ms,
+            edge=self.edge,
+            connect_failures=self.connect_failures,
             clock=self.clock,
             feed=self.feed,
         )
@@ -447,6 +500,7 @@ async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
         raise
     progress.absorb(response.timings, response.peer)
     progress.phase = Phase.HTTP
+    progress.edge = edge_from_headers(response.headers)
     progress.status = response.status
     progress.server_date = response.header("date")
     progress.local_time = response.received_at
@@ -580,6 +634,7 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         raise
     try:
         progress.absorb(ws.timings, ws.peer)
+        progress.edge = edge_from_headers(ws.upgrade_headers)
         conversation = _Conversation(ws, target, progress)
         if spec.welcome is not None:
             progress.phase = Phase.FIRST_MESSAGE

@@ -41,6 +41,7 @@ from prometheus_client import Gauge as PromGauge
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.result import ProbeReport, ProbeResult
+from mpnet.core.route import DIRECT_ROUTE, Route, check_distinct, unknown_route_message
 from mpnet.errors import ConfigError, UnknownExchange, UsageError
 from mpnet.probe.admission import ProbeSlots, Shed, default_max_probes
 from mpnet.probe.pacing import RateGate
@@ -181,6 +182,9 @@ class ProbeExporter:
         env: the environment (proxy and CA variables).
         timeout: seconds allowed for one attempt, before any scrape-timeout cut.
         system_store: whether the system trust store is available (TLS default layer).
+        routes: the routes every scrape compares (``--via``); a scrape's ``route=NAME``
+            parameters pick among them and the config file's named routes instead.
+        family: ``ipv4`` or ``ipv6`` to force one address family (``-4`` / ``-6``).
         feed_window: seconds a WebSocket probe reads its feed after the first data message,
             for the feed lag series (within the probe's budget).
     """
@@ -194,6 +198,8 @@ class ProbeExporter:
         env: Mapping[str, str],
         timeout: float,
         system_store: bool = True,
+        routes: Sequence[Route] = (),
+        family: str | None = None,
         feed_window: float = 0.0,
     ) -> None:
         if not timeout > 0:
@@ -204,6 +210,8 @@ class ProbeExporter:
         self.env = dict(env)
         self.timeout = timeout
         self.system_store = system_store
+        self.routes = tuple(routes)
+        self.family = family
         self.feed_window = feed_window
         # One gate for the process: a wait an exchange asked for holds across scrapes.
         self.gate = RateGate()
@@ -212,13 +220,50 @@ class ProbeExporter:
     def names(self) -> list[str]:
         return sorted(self.profiles)
 
-    def plan(self, exchange: str, target: str | None, timeout: float) -> ProbePlan:
-        """The plan of one scrape.
+    def known_routes(self) -> dict[str, Route]:
+        """What ``route=NAME`` may name: the ``--via`` routes, the config file's, ``direct``."""
+        known = {"direct": DIRECT_ROUTE.selected("route=")}
+        known.update({name: r.selected("route=") for name, r in self.config.routes.items()})
+        known.update({r.name: r for r in self.routes})
+        return known
+
+    def routes_for(self, names: Sequence[str]) -> tuple[Route, ...]:
+        """The routes a scrape asked for by name (none: the ``--via`` routes, if any).
+
+        Raises:
+            UsageError: an unknown name (listing the known ones), or one asked twice. A proxy
+                URL is refused: only whoever starts the exporter chooses proxies.
+        """
+        if not names:
+            return self.routes
+        known = self.known_routes()
+        chosen = []
+        for name in names:
+            route = known.get(name.strip())
+            if route is None:
+                if "://" in name or "@" in name:
+                    raise UsageError(
+                        "route= takes a route name; give proxy URLs to `mpnet serve --via` or "
+                        "name them under routes: in the config file"
+                    )
+                raise UsageError(unknown_route_message(name.strip(), known, where="route="))
+            chosen.append(route)
+        check_distinct(chosen, flag="route=")
+        return tuple(chosen)
+
+    def plan(
+        self,
+        exchange: str,
+        target: str | None,
+        timeout: float,
+        routes: Sequence[str] = (),
+    ) -> ProbePlan:
+        """The plan of one scrape (``routes``: the names of its ``route=`` parameters).
 
         Raises:
             UnknownExchange: no profile has that name.
             UsageError: ``target`` (the ``kind`` of connection) is not rest or ws, or the
-                exchange has no such target.
+                exchange has no such target; an unknown or repeated route.
             InvalidProxyURL: a proxy layer holds a malformed URL.
             ConfigError: the plan's CA bundle cannot be loaded.
         """
@@ -229,6 +274,7 @@ class ProbeExporter:
             raise UsageError(f"unknown kind {target!r}; expected one of: {', '.join(TARGETS)}")
         if target is not None and profile.url_for(target) is None:
             raise UsageError(f"exchange {profile.name!r} has no {target} target")
+        chosen = self.routes_for(routes)
         plan = build_plan(
             [profile],
             config=self.config,
@@ -239,6 +285,8 @@ class ProbeExporter:
             count=1,
             timeout=timeout,
             system_store=self.system_store,
+            routes=chosen,
+            family=self.family,
             feed_window=self.feed_window,
         )
         # The WebSocket request waits its turn after the REST one: the attempts get what is left.
@@ -263,13 +311,17 @@ class ProbeExporter:
 
 
 def pacing_s(plan: ProbePlan) -> float:
-    """Seconds the profile's ``rate_limit`` spaces the requests of one scrape's plan."""
+    """Seconds the profile's ``rate_limit`` spaces the requests of one scrape's plan (each
+    route is paced apart: it leaves from its own address)."""
     spacing = 0.0
+    per_route: dict[str | None, int] = {}
     for target in plan.targets:
         limit = target.profile.rate_limit
         if limit is not None:
             spacing = max(spacing, limit.spacing_s)
-    return spacing * max(0, len(plan.targets) - 1)
+        key = target.route.name if target.route is not None else None
+        per_route[key] = per_route.get(key, 0) + 1
+    return spacing * max(0, max(per_route.values(), default=0) - 1)
 
 
 def _outcome(report: ProbeReport) -> str:
@@ -295,6 +347,7 @@ def _cut_off_report(plan: ProbePlan) -> ProbeReport:
             attempts=(),
             proxy=t.proxy,
             ssl=t.tls,
+            route=t.route.name if t.route is not None else None,
         )
         for t in plan.targets
     )
@@ -391,9 +444,10 @@ def _probe_handler(exporter: ProbeExporter, slots: ProbeSlots) -> Handler:
             exchange, target = probe_parameters(request.query)
         except UsageError as exc:
             return _bad_request(f"{exc}; known exchanges: {', '.join(exporter.names())}")
+        routes = [name for name in request.query.getall("route", []) if name.strip()]
         budget = probe_budget(exporter.timeout, request.headers.get(SCRAPE_TIMEOUT_HEADER))
         try:
-            plan = exporter.plan(exchange, target, budget)
+            plan = exporter.plan(exchange, target, budget, routes)
         except ConfigError as exc:
             return _bad_request(str(exc))
         try:

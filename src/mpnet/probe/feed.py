@@ -19,7 +19,7 @@ from mpnet.core.clock import MAX_LAGS, SOURCE_PONG, ClockSample, sample_clock
 from mpnet.core.match import fill_placeholders, matches
 from mpnet.core.result import Attempt, ErrorInfo
 from mpnet.errors import Phase, ProbeError, ProbeTimeout, ProtocolError
-from mpnet.probe.engine import run_bootstrap
+from mpnet.probe.engine import forced_family, run_bootstrap
 from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbeTarget
@@ -245,7 +245,8 @@ class FeedMonitor:
         timings = PhaseTimings()
         phases: dict[str, float] = {}
         gate = self._gate
-        with gate.observing(self.target) if gate is not None else contextlib.nullcontext():
+        observing = gate.observing(self.target) if gate is not None else contextlib.nullcontext()
+        with observing, forced_family(self.target):
             try:
                 url = self.target.url
                 if self.spec.bootstrap is not None:

@@ -56,16 +56,22 @@ class RateGate:
         self._clock = clock
         self._wall = wall
         self._sleep = sleep
-        self._budgets: dict[str, ExchangeBudget] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._target_starts: dict[tuple[str, str], float] = {}
+        self._budgets: dict[tuple[str, str | None], ExchangeBudget] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._target_starts: dict[tuple[str, str, str | None], float] = {}
 
     def budget(self, target: ProbeTarget) -> ExchangeBudget:
-        """The state of ``target``'s exchange (made on first use from its profile)."""
+        """The state of ``target``'s exchange (made on first use from its profile).
+
+        One per exchange and route asked for (``--via``): an exchange limits and bans by the
+        address a request comes from, and each route leaves from its own, so a 429 through one
+        route holds back that route only. Targets without a route share the exchange's state.
+        """
         name = target.profile.name
-        budget = self._budgets.get(name)
+        key = (name, target.route.name if target.route is not None else None)
+        budget = self._budgets.get(key)
         if budget is None:
-            budget = self._budgets[name] = ExchangeBudget(name, target.profile.rate_limit)
+            budget = self._budgets[key] = ExchangeBudget(name, target.profile.rate_limit)
         return budget
 
     def skip(self, target: ProbeTarget) -> Skip | None:
@@ -154,7 +160,11 @@ class RateGate:
     # -- internals ----------------------------------------------------------------------------
 
     async def _target_turn(self, target: ProbeTarget, interval: float) -> None:
-        key = (target.profile.name, target.target)
+        key = (
+            target.profile.name,
+            target.target,
+            target.route.name if target.route is not None else None,
+        )
         previous = self._target_starts.get(key)
         if previous is not None:
             delay = previous + interval - self._clock()
@@ -164,7 +174,7 @@ class RateGate:
 
     async def _exchange_turn(self, target: ProbeTarget, budget: ExchangeBudget) -> Skip | None:
         """Wait for the exchange's next request slot; take it, or say why not (a wait began)."""
-        lock = self._locks.setdefault(budget.exchange, asyncio.Lock())
+        lock = self._locks.setdefault(id(budget), asyncio.Lock())
         async with lock:
             while True:
                 now = self._clock()

@@ -15,10 +15,13 @@ from mpnet.config.layers import NetworkOptions, decide
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.clock import ClockTolerances
 from mpnet.core.proxy import ProxyDecision
+from mpnet.core.route import Route, route_name_of
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import UsageError
 
 TARGETS = ("rest", "ws")
+#: ``-4`` / ``-6``: the address family mpnet resolves and connects with (None: both).
+FAMILIES = ("ipv4", "ipv6")
 #: Attempts in flight at once (of which at most engine.CONNECTING_AT_ONCE set up their
 #: connection at the same time: docs/timing.md).
 DEFAULT_CONCURRENCY = 32
@@ -33,10 +36,20 @@ class ProbeTarget:
     url: str
     proxy: ProxyDecision
     tls: TLSDecision
+    #: The route asked for (``--via``, or the exchange's default routes); None: the usual layers.
+    route: Route | None = None
+    #: ``ipv4`` or ``ipv6`` to force one address family (``-4`` / ``-6``); None: either.
+    family: str | None = None
+
+    @property
+    def route_name(self) -> str:
+        """The route's name, or the way out the usual layers chose (``direct`` or the URL)."""
+        return self.route.name if self.route is not None else route_name_of(self.proxy.proxy)
 
     @property
     def label(self) -> str:
-        return f"{self.profile.name} {self.target}"
+        via = f" via {self.route.name}" if self.route is not None else ""
+        return f"{self.profile.name} {self.target}{via}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +81,17 @@ def build_plan(
     concurrency: int = DEFAULT_CONCURRENCY,
     system_store: bool = True,
     interval: float | None = None,
+    routes: Sequence[Route] = (),
+    family: str | None = None,
     feed_window: float = 0.0,
     clock_tolerance_ms: float | None = None,
 ) -> ProbePlan:
     """Plan probes of every profile's REST and/or WebSocket target.
+
+    With ``routes``, every target is planned once per route (each route overriding the proxy
+    layers). Without them, an exchange whose config entry lists ``routes`` is planned over
+    those, unless ``--proxy`` or ``--no-proxy`` names the way out; any other exchange follows
+    the usual layers. Targets come grouped by exchange, then target, then route.
 
     Raises:
         UsageError: nothing to probe, or count/timeout/interval out of range.
@@ -95,25 +115,41 @@ def build_plan(
         tolerances = dataclasses.replace(tolerances, offset_ms=clock_tolerance_ms)
     if not (rest or ws):
         raise UsageError("--no-rest and --no-ws together leave nothing to probe")
+    if family is not None and family not in FAMILIES:
+        raise UsageError(f"unknown address family {family!r}; expected one of {FAMILIES}")
     wanted = tuple(t for t, on in (("rest", rest), ("ws", ws)) if on)
+    layers_named = options.proxy is not None or options.no_proxy
     targets: list[ProbeTarget] = []
     for profile in profiles:
+        chosen: Sequence[Route | None] = routes or (
+            () if layers_named else config.default_routes(profile)
+        )
         for target in wanted:
             url = profile.url_for(target)
             if url is None:
                 continue
-            proxy, tls = decide(
-                url,
-                target,
-                profile=profile,
-                config=config,
-                options=options,
-                env=env,
-                system_store=system_store,
-            )
-            targets.append(
-                ProbeTarget(profile=profile, target=target, url=url, proxy=proxy, tls=tls)
-            )
+            for route in chosen or (None,):
+                proxy, tls = decide(
+                    url,
+                    target,
+                    profile=profile,
+                    config=config,
+                    options=options,
+                    env=env,
+                    system_store=system_store,
+                    route=route,
+                )
+                targets.append(
+                    ProbeTarget(
+                        profile=profile,
+                        target=target,
+                        url=url,
+                        proxy=proxy,
+                        tls=tls,
+                        route=route,
+                        family=family,
+                    )
+                )
     if not targets:
         raise UsageError("the chosen profiles have no target left to probe")
     return ProbePlan(

@@ -105,6 +105,8 @@ class WatchRow:
     reconnected: int = 0
     skipped: Skip | None = None
     skips: int = 0
+    #: The route asked for (``--via``), None for the usual layers.
+    route: str | None = None
     clock: ClockEstimate | None = None
     lag_p50_ms: float | None = None
     lag_p95_ms: float | None = None
@@ -151,17 +153,21 @@ class TargetWatch:
         "last_error",
         "last_finding",
         "reconnected",
+        "route",
         "skipped",
         "skips",
         "target",
         "troubled",
     )
 
-    def __init__(self, exchange: str, target: str, *, window: int = WINDOW) -> None:
+    def __init__(
+        self, exchange: str, target: str, *, window: int = WINDOW, route: str | None = None
+    ) -> None:
         if window < 1:
             raise ValueError("window must hold at least one attempt")
         self.exchange = exchange
         self.target = target
+        self.route = route
         # (good, latency in ms or None) per cycle that was sent.
         self._window: deque[tuple[bool, float | None]] = deque(maxlen=window)
         self._last_good: bool | None = None
@@ -279,6 +285,7 @@ class TargetWatch:
             reconnected=self.reconnected,
             skipped=self.skipped,
             skips=self.skips,
+            route=self.route,
             clock=self.clock(),
             lag_p50_ms=percentile(lags, 50) if lags else None,
             lag_p95_ms=percentile(lags, 95) if lags else None,
@@ -289,9 +296,16 @@ class TargetWatch:
 class WatchState:
     """Every watched target plus the cycle count."""
 
-    def __init__(self, targets: Sequence[tuple[str, str]], *, window: int = WINDOW) -> None:
+    def __init__(
+        self,
+        targets: Sequence[tuple[str, str] | tuple[str, str, str | None]],
+        *,
+        window: int = WINDOW,
+    ) -> None:
+        """``targets``: (exchange, target) or (exchange, target, route) per row, in order."""
         self.targets = [
-            TargetWatch(exchange, target, window=window) for exchange, target in targets
+            TargetWatch(row[0], row[1], window=window, route=row[2] if len(row) > 2 else None)
+            for row in targets
         ]
         self.cycles = 0
         self.last_cycle_ok: bool | None = None

@@ -48,8 +48,11 @@ class WatchRunner:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         gate: RateGate | None = None,
     ) -> None:
-        planned = [(t.profile.name, t.target) for t in plan.targets]
-        if planned != [(w.exchange, w.target) for w in state.targets]:
+        planned = [
+            (t.profile.name, t.target, t.route.name if t.route is not None else None)
+            for t in plan.targets
+        ]
+        if planned != [(w.exchange, w.target, w.route) for w in state.targets]:
             raise ValueError(f"the plan's targets {planned} do not line up with the state's rows")
         self.plan = plan
         self.state = state
@@ -173,6 +176,7 @@ def finding_code(target: ProbeTarget, attempt: Attempt) -> str | None:
         attempts=(attempt,),
         proxy=target.proxy,
         ssl=target.tls,
+        route=target.route.name if target.route is not None else None,
     )
     for finding in diagnose_one(result):
         if finding.severity == "error":

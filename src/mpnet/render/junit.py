@@ -63,11 +63,13 @@ def junit_xml(report: ProbeReport) -> str:
 
 
 def _testcase(result: ProbeResult) -> ET.Element:
+    # Routes asked for (--via) make one test case per route: "rest via tokyo".
+    name = result.target if result.route is None else f"{result.target} via {result.route}"
     case = ET.Element(
         "testcase",
         {
             "classname": _clean(result.exchange),
-            "name": _clean(result.target),
+            "name": _clean(name),
             "time": _format_seconds(_seconds(result)),
         },
     )
@@ -227,6 +229,11 @@ def _context_lines(result: ProbeResult) -> list[str]:
     proxy = result.proxy
     via = proxy.proxy.redacted() if proxy.proxy is not None else "direct"
     lines = [f"proxy: {via} (layer {proxy.layer})"]
+    if result.route is not None:
+        lines.append(f"route: {result.route}")
+    edge = result.edge
+    if edge.known:
+        lines.append(f"edge: {edge.label()}" + (f" (id {edge.id})" if edge.id else ""))
     ssl = result.ssl
     if ssl.verify:
         lines.append(f"ssl: verify against {ssl.ca} (layer {ssl.layer})")

@@ -132,7 +132,12 @@ def has_clock_figures(results: Sequence[ProbeResult]) -> bool:
 def probe_table(report: ProbeReport, *, clock_columns: bool = False) -> RenderableType:
     """The main table: result, phase ms, p50/p95, success ratio; the route (proxy and the layer
     that chose it) and the TLS policy as columns when targets differ, else one line each below.
-    With ``clock_columns`` (and figures to show), the clock offset and the feed lag too."""
+    With ``clock_columns`` (and figures to show), the clock offset and the feed lag too.
+    Routes asked for (``--via``) get the comparison table instead: one row per route."""
+    from mpnet.render.routes import route_table, routed
+
+    if routed(report):
+        return route_table(report)
     results = report.results
     clock_columns = clock_columns and has_clock_figures(results)
     routes = {route_text(r) for r in results}
@@ -200,6 +205,24 @@ def ok_cell(result: ProbeResult) -> Text:
     if skipped:
         text.append(f", {skipped} skipped", style="yellow")
     return text
+
+
+def waterfall_notes(result: ProbeResult) -> dict[str, str]:
+    """Notes beside waterfall rows: the address family of the dns row, the CDN edge beside the
+    answer (``http`` or ``ws_upgrade``)."""
+    from mpnet.core.address import FAMILY_NAMES, family_of
+
+    notes: dict[str, str] = {}
+    attempt = result.addressed
+    if attempt is not None and attempt.addresses:
+        families = {family_of(a) for a in attempt.addresses}
+        count = len(attempt.addresses)
+        shown = "/".join(name for f, name in FAMILY_NAMES.items() if f in families)
+        notes["dns"] = f"{count} address{'es' if count != 1 else ''} ({shown})"
+    edge = result.edge
+    if edge.known:
+        notes["http" if "http" in result.phases else "ws_upgrade"] = f"edge {edge.label()}"
+    return notes
 
 
 def error_lines(results: Sequence[ProbeResult]) -> list[Text]:
@@ -306,9 +329,14 @@ def probe_view(
     table shows the clock offset and the feed lag; narrower, ``verbose`` shows them.
     """
     from mpnet.render.findings import findings_section
+    from mpnet.render.routes import peer_lines, verdict_lines
 
     wide = width is None or width >= CLOCK_COLUMNS_WIDTH
     parts: list[RenderableType] = [probe_table(report, clock_columns=wide)]
+    verdicts = verdict_lines(report)
+    if verdicts:
+        parts.append(Text(""))
+        parts.extend(verdicts)
     errors = error_lines(report.results)
     if errors:
         parts.append(Text(""))
@@ -321,15 +349,20 @@ def probe_view(
         from mpnet.render.waterfall import render_waterfall
 
         for result in report.results:
-            parts.append(Text(f"\n{result.exchange} {result.target}  {result.url}", style="bold"))
+            via = f" via {result.route}" if result.route is not None else ""
+            parts.append(
+                Text(f"\n{result.exchange} {result.target}{via}  {result.url}", style="bold")
+            )
             parts.append(
                 render_waterfall(
                     result.phases,
                     uncertain=result.uncertain_phases,
                     tcp_rtt_kernel_ms=result.tcp_rtt_kernel_ms,
+                    notes=waterfall_notes(result),
                 )
             )
             parts.extend(timing_notes(result))
+            parts.extend(peer_lines(result))
             parts.extend(clock_notes(result))
     parts.append(Text(""))
     parts.append(summary_line(report))

@@ -1,9 +1,12 @@
 """Prometheus text exposition of a probe report, named the way blackbox_exporter names things.
 
-Every series carries ``exchange`` and ``target`` (``rest`` | ``ws``); no label is ever built from a
-URL, a proxy host or credentials, only from profile names and fixed vocabularies (phase names,
-layer names, proxy schemes, finding codes), so a scrape cannot leak a secret and label
-cardinality stays bounded.
+Every series carries ``exchange`` and ``target`` (``rest`` | ``ws``); no label is ever built from
+credentials, only from profile names and fixed vocabularies (phase names, layer names, proxy
+schemes, finding codes), so a scrape cannot leak a secret and label cardinality stays bounded.
+Two exceptions, both bounded: when routes are compared (``--via``, ``route=``), every series also
+carries ``route``, the route's name (a config name, ``direct``, or a proxy URL with its password
+masked); ``mpnet_probe_edge_info`` carries the CDN and its point of presence, checked to be short
+plain tokens.
 
 The values describe one probe run, so every metric is a gauge, as blackbox_exporter's per-probe
 ``probe_*`` series are: the counts of one run (``mpnet_probe_attempts``, ``..._successes``,
@@ -107,6 +110,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         (),
     ),
     (
+        "mpnet_probe_edge_info",
+        "Always 1: the CDN whose edge answered and its point of presence (pop, empty when the "
+        "CDN does not name it), read from the answer's headers; no series when no CDN was seen.",
+        ("cdn", "pop"),
+    ),
+    (
         "mpnet_probe_loop_lag_seconds",
         "Longest event-loop stall that overlapped an attempt's timed span (the maximum over the "
         "attempts). Above 0.001 the probe's timings are uncertain: they may include the wait.",
@@ -176,7 +185,17 @@ def prometheus_text(report: ProbeReport, *, timeout_s: float | None = None) -> s
     seconds each attempt was allowed, becomes ``mpnet_probe_timeout_seconds`` of every target."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ReportCollector(report, timeout_s))
-    return generate_latest(registry).decode("utf-8") + _skip_comments(report)
+    return (
+        generate_latest(registry).decode("utf-8") + _skip_comments(report) + _route_comments(report)
+    )
+
+
+def _route_comments(report: ProbeReport) -> str:
+    """The route verdicts (which route is fastest, which failed), as comments for a person."""
+    from mpnet.core.compare import compare_routes, route_verdicts
+
+    verdicts = route_verdicts(compare_routes(report.results))
+    return "".join(f"# mpnet: routes: {' '.join(v.split())}\n" for v in verdicts)
 
 
 def _skip_comments(report: ProbeReport) -> str:
@@ -199,12 +218,17 @@ class _ReportCollector(Collector):
         self.timeout_s = timeout_s
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        # Routes asked for: every series says which route it measured.
+        routed = any(result.route is not None for result in self.report.results)
+        base_labels = (*BASE_LABELS, "route") if routed else BASE_LABELS
         families = {
-            name: GaugeMetricFamily(name, help_text, labels=BASE_LABELS + extra)
+            name: GaugeMetricFamily(name, help_text, labels=base_labels + extra)
             for name, help_text, extra in METRICS
         }
         for result in self.report.results:
             base = [result.exchange, result.target]
+            if routed:
+                base.append(result.route_name)
             for name, extra, value in _samples(result):
                 families[name].add_metric(base + list(extra), value)
             if self.timeout_s is not None:
@@ -246,6 +270,9 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     if totals:
         for name, q in PERCENTILES:
             yield name, (), _seconds(percentile(totals, q))
+    edge = result.edge
+    if edge.cdn is not None:
+        yield "mpnet_probe_edge_info", (edge.cdn, edge.pop or ""), 1.0
     lag = result.loop_lag_ms
     if lag is not None:
         yield "mpnet_probe_loop_lag_seconds", (), _seconds(lag)

@@ -72,6 +72,9 @@ def watch_table(
     # Only the phases and the error wrap on a narrow terminal; numbers never fold.
     table.add_column("exchange", no_wrap=True)
     table.add_column("target", no_wrap=True)
+    routed = any(row.route is not None for row in rows)
+    if routed:
+        table.add_column("route", overflow="fold", max_width=32)
     table.add_column("last", no_wrap=True)
     table.add_column("phases")
     for name in ("p50", "p95", "loss%"):
@@ -86,6 +89,7 @@ def watch_table(
         table.add_row(
             row.exchange,
             row.target,
+            *([row.route or "-"] if routed else []),
             _last(row),
             _phases_cell(row),
             _ms(row.p50_ms),
@@ -121,7 +125,10 @@ def watch_lag_cell(row: WatchRow) -> str:
 def watch_line(row: WatchRow, *, cycle: int) -> str:
     """One plain log line for a target after a cycle (used when stdout is not a terminal)."""
     feed = row.feed
-    parts = [f"cycle {cycle}", row.exchange, row.target, _status(row).plain]
+    parts = [f"cycle {cycle}", row.exchange, row.target]
+    if row.route is not None:
+        parts.append(f"via {row.route}")
+    parts.append(_status(row).plain)
     if row.skipped is not None:
         parts.append(row.skipped.message)
     elif row.last_ok:

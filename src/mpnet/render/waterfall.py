@@ -78,6 +78,7 @@ def render_waterfall(
     width: int = 40,
     uncertain: Collection[str] = (),
     tcp_rtt_kernel_ms: float | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Table:
     """A Rich table: phase, milliseconds, and a bar placed on the connection's timeline.
 
@@ -87,6 +88,7 @@ def render_waterfall(
         width: cells available to the bars.
         uncertain: phases whose figure may include event-loop lag; marked with ``~``.
         tcp_rtt_kernel_ms: the kernel's RTT of the TCP connection, shown beside ``tcp``.
+        notes: a short note to show beside a phase (``{"http": "edge CloudFront NRT57"}``).
     """
     ordered = _ordered(phases)
     timeline = [(n, v) for n, v in ordered if n not in DETACHED_PHASES]
@@ -100,7 +102,12 @@ def render_waterfall(
     table.add_column("ms", justify="right", no_wrap=True)
     table.add_column("bar", no_wrap=True, min_width=width)
     kernel = tcp_rtt_kernel_ms is not None and "tcp" in phases
+    side = {name: text for name, text in (notes or {}).items() if name in phases}
     if kernel:
+        side["tcp"] = "; ".join(
+            filter(None, (f"kernel RTT {format_ms(tcp_rtt_kernel_ms or 0.0)}", side.get("tcp")))
+        )
+    if side:
         table.add_column("note", no_wrap=True)
 
     def row(name: str, value: float, bar: Text) -> None:
@@ -111,9 +118,8 @@ def render_waterfall(
             UNCERTAIN_MARK + figure if name in uncertain else figure,
             bar,
         ]
-        if kernel:
-            note = f"kernel RTT {format_ms(tcp_rtt_kernel_ms or 0.0)}" if name == "tcp" else ""
-            cells.append(Text(note, style="dim"))
+        if side:
+            cells.append(Text(side.get(name, ""), style="dim"))
         table.add_row(*cells)
 
     start = 0.0
