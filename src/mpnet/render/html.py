@@ -21,20 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mpnet.core.result import PHASE_ORDER
+from mpnet.render.waterfall import DETACHED_PHASES, PHASE_LABELS
 
-#: Phases measured apart from the connection timeline (drawn from their own origin).
-DETACHED_PHASES = ("ping_rtt",)
-PHASE_LABELS = {
-    "bootstrap": "bootstrap",
-    "dns": "DNS lookup",
-    "tcp": "TCP connect",
-    "proxy": "proxy handshake",
-    "tls": "TLS handshake",
-    "http": "HTTP first byte",
-    "ws_upgrade": "WebSocket upgrade",
-    "first_message": "first message",
-    "ping_rtt": "ping round trip",
-}
 SEVERITY_MARKS = {"error": ("✗", "error"), "warning": ("⚠", "warning")}
 
 #: The stylesheet every mpnet page shares (the report, the exporter's status page, the

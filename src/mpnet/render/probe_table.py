@@ -158,15 +158,7 @@ def probe_table(report: ProbeReport, *, clock_columns: bool = False) -> Renderab
     if len(policies) > 1:
         table.add_column("TLS", overflow="fold")
     for result in results:
-        phases = result.phases
-        marked = result.uncertain_phases
-        cells = []
-        for key, _ in PHASE_COLUMNS:
-            name = key if key != "http" or "http" in phases else "ws_upgrade"
-            cells.append(_ms(phases.get(name), uncertain=name in marked))
-        latency = result.latency
-        shaky = any(a.uncertain for a in result.attempts if a.ok)
-        stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
+        cells, stats = phase_cells(result)
         row: list[RenderableType] = [
             result.exchange,
             result.target,
@@ -367,3 +359,18 @@ def probe_view(
     parts.append(Text(""))
     parts.append(summary_line(report))
     return Group(*parts)
+
+
+def phase_cells(result: ProbeResult) -> tuple[list[str], str]:
+    """The phase columns of one result (``~`` where loop lag makes a figure uncertain) and its
+    ``p50/p95`` cell; the probe table and the route comparison show the same figures."""
+    phases = result.phases
+    marked = result.uncertain_phases
+    cells = []
+    for key, _ in PHASE_COLUMNS:
+        name = key if key != "http" or "http" in phases else "ws_upgrade"
+        cells.append(_ms(phases.get(name), uncertain=name in marked))
+    latency = result.latency
+    shaky = any(a.uncertain for a in result.attempts if a.ok)
+    stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
+    return cells, stats

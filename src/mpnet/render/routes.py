@@ -48,8 +48,8 @@ def route_table(report: ProbeReport) -> RenderableType:
     route of each group marked ``fastest`` and the others by how far behind at p50."""
     from mpnet.render.probe_table import (
         PHASE_COLUMNS,
-        _ms,
         ok_cell,
+        phase_cells,
         result_cell,
         tls_text,
         uncertainty_legend,
@@ -76,15 +76,7 @@ def route_table(report: ProbeReport) -> RenderableType:
         table.add_row(Text(f"{first.exchange} {first.target}", style="bold"))
         comparison = comparisons.get((first.exchange, first.target))
         for result in group:
-            phases = result.phases
-            marked = result.uncertain_phases
-            cells = []
-            for key, _ in PHASE_COLUMNS:
-                name = key if key != "http" or "http" in phases else "ws_upgrade"
-                cells.append(_ms(phases.get(name), uncertain=name in marked))
-            latency = result.latency
-            shaky = any(a.uncertain for a in result.attempts if a.ok)
-            stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
+            cells, stats = phase_cells(result)
             row: list[RenderableType] = [
                 Text(f"  {result.route_name}"),
                 result_cell(result),
