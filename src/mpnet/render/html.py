@@ -46,6 +46,7 @@ table{border-collapse:collapse;margin:.3rem 0;font-size:.92em}
 th,td{border-bottom:1px solid var(--line);padding:.15rem .5rem;text-align:left;vertical-align:top}
 th{font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td.n,td.mono{white-space:nowrap}
+td code{overflow-wrap:anywhere}
 .target{border:1px solid var(--line);border-radius:6px;padding:.7rem .9rem;margin:.8rem 0;
 background:var(--card)}
 .cols{display:flex;flex-wrap:wrap;gap:.4rem 1.6rem}.cols>div{flex:1 1 22rem;min-width:0}
