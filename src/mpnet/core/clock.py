@@ -726,3 +726,16 @@ __all__ = [
     "summarize_feed",
     "unreadable_sample",
 ]
+
+
+def epoch_seconds(at: object) -> float | None:
+    """Unix seconds of an ISO 8601 text (UTC when it names no zone); None for anything else."""
+    if not isinstance(at, str) or not at:
+        return None
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

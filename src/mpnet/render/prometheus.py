@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from mpnet.core.clock import epoch_seconds
 from mpnet.core.result import PHASE_ORDER, Attempt, ProbeReport, ProbeResult, percentile
 
 #: (name, HELP text, extra labels) of every metric, in exposition order.
@@ -252,7 +252,7 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
         if status is not None:
             yield "mpnet_probe_http_status_code", (), float(status)
     tls = result.tls
-    expiry = _timestamp(tls.cert_not_after) if tls is not None else None
+    expiry = epoch_seconds(tls.cert_not_after) if tls is not None else None
     if expiry is not None:
         yield "mpnet_probe_tls_cert_expiry_timestamp_seconds", (), expiry
     yield "mpnet_probe_tls_verify", (), 1.0 if result.ssl.verify else 0.0
@@ -312,15 +312,3 @@ def _upgraded(attempt: Attempt) -> bool:
 def _error_status(result: ProbeResult) -> int | None:
     error = result.error
     return error.status if error is not None else None
-
-
-def _timestamp(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from mpnet.core.clock import epoch_seconds
 from mpnet.core.result import percentile
 from mpnet.probe.timeline import (
     Timeline,
@@ -37,18 +38,6 @@ MAX_BUCKETS = 120
 SAMPLES_PER_BUCKET = 3
 #: Above this many successful cycles, the dots are left out (the band says it all).
 MAX_DOTS = 600
-
-
-def _epoch(at: object) -> float | None:
-    if not isinstance(at, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _clock(seconds: float, *, tenths: bool = False) -> str:
@@ -128,7 +117,7 @@ def _runs(
 def latency_chart(timeline: Timeline, t0: float, t1: float) -> str:
     """The latency chart of one target (see the module docstring)."""
     records = timeline.records
-    times = [_epoch(r.get("at")) for r in records]
+    times = [epoch_seconds(r.get("at")) for r in records]
     ok_values = latencies(records)
     # A few cycles per bucket, so a bucket's p95 means something and jitter in the cycles'
     # times leaves no bucket empty.
@@ -301,7 +290,7 @@ def clock_points(records: Sequence[Mapping[str, Any]]) -> list[Point]:
     """The clock offsets recorded (``clock.offset_ms`` ± ``error_ms``), in order."""
     points: list[Point] = []
     for record in records:
-        t = _epoch(record.get("at"))
+        t = epoch_seconds(record.get("at"))
         clock = record.get("clock")
         if t is None or not isinstance(clock, Mapping):
             continue
@@ -318,7 +307,7 @@ def feed_lag_points(records: Sequence[Mapping[str, Any]]) -> list[Point]:
     """The feed lags recorded (``feed.lag_ms``: p50 line, p50-p95 band), in order."""
     points: list[Point] = []
     for record in records:
-        t = _epoch(record.get("at"))
+        t = epoch_seconds(record.get("at"))
         feed = record.get("feed")
         lag = feed.get("lag_ms") if isinstance(feed, Mapping) else None
         if t is None or not isinstance(lag, Mapping):
@@ -360,7 +349,9 @@ def render_timeline_html(
     generated_at: str | None = None,
 ) -> str:
     """The whole page: a summary table, then one section per target."""
-    moments = [t for tl in timelines for r in tl.records if (t := _epoch(r.get("at"))) is not None]
+    moments = [
+        t for tl in timelines for r in tl.records if (t := epoch_seconds(r.get("at"))) is not None
+    ]
     t0, t1 = (min(moments), max(moments)) if moments else (0.0, 1.0)
     if t1 <= t0:
         t1 = t0 + 1.0
