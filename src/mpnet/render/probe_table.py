@@ -172,8 +172,7 @@ def probe_table(report: ProbeReport, *, clock_columns: bool = False) -> Renderab
         if len(routes) > 1:
             row.append(route_text(result))
         if len(policies) > 1:
-            tls = tls_text(result)
-            row.append(Text(tls, style="bold red" if tls.startswith("INSECURE") else ""))
+            row.append(tls_cell(result))
         table.add_row(*row)
     shared: list[RenderableType] = []
     legend = uncertainty_legend(results)
@@ -374,3 +373,9 @@ def phase_cells(result: ProbeResult) -> tuple[list[str], str]:
     shaky = any(a.uncertain for a in result.attempts if a.ok)
     stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
     return cells, stats
+
+
+def tls_cell(result: ProbeResult) -> Text:
+    """The TLS column of one result; verification off stands out."""
+    tls = tls_text(result)
+    return Text(tls, style="bold red" if tls.startswith("INSECURE") else "")

@@ -51,6 +51,7 @@ def route_table(report: ProbeReport) -> RenderableType:
         ok_cell,
         phase_cells,
         result_cell,
+        tls_cell,
         tls_text,
         uncertainty_legend,
     )
@@ -86,8 +87,7 @@ def route_table(report: ProbeReport) -> RenderableType:
                 _versus(result, comparison),
             ]
             if len(policies) > 1:
-                tls = tls_text(result)
-                row.append(Text(tls, style="bold red" if tls.startswith("INSECURE") else ""))
+                row.append(tls_cell(result))
             table.add_row(*row)
     shared: list[RenderableType] = []
     legend = uncertainty_legend(results)
