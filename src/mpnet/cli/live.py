@@ -13,6 +13,7 @@ import typer
 from mpnet.cli.completion import complete_fault
 from mpnet.config.layers import NetworkOptions
 from mpnet.errors import UsageError
+from mpnet.probe.looplag import new_event_loop
 
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
@@ -50,7 +51,8 @@ def run_interruptibly(
     ``stop_signals`` (SIGTERM for a service) raises :class:`Stopped` instead: a requested,
     normal end.
     """
-    loop = asyncio.new_event_loop()
+    # Its selector shows the loop-lag monitor when the loop was busy (probe/looplag.py).
+    loop = new_event_loop()
     stopped_by: list[signal.Signals] = []
     try:
         task = loop.create_task(_as_coroutine(factory))
