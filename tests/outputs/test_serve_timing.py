@@ -15,7 +15,8 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile
 from mpnet.config.profiles import load_profiles
 from mpnet.lab import Lab
-from mpnet.probe.exporter import ProbeExporter, build_app
+from mpnet.probe.exporter import ProbeExporter
+from mpnet.serve.app import build_app
 
 
 async def _scrape(exporter: ProbeExporter, query: str) -> tuple[int, str]:
