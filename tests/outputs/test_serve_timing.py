@@ -69,9 +69,9 @@ async def test_an_unreadable_ca_is_refused_at_plan_time(
 
 
 async def test_watch_prepares_the_network_before_opening_feeds(tmp_path: Path) -> None:
+    from mpnet.core.watch import WatchState
     from mpnet.errors import ConfigError
     from mpnet.probe.plan import build_plan
-    from mpnet.probe.watch import WatchState
     from mpnet.probe.watch_runner import WatchRunner
 
     bad = tmp_path / "ca.pem"
