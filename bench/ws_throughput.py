@@ -138,8 +138,8 @@ def wrapper(backend: str, *, lag: bool = False) -> Receive:
             await ws.send(str(count))
             started = _clocks()
             if lag:
-                # As the probe's feed window reads (engine._Conversation.read_feed): stamp each
-                # message's arrival, decode and read E after the window.
+                # As the probe's feed window reads (conversation._Conversation.read_feed): stamp
+                # each message's arrival, decode and read E after the window.
                 pending: list[tuple[float, str | bytes]] = []
                 recv, now = ws.recv, time.time
                 for _ in range(count):

@@ -461,7 +461,8 @@ async def _scrape_in_process(setup: Setup) -> list[str]:
     from mpnet.config.layers import NetworkOptions
     from mpnet.config.profiles import load_profiles
     from mpnet.core.route import parse_routes
-    from mpnet.probe.exporter import ProbeExporter, build_app
+    from mpnet.probe.exporter import ProbeExporter
+    from mpnet.serve.app import build_app
 
     env = dict(setup.env)
     config_path = setup.config_args[1] if setup.config_args else None

@@ -30,7 +30,8 @@ from mpnet.config.profiles import load_profiles
 from mpnet.errors import InvalidConfigFile, UsageError
 from mpnet.lab import Lab
 from mpnet.probe.admission import ProbeSlots, Shed, default_max_probes, usable_cpus
-from mpnet.probe.exporter import SLOTS_KEY, ProbeExporter, build_app, make_runner
+from mpnet.probe.exporter import ProbeExporter
+from mpnet.serve.app import SLOTS_KEY, build_app, make_runner
 
 SLOW = "kraken"
 FAST = "okx"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mpnet.errors import UsageError
-from mpnet.probe.exporter import Listen, parse_listen, probe_budget
+from mpnet.serve.app import probe_budget
+from mpnet.serve.listen import Listen, parse_listen
 
 
 @pytest.mark.parametrize(

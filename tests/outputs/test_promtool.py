@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from mpnet.cli.app import get_app
 from mpnet.cli.serve_cmd import DEFAULT_LISTEN
-from mpnet.probe.exporter import probe_parameters
 from mpnet.render.prometheus import prometheus_text
+from mpnet.serve.app import probe_parameters
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

@@ -15,7 +15,8 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile
 from mpnet.config.profiles import load_profiles
 from mpnet.lab import Lab
-from mpnet.probe.exporter import ProbeExporter, build_app
+from mpnet.probe.exporter import ProbeExporter
+from mpnet.serve.app import build_app
 
 
 async def _scrape(exporter: ProbeExporter, query: str) -> tuple[int, str]:
@@ -68,9 +69,9 @@ async def test_an_unreadable_ca_is_refused_at_plan_time(
 
 
 async def test_watch_prepares_the_network_before_opening_feeds(tmp_path: Path) -> None:
+    from mpnet.core.watch import WatchState
     from mpnet.errors import ConfigError
     from mpnet.probe.plan import build_plan
-    from mpnet.probe.watch import WatchState
     from mpnet.probe.watch_runner import WatchRunner
 
     bad = tmp_path / "ca.pem"

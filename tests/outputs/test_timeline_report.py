@@ -11,6 +11,7 @@ from html_dom import Element, parse
 from typer.testing import CliRunner
 
 from mpnet.cli.app import get_app
+from mpnet.core.watch import FeedSample, WatchRow
 from mpnet.errors import UsageError
 from mpnet.probe.timeline import (
     Timeline,
@@ -21,7 +22,6 @@ from mpnet.probe.timeline import (
     record_of,
     summarize,
 )
-from mpnet.probe.watch import FeedSample, WatchRow
 from mpnet.render.timeline_html import MAX_DOTS, render_timeline_html
 
 

@@ -18,11 +18,11 @@ import pytest
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.config.profiles import load_profiles
+from mpnet.core.watch import WatchState
 from mpnet.lab import Lab
 from mpnet.probe import feed as feed_module
 from mpnet.probe.feed import FeedMonitor
 from mpnet.probe.plan import ProbePlan, build_plan
-from mpnet.probe.watch import WatchState
 from mpnet.probe.watch_runner import WatchRunner
 
 PROFILES = load_profiles()

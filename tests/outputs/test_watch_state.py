@@ -9,7 +9,7 @@ from report_builders import failed_attempt, ok_attempt
 from rich.console import Console
 
 from mpnet.core.result import Attempt, ErrorInfo
-from mpnet.probe.watch import FeedSample, TargetWatch, WatchState
+from mpnet.core.watch import FeedSample, TargetWatch, WatchState
 from mpnet.render.watch import watch_line, watch_table
 
 

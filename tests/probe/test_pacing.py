@@ -25,15 +25,16 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.config.profiles import parse_profile_text
 from mpnet.core.result import ProbeReport
+from mpnet.core.watch import WatchState
 from mpnet.net.prepare import prepare_network
 from mpnet.probe.engine import run_probes
-from mpnet.probe.exporter import ProbeExporter, build_app
+from mpnet.probe.exporter import ProbeExporter
 from mpnet.probe.plan import ProbePlan, build_plan
-from mpnet.probe.watch import WatchState
 from mpnet.probe.watch_runner import WatchRunner
 from mpnet.render.junit import junit_xml
 from mpnet.render.probe_table import probe_view
 from mpnet.render.prometheus import prometheus_text
+from mpnet.serve.app import build_app
 
 REASON = "not sent: demo asked to wait (HTTP 429 with Retry-After: 7)"
 #: Request starts are paced exactly; what the server sees also includes each request's

@@ -376,7 +376,8 @@ async def test_serve_compares_routes_and_every_series_has_a_route(world: World) 
     from mpnet.config.layers import NetworkOptions
     from mpnet.config.profiles import load_profiles
     from mpnet.core.route import parse_routes
-    from mpnet.probe.exporter import ProbeExporter, build_app
+    from mpnet.probe.exporter import ProbeExporter
+    from mpnet.serve.app import build_app
 
     config = parse_config_text(f"routes:\n  lab: {world.socks_proxy}\n", "mpnet.yaml")
     exporter = ProbeExporter(

@@ -7,8 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
+from mpnet.core.watch import WatchRow
 from mpnet.probe.timeline import LatencyTrend
-from mpnet.probe.watch import WatchRow
 from mpnet.render.sparkline import sparkline
 from mpnet.render.watch import watch_table
 

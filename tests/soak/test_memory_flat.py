@@ -30,13 +30,14 @@ from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile
 from mpnet.config.profiles import load_profiles
 from mpnet.core.result import Attempt, ProbeReport
+from mpnet.core.watch import WatchState
 from mpnet.lab import Lab
 from mpnet.net.manager import ENDED_HISTORY, NetworkConnectionManager
 from mpnet.net.ws import GAP_HISTORY, Gap, ReconnectingWebSocket, WebSocketWrapper
-from mpnet.probe.exporter import ProbeExporter, build_app, make_runner
+from mpnet.probe.exporter import ProbeExporter
 from mpnet.probe.plan import build_plan
-from mpnet.probe.watch import WatchState
 from mpnet.probe.watch_runner import WatchRunner
+from mpnet.serve.app import build_app, make_runner
 
 pytestmark = pytest.mark.soak
 

@@ -41,7 +41,7 @@ from mpnet.probe.admission import PROBES_PER_CPU, default_max_probes
 
 if TYPE_CHECKING:
     from mpnet.lab.faults import Fault
-    from mpnet.probe.exporter import Listen
+    from mpnet.serve.listen import Listen
 
 #: Not blackbox_exporter's 9115 (mpnet often runs beside it) nor any other well-known exporter's
 #: port (docs/prometheus.md).
@@ -134,7 +134,7 @@ def serve(
     every series gets a route label; &route=NAME (repeatable) picks routes by name per scrape.
     """
     with guarded():
-        from mpnet.probe.exporter import parse_listen
+        from mpnet.serve.listen import parse_listen
 
         address = parse_listen(listen)
         if not address.loopback:
@@ -194,7 +194,8 @@ async def _serve(
     from aiohttp import web
 
     from mpnet.net.tls import system_trust_store_available
-    from mpnet.probe.exporter import ProbeExporter, build_app, make_runner
+    from mpnet.probe.exporter import ProbeExporter
+    from mpnet.serve.app import build_app, make_runner
 
     system_store = system_trust_store_available()
 

@@ -36,10 +36,10 @@ from mpnet.cli.options import (
 )
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
+from mpnet.core.watch import WatchState
 from mpnet.errors import UsageError
 from mpnet.probe.plan import ProbePlan
 from mpnet.probe.timeline import LatencyTrend
-from mpnet.probe.watch import WatchState
 
 if TYPE_CHECKING:
     from mpnet.cli.watch_record import Recorder

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from mpnet.core.watch import WatchRow
 from mpnet.probe.timeline import record_lines
-from mpnet.probe.watch import WatchRow
 
 #: Appends the rows of one cycle (rows, cycle number).
 Recorder = Callable[[Sequence[WatchRow], int], None]

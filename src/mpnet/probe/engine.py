@@ -13,29 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from mpnet import __version__
 from mpnet.core.address import ConnectFailure
 from mpnet.core.clock import (
-    SOURCE_PONG,
     SOURCE_REST,
     ClockSample,
     FeedRecord,
-    FeedRecorder,
     sample_clock,
     unreadable_sample,
 )
-from mpnet.core.diagnose import CLOCK_CARRIED, diagnose
+from mpnet.core.diagnose import diagnose
 from mpnet.core.edge import Edge, edge_from_headers
-from mpnet.core.match import dig, fill_placeholders, matches
+from mpnet.core.match import fill_placeholders, matches
 from mpnet.core.result import (
     Attempt,
     ErrorInfo,
@@ -52,7 +48,8 @@ from mpnet.errors import (
     TLSError,
 )
 from mpnet.net.dial import AddressReport, PhaseTimings, address_family, address_observer
-from mpnet.probe.messages import decode_message, server_ping_reply
+from mpnet.probe.bootstrap import _bootstrap, _preview
+from mpnet.probe.conversation import _Conversation, _ping_warning
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
@@ -75,13 +72,6 @@ ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 SOCKET_FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 #: Answers whose headers name the CDN edge of the exchange (not a proxy's refusal).
 EDGE_PHASES = frozenset({Phase.HTTP, Phase.WS_UPGRADE})
-#: Seconds of an attempt's budget the feed window leaves for closing the connection.
-FEED_CLOSE_RESERVE = 0.5
-#: Messages a feed window reads at most (it ends early past them): a firehose's lags are known
-#: well before, and its raw messages are held until the window ends.
-MAX_FEED_MESSAGES = 50_000
-#: Messages decoded between two yields to the loop after a feed window (about a millisecond).
-FEED_DECODE_SLICE = 64
 
 
 async def run_probes(
@@ -659,327 +649,3 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         return replace(progress.succeeded(), warnings=warnings)
     finally:
         await ws.close()
-
-
-#: A pattern no message matches (:func:`mpnet.core.match.matches` compares it by equality).
-_NOTHING = object()
-
-
-class _Conversation:
-    """Reads messages until one matches, answering server keepalives on the way; an answer
-    matching the profile's ``error_match`` ends the wait at once."""
-
-    def __init__(self, ws: Any, target: ProbeTarget, progress: _Progress) -> None:
-        self.ws = ws
-        self.spec = target.profile.websocket
-        self.progress = progress
-        self.seen = 0
-        # The Unix time the subscription carried ("$now"), when it carried one (Gate).
-        self.clock_sent: float | None = None
-        # The local Unix time the last message was received at.
-        self.received_at = 0.0
-        # Notes every data message once the first one has arrived.
-        self.recorder: FeedRecorder | None = None
-
-    def start_feed(self, first: Any) -> _FeedStart:
-        """Start noting data messages, the first one included."""
-        assert self.spec is not None
-        recorder = FeedRecorder(self.spec.event_time)
-        recorder.observe(first, self.received_at)
-        self.recorder = recorder
-        return _FeedStart(recorder, time.perf_counter_ns(), time.monotonic())
-
-    async def read_feed(self, feed: _FeedStart) -> None:
-        """Keep reading for the feed window after the first data message (within the attempt's
-        budget), then record what the feed showed in the attempt.
-
-        The window's messages are only stamped with their arrival time as they come: decoding
-        them in the receive loop would delay the stamps of the messages queued behind (adding
-        mpnet's own parsing to the lag) and slow the reading (``bench/ws_throughput.py``). They
-        are decoded after the window, a slice at a time so that no long stall holds up the
-        other attempts' clocks. Profiles whose server pings must be answered (HTX) are decoded
-        as they come, to answer them.
-        """
-        assert self.spec is not None
-        progress = self.progress
-        window = progress.feed_window
-        pending: list[tuple[float, str | bytes]] = []
-        if window > 0:
-            until = min(feed.monotonic + window, progress.deadline - FEED_CLOSE_RESERVE)
-            # A drop or an error answer during the window ends it: the attempt already
-            # succeeded, and the messages so far are what the feed showed.
-            with contextlib.suppress(TimeoutError, ProbeError):
-                async with asyncio.timeout(max(0.0, until - time.monotonic())):
-                    if self.spec.server_ping is not None:
-                        await self.wait_for(_NOTHING, what="end of the feed window")
-                    else:
-                        recv, now = self.ws.recv, time.time
-                        while len(pending) < MAX_FEED_MESSAGES:
-                            raw = await recv()
-                            pending.append((now(), raw))
-        ended_ns = time.perf_counter_ns()
-        for index, (received_at, raw) in enumerate(pending):
-            if index % FEED_DECODE_SLICE == FEED_DECODE_SLICE - 1:
-                await asyncio.sleep(0)
-                if time.monotonic() > progress.deadline:
-                    # Never at the cost of the attempt: what is left is said, not guessed.
-                    feed.recorder.skip(
-                        "not decoded: the attempt's time ran out", len(pending) - index
-                    )
-                    break
-            try:
-                message = decode_message(raw, compression=self.spec.compression)
-            except ProtocolError:
-                continue
-            if matches(self.spec.data_match, message):
-                feed.recorder.observe(message, received_at)
-        monitor = progress.monitor
-        progress.feed = feed.recorder.record(
-            duration_s=(ended_ns - feed.perf_ns) / 1e9 if window > 0 else None,
-            loop_lag_ms=monitor.lag_between(feed.perf_ns, ended_ns) if monitor else None,
-        )
-
-    async def subscribe(self) -> None:
-        """Send the profile's subscription messages, noting the local time they carry."""
-        assert self.spec is not None
-        now = time.time()
-        for message in self.spec.subscribe:
-            filled = fill_placeholders(message, now=now)
-            if filled != message:
-                self.clock_sent = now
-            await self.ws.send(filled)
-
-    async def ping(self, timeout: float) -> float:
-        """One application ping (or ping frame); its round trip in milliseconds.
-
-        Raises:
-            ProbeError: phase ``ping_rtt``: no answer within ``timeout`` seconds (kind
-                ``timeout``, ``frame_timeout`` for a ping frame), an error answer
-                (``rejected``), or the connection closed.
-        """
-        assert self.spec is not None and self.spec.ping is not None
-        ping = self.spec.ping
-        if ping.frame:
-            # Keep reading meanwhile: a backlog of unread data messages stops the websockets
-            # client reading the socket, and the pong (and later the close handshake) would wait
-            # behind it. The aiohttp backend reads (and keeps) data itself while it waits.
-            reader = asyncio.create_task(
-                self._read_meanwhile() if self.ws.backend == "websockets" else asyncio.sleep(0)
-            )
-            try:
-                return float(await self.ws.ping(timeout=timeout))
-            except ProbeTimeout as exc:
-                raise ProbeTimeout(
-                    f"no pong frame within {timeout:.3g} s",
-                    phase=Phase.PING_RTT,
-                    kind="frame_timeout",
-                ) from exc
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-        started = time.perf_counter_ns()
-        sent_at = time.time()
-        await self.ws.send(fill_placeholders(ping.send))
-        try:
-            async with asyncio.timeout(timeout):
-                pong = await self.wait_for(ping.expect, what="pong")
-        except TimeoutError as exc:
-            raise ProbeTimeout(
-                f"no answer to the ping within {timeout:.3g} s", phase=Phase.PING_RTT
-            ) from exc
-        elapsed = (time.perf_counter_ns() - started) / 1e6
-        if ping.server_time is not None:
-            self.progress.clock = sample_clock(
-                pong,
-                ping.server_time,
-                source=SOURCE_PONG,
-                sent_at=sent_at,
-                received_at=self.received_at,
-            )
-        return elapsed
-
-    async def _read_meanwhile(self) -> None:
-        with contextlib.suppress(ProbeError):
-            await self.wait_for(_NOTHING, what="pong")
-
-    async def wait_for(self, pattern: Any, *, what: str) -> Any:
-        assert self.spec is not None
-        while True:
-            try:
-                raw = await self.ws.recv()
-            except ProtocolError as exc:
-                if exc.kind == "closed":
-                    raise ProtocolError(
-                        f"connection closed after {self.seen} message(s), before the {what}: "
-                        f"{exc.message}",
-                        phase=exc.phase,
-                        kind="closed",
-                    ) from exc
-                raise
-            self.received_at = received_at = time.time()
-            self.seen += 1
-            message = decode_message(raw, compression=self.spec.compression)
-            reply = server_ping_reply(self.spec, message)
-            if reply is not None:
-                await self.ws.send(reply)
-                continue
-            recorder = self.recorder
-            if recorder is not None and matches(self.spec.data_match, message):
-                recorder.observe(message, received_at)
-            if matches(pattern, message):
-                return message
-            shown = _shown(raw, message)
-            if self.spec.error_match is not None and matches(self.spec.error_match, message):
-                raise ProtocolError(
-                    f"the server answered with an error while mpnet waited for the {what}: "
-                    f"{shown}{self._clock_note(what)}",
-                    phase=self.progress.phase,
-                    kind="rejected",
-                    body=shown.encode(),
-                )
-            self.progress.last_unmatched = shown
-
-    def _clock_note(self, what: str) -> str:
-        if self.clock_sent is None or what != "data message":
-            return ""
-        stamp = datetime.fromtimestamp(self.clock_sent, UTC).isoformat(timespec="seconds")
-        return f" ({CLOCK_CARRIED}: {int(self.clock_sent)}, {stamp})"
-
-
-@dataclass(frozen=True, slots=True)
-class _FeedStart:
-    """When the first data message arrived, and the recorder noting the feed since."""
-
-    recorder: FeedRecorder
-    perf_ns: int
-    monotonic: float
-
-
-def _ping_warning(error: ProbeError) -> ErrorInfo:
-    """The warning an unanswered ping leaves on an attempt that did receive data."""
-    from mpnet.net.ws import error_info
-
-    return replace(error_info(error), phase=str(Phase.PING_RTT))
-
-
-async def _bootstrap(target: ProbeTarget, progress: _Progress) -> str:
-    """The bootstrap of one attempt: its time and the answer's Date go into ``progress``."""
-
-    def note(response: TimedResponse) -> None:
-        progress.server_date = response.header("date")
-        progress.local_time = response.received_at
-
-    started = time.perf_counter_ns()
-    try:
-        answer = await run_bootstrap(target, progress.remaining(), on_response=note)
-    except ProbeError:
-        # A failed phase keeps the time spent until it failed, as PhaseTimings does.
-        progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
-        raise
-    progress.phases["bootstrap"] = answer.elapsed_ms
-    return answer.url
-
-
-@dataclass(frozen=True, slots=True)
-class BootstrapAnswer:
-    """The WebSocket URL (token included) a bootstrap request returned, and its time."""
-
-    url: str
-    elapsed_ms: float
-
-
-async def run_bootstrap(
-    target: ProbeTarget,
-    timeout: float,
-    *,
-    on_response: Callable[[TimedResponse], None] | None = None,
-) -> BootstrapAnswer:
-    """KuCoin-style token request (the profile's ``websocket.bootstrap``) before connecting.
-
-    Args:
-        target: a WebSocket target whose profile has a bootstrap.
-        timeout: seconds for the request.
-        on_response: sees the HTTP answer before it is checked (its Date header, say).
-
-    Raises:
-        ProbeError: phase ``bootstrap``: the request failed, was refused, or its answer holds
-            no usable endpoint and token.
-    """
-    from mpnet.net.http import timed_request
-
-    profile = target.profile
-    spec = profile.websocket
-    assert spec is not None and spec.bootstrap is not None and profile.rest is not None
-    boot = spec.bootstrap
-    url = profile.rest.base_url.rstrip("/") + boot.path
-    started = time.perf_counter_ns()
-    try:
-        response = await timed_request(
-            boot.method,
-            url,
-            proxy=target.proxy,
-            tls=target.tls,
-            timeout=timeout,
-            headers=profile.rest.headers,
-        )
-    except ProbeError as exc:
-        raise type(exc)(
-            f"bootstrap {boot.method} {url}: {exc.message}", phase=Phase.BOOTSTRAP, kind=exc.kind
-        ) from exc
-    if on_response is not None:
-        on_response(response)
-    if not 200 <= response.status < 300:
-        raise HTTPStatusError(
-            f"bootstrap {boot.method} {boot.path}: HTTP {response.status} {response.reason}",
-            status=response.status,
-            headers=response.headers,
-            body=response.body,
-            phase=Phase.BOOTSTRAP,
-        )
-    try:
-        document = response.json()
-    except ProtocolError as exc:
-        raise ProtocolError(exc.message, phase=Phase.BOOTSTRAP, kind=exc.kind) from exc
-    endpoint, token = dig(document, boot.endpoint), dig(document, boot.token)
-    if not isinstance(endpoint, str) or not isinstance(token, str):
-        raise ProtocolError(
-            f"bootstrap answer lacks {boot.endpoint} or {boot.token}: {_preview(response.body)}",
-            phase=Phase.BOOTSTRAP,
-            kind="unexpected_json",
-        )
-    elapsed_ms = (time.perf_counter_ns() - started) / 1e6
-    values = {"token": token, "connect_id": f"mpnet{int(time.time() * 1000)}"}
-    query = {key: template.format(**values) for key, template in boot.query.items()}
-    # The endpoint comes from the server: a bad one is the server's fault, not a usage error.
-    try:
-        parts = urlsplit(endpoint)
-        usable = parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
-        parts.port  # noqa: B018 - validates the port
-    except ValueError:
-        usable = False
-    if not usable:
-        raise ProtocolError(
-            f"bootstrap answer's endpoint {endpoint[:100]!r} is not a ws:// or wss:// URL",
-            phase=Phase.BOOTSTRAP,
-            kind="unexpected_json",
-        )
-    joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
-    ws_url = urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
-    return BootstrapAnswer(url=ws_url, elapsed_ms=elapsed_ms)
-
-
-def _shown(raw: str | bytes, message: Any, limit: int = 500) -> str:
-    """A message as text for an error report (decoded JSON re-serialised when it was binary)."""
-    if isinstance(raw, str):
-        text = raw
-    elif isinstance(message, str):
-        text = message
-    else:
-        text = json.dumps(message, separators=(",", ":"))
-    return text[:limit]
-
-
-def _preview(body: bytes, limit: int = 100) -> str:
-    text = body[:limit].decode("utf-8", "replace")
-    return text + ("..." if len(body) > limit else "")

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from mpnet.core.clock import MAX_LAGS, SOURCE_PONG, ClockSample, sample_clock
 from mpnet.core.match import fill_placeholders, matches
 from mpnet.core.result import Attempt, ErrorInfo
+from mpnet.core.watch import FeedSample
 from mpnet.errors import Phase, ProbeError, ProbeTimeout, ProtocolError
-from mpnet.probe.engine import forced_family, run_bootstrap
+from mpnet.probe.bootstrap import run_bootstrap
+from mpnet.probe.engine import forced_family
 from mpnet.probe.messages import decode_message, server_ping_reply
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbeTarget
-from mpnet.probe.watch import FeedSample
 
 if TYPE_CHECKING:
     from mpnet.config.model import WebSocketSpec

@@ -1,6 +1,6 @@
 """The exporter's memory of its last probes, per exchange and target (a bounded ring buffer).
 
-Pure bookkeeping, like :mod:`mpnet.probe.watch`: each probe's report goes in, and the status
+Pure bookkeeping, like :mod:`mpnet.core.watch`: each probe's report goes in, and the status
 page (``GET /`` of ``mpnet serve``) reads it back. Results are kept as their JSON documents
 (:meth:`~mpnet.core.result.ProbeResult.to_dict`, passwords already redacted; kept as compact
 JSON text), so a page drawn

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mpnet.core.watch import WatchRow
 from mpnet.errors import UsageError
-from mpnet.probe.watch import WatchRow
 
 RECORD_VERSION = 1
 

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mpnet.core.result import Attempt
+from mpnet.core.watch import FeedSample, WatchState
 from mpnet.probe.feed import RECONNECT_INITIAL_DELAY, FeedMonitor
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
-from mpnet.probe.watch import FeedSample, WatchState
 
 
 class WatchRunner:

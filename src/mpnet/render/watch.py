@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mpnet.core.result import PHASE_ORDER
-from mpnet.probe.watch import FeedSample, WatchRow
+from mpnet.core.watch import FeedSample, WatchRow
 from mpnet.render.probe_table import UNCORRECTED_MARK, offset_cell
 from mpnet.render.sparkline import sparkline
 

@@ -1,7 +1,7 @@
 """The human side of ``mpnet serve``: the status page at ``/``, a kept probe at ``/recent``,
 and a probe answered as HTML (``/probe?...&format=html``).
 
-Kept apart from :mod:`mpnet.probe.exporter` (the Prometheus side): the exporter records each
+Kept apart from :mod:`mpnet.serve.app` (the Prometheus side): the exporter records each
 probe in a :class:`~mpnet.probe.recent.RecentProbes` and calls :func:`add_status_routes` and
 :func:`report_html_response`; everything else about the pages lives here and in
 :mod:`mpnet.render.status_page`.
