@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import statistics
 import subprocess
@@ -307,6 +308,63 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
     assert dialing[1] <= 2
     # Slots come back when the handshake is done, not when the attempt ends.
     assert windows_peak[0] > 2
+
+
+async def test_one_set_up_at_a_time_from_dns_to_the_first_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With one connecting slot and phases that all end within FAST_PHASE, no REST attempt's
+    timed span (DNS to the HTTP answer) overlaps another's: nobody's handshake or request is
+    billed to anybody else. The HTTP exchange is timed without a measure() block, so this also
+    shows that its end, set directly, hands the slot on."""
+    monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 1)
+    monkeypatch.setattr(engine, "FAST_PHASE", 5.0)  # every lab phase is "fast" here
+    names = ("okx", "deribit", "binance", "bybit", "kraken", "gate")
+    async with Lab([KNOWN.get(n) for n in names], tls=True) as lab:
+        plan = build_plan(
+            lab.profiles(),
+            config=ConfigFile(),
+            options=NetworkOptions(ca_bundle=lab.ca_file),
+            env={},
+            ws=False,
+            concurrency=6,
+            count=2,
+        )
+        report = await engine.run_probes(plan)
+    assert report.ok
+    # From each attempt's start to its HTTP answer (the sum of its phases, dns to http).
+    spans = sorted(
+        (a.window_ns[0], a.window_ns[0] + round(sum(a.phases.values()) * 1e6))
+        for r in report.results
+        for a in r.attempts
+        if a.window_ns is not None
+    )
+    assert len(spans) == 12
+    for (_, answered), (start, _) in itertools.pairwise(spans):
+        assert start >= answered, "two attempts were setting up at the same time"
+
+
+async def test_a_slow_phase_hands_the_slot_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with phases that outlast FAST_PHASE (answers after 0.4 s): the attempts wait for
+    their answers together instead of one after the other."""
+    monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 1)
+    names = ("okx", "deribit", "binance", "bybit")
+    async with Lab(
+        [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
+    ) as lab:
+        plan = build_plan(
+            lab.profiles(),
+            config=ConfigFile(),
+            options=NetworkOptions(ca_bundle=lab.ca_file),
+            env={},
+            ws=False,
+            concurrency=4,
+        )
+        report = await engine.run_probes(plan)
+    assert report.ok
+    spans = sorted(a.window_ns for r in report.results for a in r.attempts if a.window_ns)
+    # Every span started before the first one ended: all four waited at the same time.
+    assert all(start < spans[0][1] for start, _ in spans)
 
 
 async def test_a_connection_stuck_in_set_up_gives_its_slot_back(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import socket
 import time
@@ -60,11 +61,18 @@ if TYPE_CHECKING:
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
 
 OUTER_GRACE = 0.25
-#: Attempts setting up their connection at once (DNS to the end of the TLS handshake). The
-#: handshakes' crypto runs on the loop, inside every other attempt's timed span; past a few at
-#: once, the loop lag they add dwarfs the figures (docs/timing.md). Waits are not limited by it.
-CONNECTING_AT_ONCE = 4
-#: Seconds an attempt may hold its connecting slot at most.
+#: Attempts setting up their connection at once (DNS to the first answer: the HTTP response or
+#: the WebSocket upgrade). A set-up's CPU work (the TLS handshake's crypto, parsing) runs on the
+#: loop, inside every other attempt's timed span, so two set-ups at once bill each other's work
+#: to their phases (docs/timing.md). Waits for the network are not limited by it: see
+#: FAST_PHASE.
+CONNECTING_AT_ONCE = 1
+#: Seconds a phase of the set-up may last while it holds the slot. A phase still running after
+#: that is waiting for the network (a loopback handshake's own work is 1 to 3 ms), so holding
+#: the others back would only slow the run: the slot passes on, and the rare overlap that
+#: follows is measured as loop lag like any other.
+FAST_PHASE = 0.005
+#: Seconds an attempt may hold its connecting slot at most, however many fast phases it has.
 CONNECT_SLOT_HOLD = 0.5
 #: Phases the engine times itself, around net/'s calls.
 ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
@@ -197,7 +205,9 @@ async def run_attempt(
     try:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         window = monitor.open_window() if monitor is not None else None
-        progress = _Progress(timeout, on_phase_end=slot.phase_ended)
+        progress = _Progress(
+            timeout, on_phase_end=slot.phase_ended, on_phase_start=slot.phase_started
+        )
         observer_token = address_observer.set(progress.note_addresses)
         progress.monitor = monitor
         progress.feed_window = max(0.0, feed_window)
@@ -250,22 +260,22 @@ def forced_family(target: ProbeTarget) -> Iterator[None]:
 
 
 def _setup_ends_with(target: ProbeTarget) -> str:
-    """The phase that completes the connection set-up of ``target`` (the handshake's CPU)."""
-    if target.url.startswith(("https:", "wss:")):
-        return "tls"
-    return "proxy" if target.proxy.proxy is not None else "tcp"
+    """The phase that completes the set-up of ``target``: its first answer."""
+    return "http" if target.target == "rest" else "ws_upgrade"
 
 
 class _ConnectSlot:
     """A slot of the ``connecting`` semaphore, held from before the attempt's clocks start until
-    its connection is set up, the attempt ends, or :data:`CONNECT_SLOT_HOLD` has passed
-    (whichever comes first: a set-up that takes longer is waiting for the network, not using
-    the loop, and must not hold back the others)."""
+    its first answer has come, the attempt ends, one of its phases has lasted
+    :data:`FAST_PHASE`, or :data:`CONNECT_SLOT_HOLD` has passed (whichever comes first: a phase
+    that takes longer is waiting for the network, not using the loop, and must not hold back the
+    others)."""
 
     def __init__(self, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> None:
         self._semaphore = semaphore
         self._setup_ends_with = setup_ends_with
         self._timer: asyncio.TimerHandle | None = None
+        self._phase_timer: asyncio.TimerHandle | None = None
         if semaphore is not None:
             self._timer = asyncio.get_running_loop().call_later(CONNECT_SLOT_HOLD, self.release)
 
@@ -275,53 +285,86 @@ class _ConnectSlot:
             await semaphore.acquire()
         return cls(semaphore, setup_ends_with)
 
+    def phase_started(self, phase: str) -> None:
+        """A phase starts: it has :data:`FAST_PHASE` to end before the slot passes on."""
+        if self._semaphore is None:
+            return
+        if self._phase_timer is not None:
+            self._phase_timer.cancel()
+        self._phase_timer = asyncio.get_running_loop().call_later(FAST_PHASE, self.release)
+
     def phase_ended(self, phase: str) -> None:
+        """A phase has its figure: the set-up is done, or its next step starts now (the HTTP
+        exchange is timed without a ``measure`` block, so its start is the previous end)."""
         if phase == self._setup_ends_with:
             self.release()
+        else:
+            self.phase_started("")
 
     def release(self) -> None:
         semaphore, self._semaphore = self._semaphore, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._phase_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._phase_timer = None
         if semaphore is not None:
             semaphore.release()
 
 
 class _TrackedTimings(PhaseTimings):
     """PhaseTimings that remember which measurement was cut off (left by an exception), so an
-    outer timeout can name the phase net/ was in, and report each phase that completes.
-    ``to_dict`` is unchanged."""
+    outer timeout can name the phase net/ was in, and report each phase as it starts and as its
+    figure is set (by ``measure`` or directly, as the HTTP exchange does). ``to_dict`` is
+    unchanged."""
 
-    def __init__(self, on_phase_end: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_phase_end: Callable[[str], None] | None = None,
+        on_phase_start: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.cut: str | None = None
         self._on_phase_end = on_phase_end
+        self._on_phase_start = on_phase_start
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if value is not None and name in _PHASE_FIELDS:
+            on_phase_end = getattr(self, "_on_phase_end", None)
+            if on_phase_end is not None:
+                on_phase_end(name)
 
     @contextlib.contextmanager
     def measure(self, phase: Phase | str) -> Iterator[None]:
         name = str(phase)
         self.cut = name
+        if self._on_phase_start is not None:
+            self._on_phase_start(name)
         with PhaseTimings.measure(self, phase):
             yield
         # Reached only when the body ended normally.
         self.cut = None
-        if self._on_phase_end is not None:
-            self._on_phase_end(name)
+
+
+_PHASE_FIELDS = frozenset(f.name for f in dataclasses.fields(PhaseTimings))
 
 
 class _Progress:
     """What an attempt has measured so far, so a failure can still report earlier phases."""
 
     def __init__(
-        self, timeout: float, *, on_phase_end: Callable[[str], None] | None = None
+        self,
+        timeout: float,
+        *,
+        on_phase_end: Callable[[str], None] | None = None,
+        on_phase_start: Callable[[str], None] | None = None,
     ) -> None:
         self.started_ns = time.perf_counter_ns()
         self.deadline = time.monotonic() + timeout
         self.phase: Phase = Phase.DNS
         self.phases: dict[str, float] = {}
         # Handed to net/ (dial, the HTTP request, the WebSocket connect), filled as they go.
-        self.timings = _TrackedTimings(on_phase_end)
+        self.timings = _TrackedTimings(on_phase_end, on_phase_start)
         self.status: int | None = None
         self.server_date: str | None = None
         self.local_time: float | None = None
