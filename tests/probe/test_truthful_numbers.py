@@ -277,6 +277,9 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
     import mpnet.net.http
 
     monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 2)
+    # A loaded machine can stretch a loopback handshake past the 5 ms default, which would
+    # (rightly) pass the slot on; the 0.4 s answers still outlast this.
+    monkeypatch.setattr(engine, "FAST_PHASE", 0.2)
     dialing = [0, 0]  # now, peak
     windows_peak = [0]
     real_dial = mpnet.net.http.dial
@@ -306,7 +309,7 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
         report = await engine.run_probes(plan)
     assert report.ok
     assert dialing[1] <= 2
-    # Slots come back when the handshake is done, not when the attempt ends.
+    # Slots come back when a phase waits for the network, not when the attempt ends.
     assert windows_peak[0] > 2
 
 
