@@ -27,7 +27,7 @@ from fixtures_servers import (
 from mpnet.core.proxy import ProxyDecision
 from mpnet.errors import ProbeError, ProtocolError, TLSError
 from mpnet.net.dial import dial
-from mpnet.net.http import timed_request
+from mpnet.net.exchange import timed_request
 
 #: Per kind of connection; a leak of one object per connection shows as hundreds.
 ROUNDS = 100

@@ -1,5 +1,5 @@
-"""net/http: timed_request, HTTPSessionManager and request_with_retry against servers and pproxy
-on 127.0.0.1."""
+"""net/exchange, net/sessions, net/retry and net/translate: timed_request, HTTPSessionManager
+and request_with_retry against servers and pproxy on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -34,15 +34,11 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.http import (
-    HTTPSessionManager,
-    _build_request,
-    is_retryable_status,
-    request_with_retry,
-    timed_request,
-    translate_client_error,
-)
+from mpnet.net.exchange import _build_request, timed_request
+from mpnet.net.retry import is_retryable_status, request_with_retry
+from mpnet.net.sessions import HTTPSessionManager
 from mpnet.net.tls import VERIFY_KINDS
+from mpnet.net.translate import translate_client_error
 
 
 @pytest.fixture

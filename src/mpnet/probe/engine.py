@@ -57,7 +57,7 @@ from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
 if TYPE_CHECKING:
-    from mpnet.net.http import TimedResponse
+    from mpnet.net.exchange import TimedResponse
     from mpnet.probe.looplag import LoopLagMonitor
 
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
@@ -476,7 +476,7 @@ def _header(headers: Any, name: str) -> str | None:
 
 
 async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     rest = target.profile.rest
     assert rest is not None
@@ -551,7 +551,7 @@ async def _rest_clock(
     Never fails the attempt (the health check passed): an answer that cannot be read, or a time
     request that fails, is a skipped sample with the reason.
     """
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     rest = target.profile.rest
     assert rest is not None and rest.server_time is not None
@@ -906,7 +906,7 @@ async def run_bootstrap(
         ProbeError: phase ``bootstrap``: the request failed, was refused, or its answer holds
             no usable endpoint and token.
     """
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     profile = target.profile
     spec = profile.websocket
