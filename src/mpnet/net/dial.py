@@ -286,9 +286,10 @@ def release_frames(exc: BaseException) -> None:
     e.g. the transport callback that ran the handshake. Errors are kept (results, retry
     histories, ``--debug``), so those locals are dropped here; the traceback's lines stay.
 
-    Only for errors raised inside the caller's own task (as everything dial and timed_request
-    raise is): frames still running refuse to be cleared and are left alone, and no frame of
-    another, suspended coroutine is in such a traceback.
+    Only for errors raised inside the caller's own task, or in tasks that have ended (as
+    everything dial, timed_request and request_with_retry raise is: aiohttp's name resolution
+    task hands its error over when it ends): frames still running refuse to be cleared and are
+    left alone, and no frame of another, suspended coroutine is in such a traceback.
     """
     seen: set[int] = set()
     current: BaseException | None = exc

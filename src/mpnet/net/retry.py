@@ -34,6 +34,7 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
+from mpnet.net.dial import release_frames
 from mpnet.net.exchange import header_lookup, parse_json
 from mpnet.net.sessions import AttemptClock, HTTPSessionManager, session_info
 from mpnet.net.translate import is_network_error, translate_client_error
@@ -191,6 +192,9 @@ async def request_with_retry(
         try:
             response = await _attempt(session, method, url, clock, kwargs)
         except MpnetError as error:
+            # Kept in the history or raised to a caller that keeps it: the finished frames in
+            # its traceback (aiohttp's connection, transport, SSL objects) need not be.
+            release_frames(error)
             record = AttemptRecord(
                 number=attempt + 1,
                 phases=clock.phases(),
