@@ -4,9 +4,15 @@
 stream, so its ``http`` phase is exactly "request written -> first response byte" (curl's
 ``time_starttransfer - time_pretransfer``). This is what ``mpnet probe`` uses for REST.
 
-What the server sends back is not trusted: the response head, the number of header fields, the
-body and what a compressed body inflates to are all bounded, and every malformed answer becomes
-a :class:`~mpnet.errors.ProtocolError` in the ``http`` phase.
+HTTP/1.1 itself (request framing, status line, header fields, chunked bodies, trailers) is
+h11's: a sans-I/O parser that is handed bytes and returns events, so this module alone decides
+when bytes are read and the clock stops at the first byte read, before any parsing.
+
+What the server sends back is not trusted: the response head (:data:`MAX_HEAD_BYTES`), the
+number of header fields (:data:`MAX_HEADER_COUNT`), the body (``max_body``) and what a
+compressed body inflates to are all bounded, and every malformed answer becomes a
+:class:`~mpnet.errors.ProtocolError` in the ``http`` phase: kind ``invalid_http`` for what is
+not HTTP/1.x, ``closed`` for an answer cut short.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import re
 import ssl
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import h11
 
 from mpnet import __version__
 from mpnet.core.proxy import ProxyDecision
@@ -37,9 +45,12 @@ USER_AGENT = f"mpnet/{__version__}"
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADER_COUNT = 200
 
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: ([^\r\n]*))?\r?\n")
+#: What one read asks the stream for.
+READ_SIZE = 64 * 1024
+
+_HTTP_PREFIX = b"HTTP/"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
+_BYTEARRAY_REPR = re.compile(r"bytearray\((b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\")\)")
 
 
 def header_lookup(headers: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -156,9 +167,7 @@ async def timed_request(
     request = _build_request(method, url, headers=headers, json_body=json_body)
     timings = timings if timings is not None else PhaseTimings()
     try:
-        response = await _timed_exchange(
-            url, request, method.upper(), proxy, tls, timeout, timings, max_body
-        )
+        response = await _timed_exchange(url, request, proxy, tls, timeout, timings, max_body)
     except ProbeError as exc:
         # The phases that did complete, for the failed attempt's waterfall.
         exc.timings = timings  # type: ignore[attr-defined]
@@ -173,8 +182,7 @@ async def timed_request(
 
 async def _timed_exchange(
     url: str,
-    request: bytes,
-    method: str,
+    request: _Request,
     proxy: ProxyDecision,
     tls: TLSDecision,
     timeout: float,
@@ -196,7 +204,6 @@ async def _timed_exchange(
                     conn.writer,
                     request,
                     url=url,
-                    method=method,
                     timings=timings,
                     peer=conn.peer,
                     max_body=max_body,
@@ -211,9 +218,18 @@ async def _timed_exchange(
         await conn.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request ready to go: its bytes, and the h11 client that wrote them (it knows the
+    method, so it frames the answer: no body for HEAD, 204 or 304)."""
+
+    raw: bytes
+    client: h11.Connection
+
+
 def _build_request(
     method: str, url: str, *, headers: Mapping[str, str] | None, json_body: Any
-) -> bytes:
+) -> _Request:
     parts = urlsplit(url)
     target = parse_target(url)
     path = parts.path or "/"
@@ -238,6 +254,8 @@ def _build_request(
         body = json.dumps(json_body, separators=(",", ":")).encode()
         put("Content-Type", "application/json")
     for name, value in (headers or {}).items():
+        # Checked here rather than left to h11, so the message names the header and never
+        # quotes its value (which may be a credential).
         if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
             raise UsageError(f"invalid request header {name!r}: names are tokens, values one line")
         put(name, value)
@@ -245,22 +263,37 @@ def _build_request(
         put("Content-Length", str(len(body)))
     if not _TOKEN.fullmatch(method):
         raise UsageError(f"invalid HTTP method {method!r}")
-    lines = [f"{method.upper()} {path} HTTP/1.1"]
-    lines += [f"{name}: {value}" for name, value in fields.values()]
+    client = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
     try:
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        raw = (
+            client.send(
+                h11.Request(
+                    method=method.upper().encode("ascii"),
+                    target=path.encode("latin-1"),
+                    headers=[
+                        (name.encode("latin-1"), value.encode("latin-1"))
+                        for name, value in fields.values()
+                    ],
+                )
+            )
+            or b""
+        )
+        if body:
+            raw += client.send(h11.Data(data=body)) or b""
+        raw += client.send(h11.EndOfMessage()) or b""
     except UnicodeEncodeError:
-        raise UsageError("request headers must be latin-1 text") from None
-    return head + body
+        raise UsageError("request headers and path must be latin-1 text") from None
+    except h11.LocalProtocolError as exc:
+        raise UsageError(f"invalid HTTP request to {redact_url_text(url)}: {exc}") from None
+    return _Request(raw=raw, client=client)
 
 
 async def _exchange(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    request: bytes,
+    request: _Request,
     *,
     url: str,
-    method: str,
     timings: PhaseTimings,
     peer: PeerInfo,
     max_body: int,
@@ -273,10 +306,12 @@ async def _exchange(
         # Before the write: the server's stamp cannot predate it (NTP's t0).
         sent_at = time.time()
         # Head and body in one write: one TLS record, one segment where it fits (TCP_NODELAY).
-        writer.write(request)
+        writer.write(request.raw)
         await writer.drain()
         waiting_since = written = time.perf_counter_ns()
-        first = await reader.read(1)
+        # read() returns as soon as any byte is in: the clock stops at the first byte, before
+        # anything is parsed.
+        first = await reader.read(READ_SIZE)
         if not first:
             raise ProtocolError(
                 f"{shown}: the server closed the connection without answering",
@@ -285,11 +320,9 @@ async def _exchange(
             )
         timings.http = (time.perf_counter_ns() - written) / 1e6
         received_at = time.time()
-        status, reason, headers = await _read_head(reader, first, shown)
-        while 100 <= status < 200 and status != 101:
-            # Interim answers (100 Continue, 103 Early Hints) precede the real one.
-            status, reason, headers = await _read_head(reader, b"", shown)
-        body, truncated = await _read_body(reader, method, status, headers, max_body, shown)
+        answer = _AnswerReader(request.client, reader, shown, first)
+        head = await answer.read_head()
+        body, truncated = await answer.read_body(max_body)
     except (ConnectionError, ssl.SSLError, OSError) as exc:
         _http_phase_so_far(timings, waiting_since)
         raise ConnectError(
@@ -302,17 +335,18 @@ async def _exchange(
         # CancelledError when the budget runs out (asyncio.timeout), ProtocolError...
         _http_phase_so_far(timings, waiting_since)
         raise
-    body = _decode_content(body, headers.get("content-encoding"), max_body, shown)
+    headers = _header_map(head.headers)
+    body, inflated_too_far = _decode_content(body, headers.get("content-encoding"), max_body, shown)
     return TimedResponse(
         url=url,
-        status=status,
-        reason=reason,
+        status=head.status_code,
+        reason=head.reason.decode("latin-1"),
         headers=headers,
         body=body,
         timings=timings,
         peer=peer,
         received_at=received_at,
-        truncated=truncated,
+        truncated=truncated or inflated_too_far,
         sent_at=sent_at,
     )
 
@@ -322,141 +356,146 @@ def _http_phase_so_far(timings: PhaseTimings, since: int) -> None:
         timings.http = (time.perf_counter_ns() - since) / 1e6
 
 
+def _header_map(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names; a repeated field's values joined with ", " (RFC 9110 5.3)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in fields:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
 def _invalid(shown: str, what: str) -> ProtocolError:
     return ProtocolError(
         f"{shown}: invalid HTTP answer: {what}", phase=Phase.HTTP, kind="invalid_http"
     )
 
 
-async def _read_line(reader: asyncio.StreamReader, shown: str, *, budget: int) -> bytes:
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(
-            f"{shown}: the server closed the connection in the middle of the response head",
-            phase=Phase.HTTP,
-            kind="closed",
-        ) from exc
-    except asyncio.LimitOverrunError as exc:
-        raise _invalid(shown, "a header line longer than the reader's limit") from exc
-    if len(line) > budget:
-        raise _invalid(shown, f"response head longer than {MAX_HEAD_BYTES} bytes")
-    return line
+def _closed(shown: str, what: str) -> ProtocolError:
+    return ProtocolError(
+        f"{shown}: the server closed the connection {what}", phase=Phase.HTTP, kind="closed"
+    )
 
 
-async def _read_head(
-    reader: asyncio.StreamReader, first: bytes, shown: str
-) -> tuple[int, str, dict[str, str]]:
-    budget = MAX_HEAD_BYTES
-    line = first + await _read_line(reader, shown, budget=budget)
-    budget -= len(line)
-    match = _STATUS_LINE.fullmatch(line)
-    if match is None or match.group(1) != b"1":
-        raise _invalid(shown, f"status line {line[:80].decode('latin-1')!r}")
-    status = int(match.group(3))
-    reason = (match.group(4) or b"").decode("latin-1").strip()
-    headers: dict[str, str] = {}
-    last: str | None = None
-    while True:
-        line = await _read_line(reader, shown, budget=budget)
-        budget -= len(line)
-        if line in (b"\r\n", b"\n"):
-            return status, reason, headers
-        text = line.rstrip(b"\r\n").decode("latin-1")
-        if text[:1] in (" ", "\t"):
-            # obs-fold (RFC 9112 section 5.2): a continuation of the previous value.
-            if last is None:
-                raise _invalid(shown, "a continuation line before any header")
-            headers[last] = f"{headers[last]} {text.strip()}"
-            continue
-        name, sep, value = text.partition(":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise _invalid(shown, f"header line {text[:80]!r}")
-        if len(headers) >= MAX_HEADER_COUNT:
-            raise _invalid(shown, f"more than {MAX_HEADER_COUNT} headers")
-        last = name.lower()
-        value = value.strip()
-        headers[last] = f"{headers[last]}, {value}" if last in headers else value
+class _AnswerReader:
+    """Feeds what the server sends to h11 and turns what h11 refuses into ProtocolErrors.
 
+    h11 parses (status line, header fields, obs-fold, chunked framing, trailers) and bounds an
+    incomplete head at :data:`MAX_HEAD_BYTES`; this class adds what h11 leaves to its user:
+    the answer must start like HTTP/1.x (a server that sends something else is told at once,
+    not when a blank line finally comes), a complete head that arrived in one read is bounded
+    too, header fields are counted, and the peer hanging up is told apart from bad syntax.
+    """
 
-async def _read_body(
-    reader: asyncio.StreamReader,
-    method: str,
-    status: int,
-    headers: Mapping[str, str],
-    max_body: int,
-    shown: str,
-) -> tuple[bytes, bool]:
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return b"", False
-    encoding = headers.get("transfer-encoding", "")
-    if "chunked" in encoding.lower():
-        return await _read_chunked(reader, max_body, shown)
-    length_text = headers.get("content-length")
-    if length_text is not None:
-        # isdigit() alone admits '²' and other digits that int() refuses.
-        if not (length_text.isascii() and length_text.isdigit()):
-            raise _invalid(shown, f"Content-Length {length_text!r}")
-        length = int(length_text)
-        wanted = min(length, max_body)
-        try:
-            body = await reader.readexactly(wanted)
-        except asyncio.IncompleteReadError as exc:
-            raise ProtocolError(
-                f"{shown}: the server closed the connection after {len(exc.partial)} of "
-                f"{length} body bytes",
-                phase=Phase.HTTP,
-                kind="closed",
-            ) from exc
-        return body, length > max_body
-    # Neither length nor chunks: the body runs until the server closes (RFC 9112 6.3).
-    collected = bytearray()
-    while len(collected) <= max_body:
-        chunk = await reader.read(65536)
-        if not chunk:
-            return bytes(collected), False
-        collected += chunk
-    return bytes(collected[:max_body]), True
+    def __init__(
+        self, client: h11.Connection, reader: asyncio.StreamReader, shown: str, first: bytes
+    ) -> None:
+        self._client = client
+        self._reader = reader
+        self._shown = shown
+        self._start = b""  # the answer's first bytes, until they show it is HTTP
+        self._fed = 0  # bytes handed to h11
+        self._head_from = 0  # where in them the current head began
+        self._eof = False
+        self._head: h11.Response | None = None
+        self._body_bytes = 0
+        self._feed(first)
 
+    def _feed(self, data: bytes) -> None:
+        if len(self._start) < len(_HTTP_PREFIX):
+            self._start = (self._start + data)[: len(_HTTP_PREFIX)]
+            if not _HTTP_PREFIX.startswith(self._start):
+                raise _invalid(self._shown, f"it starts with {data[:40]!r}, not HTTP/")
+        self._fed += len(data)
+        self._eof = not data
+        self._client.receive_data(data)
 
-async def _read_chunked(
-    reader: asyncio.StreamReader, max_body: int, shown: str
-) -> tuple[bytes, bool]:
-    collected = bytearray()
-    try:
+    async def _next_event(self) -> h11.Event:
         while True:
-            size_line = await _read_line(reader, shown, budget=1024)
-            match = _CHUNK_SIZE.fullmatch(size_line)
-            if match is None:
-                raise _invalid(shown, f"chunk size line {size_line[:40].decode('latin-1')!r}")
-            size = int(match.group(1), 16)
-            if size == 0:
-                # Trailer section, then the empty line that ends the message.
-                while (await _read_line(reader, shown, budget=MAX_HEAD_BYTES)) not in (
-                    b"\r\n",
-                    b"\n",
-                ):
-                    pass
+            try:
+                event = self._client.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise self._refusal(exc) from exc
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            if self._eof:  # h11 raises at the end of input; never wait for more after it
+                raise self._cut_short()
+            self._feed(await self._reader.read(READ_SIZE))
+
+    async def read_head(self) -> h11.Response:
+        """The final answer's head; interim ones (100 Continue, 103 Early Hints) are skipped."""
+        while True:
+            event = await self._next_event()
+            if not isinstance(event, h11.InformationalResponse | h11.Response):
+                raise _invalid(self._shown, f"no response head ({type(event).__name__})")
+            self._check_head(event)
+            if isinstance(event, h11.Response):
+                self._head = event
+                return event
+
+    def _check_head(self, head: h11.InformationalResponse | h11.Response) -> None:
+        unread = len(self._client.trailing_data[0])
+        size, self._head_from = self._fed - unread - self._head_from, self._fed - unread
+        if size > MAX_HEAD_BYTES:
+            raise _invalid(self._shown, f"response head longer than {MAX_HEAD_BYTES} bytes")
+        if not head.http_version.startswith(b"1."):
+            version = head.http_version.decode("latin-1")
+            raise _invalid(self._shown, f"HTTP/{version} is not HTTP/1.x")
+        if len(head.headers) > MAX_HEADER_COUNT:
+            raise _invalid(self._shown, f"more than {MAX_HEADER_COUNT} headers")
+
+    async def read_body(self, max_body: int) -> tuple[bytes, bool]:
+        """The body, cut at ``max_body`` bytes (then True: the rest is not read)."""
+        collected = bytearray()
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.EndOfMessage):
                 return bytes(collected), False
-            if len(collected) + size > max_body:
-                collected += await reader.readexactly(max_body - len(collected))
+            if not isinstance(event, h11.Data):
+                raise _invalid(self._shown, f"unexpected {type(event).__name__} in the body")
+            room = max_body - len(collected)
+            if len(event.data) > room:
+                collected += event.data[:room]
                 return bytes(collected), True
-            collected += await reader.readexactly(size)
-            if (await _read_line(reader, shown, budget=2)) not in (b"\r\n", b"\n"):
-                raise _invalid(shown, "chunk data longer than its announced size")
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(
-            f"{shown}: the server closed the connection in the middle of a chunked body "
-            f"({len(collected) + len(exc.partial)} bytes received)",
-            phase=Phase.HTTP,
-            kind="closed",
-        ) from exc
+            collected += event.data
+            self._body_bytes = len(collected)
+
+    def _refusal(self, exc: h11.RemoteProtocolError) -> ProtocolError:
+        if self._eof:
+            # Everything h11 refuses once the input has ended is an answer cut short.
+            return self._cut_short()
+        if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
+            return _invalid(self._shown, f"response head longer than {MAX_HEAD_BYTES} bytes")
+        return _invalid(self._shown, _h11_reason(exc))
+
+    def _cut_short(self) -> ProtocolError:
+        if self._head is None:
+            return _closed(self._shown, "in the middle of the response head")
+        headers = _header_map(self._head.headers)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return _closed(
+                self._shown,
+                f"in the middle of a chunked body ({self._body_bytes} bytes received)",
+            )
+        length = headers.get("content-length", "?")
+        return _closed(self._shown, f"after {self._body_bytes} of {length} body bytes")
 
 
-def _decode_content(body: bytes, encoding: str | None, max_body: int, shown: str) -> bytes:
+def _h11_reason(exc: h11.RemoteProtocolError) -> str:
+    """h11's words for what it refused, with bytearray(b'...') shown as b'...' and cut short:
+    the offending line may be tens of kilobytes."""
+    reason = _BYTEARRAY_REPR.sub(r"\1", str(exc)) or type(exc).__name__
+    return reason if len(reason) <= 160 else f"{reason[:157]}..."
+
+
+def _decode_content(
+    body: bytes, encoding: str | None, max_body: int, shown: str
+) -> tuple[bytes, bool]:
+    """The body with its content coding undone, at most ``max_body`` bytes of it, and whether
+    it inflated beyond that and was cut (a small compressed body must not become gigabytes)."""
     name = (encoding or "identity").strip().lower()
     if name in ("identity", "") or not body:
-        return body
+        return body, False
     if name in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif name == "deflate":
@@ -464,19 +503,26 @@ def _decode_content(body: bytes, encoding: str | None, max_body: int, shown: str
         # zlib or gzip headers, and raw deflate is retried below.
         wbits = 32 + zlib.MAX_WBITS
     else:
-        return body  # unknown coding: hand over the bytes as they came
+        return body, False  # unknown coding: hand over the bytes as they came
     try:
-        # max_length: a small compressed body must not inflate beyond max_body.
-        return zlib.decompressobj(wbits).decompress(body, max_body)
+        return _inflate(body, wbits, max_body)
     except zlib.error as exc:
         if name == "deflate":
             with contextlib.suppress(zlib.error):
-                return zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, max_body)
+                return _inflate(body, -zlib.MAX_WBITS, max_body)
         raise ProtocolError(
             f"{shown}: the body is not valid {name}: {exc}",
             phase=Phase.HTTP,
             kind="invalid_encoding",
         ) from exc
+
+
+def _inflate(body: bytes, wbits: int, max_body: int) -> tuple[bytes, bool]:
+    inflater = zlib.decompressobj(wbits)
+    # max_length: never more than max_body bytes out, whatever the ratio. A stream that filled
+    # them and did not reach its end had more to give.
+    inflated = inflater.decompress(body, max_body)
+    return inflated, len(inflated) >= max_body and not inflater.eof
 
 
 __all__ = [
