@@ -35,7 +35,7 @@ from mpnet.config.model import ConfigFile, HealthCheck, Profile, RestSpec
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.route import Route, parse_routes
 from mpnet.core.tls import TLSSetting, resolve_tls
-from mpnet.net.http import timed_request
+from mpnet.net.exchange import timed_request
 from mpnet.probe.engine import run_probes
 from mpnet.probe.plan import build_plan
 

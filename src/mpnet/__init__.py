@@ -17,7 +17,7 @@ _LAZY = {
     "ConnectivityResult": "mpnet.net.manager",
     "WebSocketWrapper": "mpnet.net.ws",
     "ReconnectingWebSocket": "mpnet.net.ws",
-    "HTTPSessionManager": "mpnet.net.http",
+    "HTTPSessionManager": "mpnet.net.sessions",
 }
 
 __all__ = ["__version__", *_LAZY]

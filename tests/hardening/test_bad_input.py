@@ -754,7 +754,7 @@ async def _timed_request_error(url: str, **kwargs: Any) -> Any:
     import asyncio
 
     from mpnet.errors import ProbeError
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     proxy, tls = _decisions(url)
     async with asyncio.timeout(GARBAGE_BOUND):
@@ -794,7 +794,7 @@ def test_timed_request_against_random_bytes(answer: bytes) -> None:
     import asyncio
 
     from mpnet.errors import Phase, ProbeError
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     async def run() -> None:
         async with ScriptedServer(lambda _r: answer, linger=False) as server:
@@ -815,7 +815,7 @@ def test_timed_request_against_random_bytes(answer: bytes) -> None:
 async def test_timed_request_caps_a_10_mb_body(framing: str) -> None:
     import tracemalloc
 
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     body = b"x" * TEN_MB
     if framing == "content_length":
@@ -845,10 +845,10 @@ async def test_timed_request_caps_a_10_mb_body(framing: str) -> None:
 
 def test_timed_response_json_refuses_brackets_deeper_than_the_stack() -> None:
     from mpnet.errors import Phase, ProtocolError
-    from mpnet.net.http import _parse_json
+    from mpnet.net.exchange import parse_json
 
     with pytest.raises(ProtocolError) as caught:
-        _parse_json(b"[" * 200_000, url="http://127.0.0.1:1/health")
+        parse_json(b"[" * 200_000, url="http://127.0.0.1:1/health")
     assert (caught.value.phase, caught.value.kind) == (Phase.HTTP, "invalid_json")
 
 

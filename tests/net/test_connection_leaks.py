@@ -27,7 +27,9 @@ from fixtures_servers import (
 from mpnet.core.proxy import ProxyDecision
 from mpnet.errors import ProbeError, ProtocolError, TLSError
 from mpnet.net.dial import dial
-from mpnet.net.http import timed_request
+from mpnet.net.exchange import timed_request
+from mpnet.net.retry import request_with_retry
+from mpnet.net.sessions import HTTPSessionManager
 
 #: Per kind of connection; a leak of one object per connection shows as hundreds.
 ROUNDS = 100
@@ -169,3 +171,30 @@ async def test_timed_request_leaves_nothing_behind(
             settle,
         )
         assert len(kept) == 2 * (ROUNDS + 1)
+
+
+async def test_request_with_retry_errors_keep_no_connection(
+    tls_material: TLSMaterial, echo_servers: dict[str, EchoServer]
+) -> None:
+    """Errors out of request_with_retry (kept in results and retry histories) must not pin the
+    connection they report on, as dial's and timed_request's do not."""
+    tls = tls_material.verify_decision()
+    expired = f"https://127.0.0.1:{echo_servers['expired'].port}/"
+    # The echo server answers a request with the request: not HTTP, a ProtocolError.
+    echoing = f"https://127.0.0.1:{echo_servers['ok'].port}/"
+    kept: list[ProbeError] = []
+    async with HTTPSessionManager() as sessions:
+        session = await sessions.get_session("leaks", proxy=direct_decision(), tls=tls)
+
+        async def refused() -> None:
+            with pytest.raises(TLSError) as caught:
+                await request_with_retry("GET", expired, session=session, max_attempts=1)
+            kept.append(caught.value)
+
+        async def not_http() -> None:
+            with pytest.raises(ProtocolError) as caught:
+                await request_with_retry("GET", echoing, session=session, max_attempts=1)
+            kept.append(caught.value)
+
+        await _assert_no_growth([refused, not_http], lambda: _settled(*echo_servers.values()))
+    assert len(kept) == 2 * (ROUNDS + 1)

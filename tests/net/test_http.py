@@ -1,12 +1,15 @@
-"""net/http: timed_request, HTTPSessionManager and request_with_retry against servers and pproxy
-on 127.0.0.1."""
+"""net/exchange, net/sessions, net/retry and net/translate: timed_request, HTTPSessionManager
+and request_with_retry against servers and pproxy on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -34,15 +37,16 @@ from mpnet.errors import (
     TLSError,
     UsageError,
 )
-from mpnet.net.http import (
-    HTTPSessionManager,
+from mpnet.net.exchange import (
+    MAX_HEAD_BYTES,
+    MAX_HEADER_COUNT,
     _build_request,
-    is_retryable_status,
-    request_with_retry,
     timed_request,
-    translate_client_error,
 )
+from mpnet.net.retry import is_retryable_status, request_with_retry
+from mpnet.net.sessions import HTTPSessionManager
 from mpnet.net.tls import VERIFY_KINDS
+from mpnet.net.translate import translate_client_error
 
 
 @pytest.fixture
@@ -346,6 +350,133 @@ async def test_well_formed_edge_cases(answer: bytes, body: bytes) -> None:
     assert response.body == body
 
 
+_HEADERS_201 = b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADER_COUNT + 1))
+_HEADERS_200 = b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADER_COUNT))
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + _HEADERS_201 + b"\r\n",
+            f"more than {MAX_HEADER_COUNT} headers",
+            id="too-many-headers",
+        ),
+        pytest.param(
+            # Never ends: h11's bound on an incomplete head.
+            b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * (2 * MAX_HEAD_BYTES),
+            f"response head longer than {MAX_HEAD_BYTES} bytes",
+            id="endless-head",
+        ),
+        pytest.param(
+            # Complete, but too long: checked once h11 hands the head over.
+            b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+            f"response head longer than {MAX_HEAD_BYTES} bytes",
+            id="long-head",
+        ),
+        pytest.param(b"HTTP/2.0 200 OK\r\n\r\n", "HTTP/2.0 is not HTTP/1.x", id="http2"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{}\r\n0\r\n\r\n",
+            "malformed chunk footer",
+            id="chunk-longer-than-announced",
+        ),
+    ],
+)
+async def test_protections_name_what_was_wrong(answer: bytes, words: str) -> None:
+    async with running_raw_server(answer) as server:
+        with pytest.raises(ProtocolError) as caught:
+            await timed_request(
+                "GET",
+                f"http://127.0.0.1:{server.port}/",
+                proxy=direct_decision(),
+                tls=insecure_decision(),
+                timeout=5,
+            )
+    assert (caught.value.kind, caught.value.phase) == ("invalid_http", Phase.HTTP)
+    assert words in caught.value.message
+    assert "bytearray" not in caught.value.message
+    assert len(caught.value.message) < 300
+
+
+async def test_as_many_headers_as_allowed_are_read() -> None:
+    answer = b"HTTP/1.1 200 OK\r\n" + _HEADERS_200 + b"\r\nok"
+    async with running_raw_server(answer) as server:
+        response = await timed_request(
+            "GET",
+            f"http://127.0.0.1:{server.port}/",
+            proxy=direct_decision(),
+            tls=insecure_decision(),
+            timeout=5,
+        )
+    assert (response.body, response.header("x-h199")) == (b"ok", "v")
+
+
+async def test_a_greeting_that_is_not_http_is_refused_on_its_first_bytes() -> None:
+    """A server that greets with something else (SSH, SMTP) and then waits: refused as soon as
+    its first bytes are in, not when the budget runs out waiting for a blank line."""
+
+    async def greet_and_wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        with contextlib.suppress(OSError):
+            await writer.drain()
+            await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(greet_and_wait, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ProtocolError) as caught:
+            await timed_request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                proxy=direct_decision(),
+                tls=insecure_decision(),
+                timeout=60,
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.kind == "invalid_http"
+    assert "SSH-2.0" in caught.value.message
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_compressed_body_inflates_no_further_than_max_body(coding: str) -> None:
+    """A decompression bomb: 64 MiB of zeros in about 64 KiB; the client stops at max_body and
+    says the body was cut."""
+    zeros = b"\0" * (64 << 20)
+    packed = gzip.compress(zeros, compresslevel=9) if coding == "gzip" else zlib.compress(zeros, 9)
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\nContent-Length: {len(packed)}\r\n\r\n"
+    async with running_raw_server(head.encode() + packed) as server:
+        response = await timed_request(
+            "GET",
+            f"http://127.0.0.1:{server.port}/",
+            proxy=direct_decision(),
+            tls=insecure_decision(),
+            timeout=10,
+            max_body=1 << 20,
+        )
+    assert len(packed) < 1 << 20  # all of it was read: only inflating cut it
+    assert response.body == b"\0" * (1 << 20)
+    assert response.truncated
+
+
+async def test_a_compressed_body_that_fits_is_not_marked_cut() -> None:
+    body = b"x" * 1000
+    packed = gzip.compress(body)
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(packed)}\r\n\r\n"
+    async with running_raw_server(head.encode() + packed) as server:
+        response = await timed_request(
+            "GET",
+            f"http://127.0.0.1:{server.port}/",
+            proxy=direct_decision(),
+            tls=insecure_decision(),
+            timeout=10,
+            max_body=len(body),
+        )
+    assert (response.body, response.truncated) == (body, False)
+
+
 async def test_timed_request_times_out_in_the_http_phase(app: ScriptedApp) -> None:
     with pytest.raises(ProbeTimeout) as caught:
         await timed_request(
@@ -417,7 +548,7 @@ async def test_timed_request_proxy_without_credentials(
     ],
 )
 def test_request_line_and_host(url: str, request_line: str, host: str) -> None:
-    head = _build_request("get", url, headers=None, json_body=None).decode("latin-1")
+    head = _build_request("get", url, headers=None, json_body=None).raw.decode("latin-1")
     lines = head.split("\r\n")
     assert lines[0] == request_line
     assert f"Host: {host}" in lines

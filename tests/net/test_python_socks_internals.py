@@ -1,6 +1,7 @@
-"""dial() drives python-socks' private connector layer (why: the comment above its imports in
-net/dial.py). These tests fail with one clear message when a python-socks release moves those
-names or changes how they are called, instead of a SOCKS probe failing in some odd way."""
+"""dial() drives python-socks' private connector layer in its proxy phase (why: the comment
+above its imports in net/tunnel.py). These tests fail with one clear message when a python-socks
+release moves those names or changes how they are called, instead of a SOCKS probe failing in
+some odd way."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from typing import Any
 
 import pytest
 
-from mpnet.net import dial as dial_module
+from mpnet.net import tunnel as tunnel_module
 
-MOVED = "python-socks moved its connector internals; mpnet needs {what} (net/dial.py's SOCKS phase)"
+MOVED = (
+    "python-socks moved its connector internals; mpnet needs {what} (net/tunnel.py, SOCKS phase)"
+)
 ADVICE = (
-    "; keep python-socks within the range pyproject.toml allows, or adapt net/dial.py and "
+    "; keep python-socks within the range pyproject.toml allows, or adapt net/tunnel.py and "
     "widen that range after running tests/net"
 )
 
-# (module, name, parameter names that dial.py passes)
+# (module, name, parameter names that tunnel.py passes)
 PRIVATE_NAMES = [
     (
         "python_socks._connectors.factory_async",
@@ -60,10 +63,10 @@ def test_private_names_exist_with_the_parameters_dial_passes(
 
 
 def test_dial_uses_these_very_objects() -> None:
-    # So that the checks above are about what dial.py really calls, not a copy.
+    # So that the checks above are about what tunnel.py really calls, not a copy.
     for module, name, _expected in PRIVATE_NAMES:
-        if getattr(dial_module, name) is not _load(module, name):
-            _fail(f"{module}.{name}", "net/dial.py imports it from elsewhere")
+        if getattr(tunnel_module, name) is not _load(module, name):
+            _fail(f"{module}.{name}", "net/tunnel.py imports it from elsewhere")
 
 
 def test_reply_error_carries_its_code() -> None:
@@ -92,12 +95,12 @@ def test_connectors_take_a_connected_stream(proxy_type: str) -> None:
     found = _parameters(connector.connect, what)
     if found != ["stream", "host", "port"]:
         _fail(what, f"it now takes ({', '.join(found)})")
-    # Every stream method the connector calls must exist on dial's adapter.
+    # Every stream method the connector calls must exist on tunnel's adapter.
     source = inspect.getsource(inspect.getmodule(type(connector)))  # type: ignore[arg-type]
     called = set(re.findall(r"\bstream\.(\w+)\(", source))
-    missing = sorted(m for m in called if not hasattr(dial_module._StreamAdapter, m))
+    missing = sorted(m for m in called if not hasattr(tunnel_module._StreamAdapter, m))
     if missing:
-        _fail(what, f"it calls stream.{', stream.'.join(missing)}, which dial's adapter lacks")
+        _fail(what, f"it calls stream.{', stream.'.join(missing)}, which tunnel's adapter lacks")
 
 
 def test_stream_interface_matches_the_adapter() -> None:
@@ -105,11 +108,11 @@ def test_stream_interface_matches_the_adapter() -> None:
     for name, member in vars(stream_abc).items():
         if name.startswith("_") or not callable(member):
             continue
-        ours = getattr(dial_module._StreamAdapter, name, None)
+        ours = getattr(tunnel_module._StreamAdapter, name, None)
         if ours is None:
-            _fail(f"AsyncSocketStream.{name}", "dial's _StreamAdapter does not implement it")
+            _fail(f"AsyncSocketStream.{name}", "tunnel's _StreamAdapter does not implement it")
         if _parameters(member, name) != _parameters(ours, name):
             _fail(
                 f"AsyncSocketStream.{name}({', '.join(_parameters(member, name))})",
-                f"dial's _StreamAdapter.{name} takes ({', '.join(_parameters(ours, name))})",
+                f"tunnel's _StreamAdapter.{name} takes ({', '.join(_parameters(ours, name))})",
             )

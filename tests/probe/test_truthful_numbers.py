@@ -274,7 +274,7 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
 ) -> None:
     """Six slow REST targets, concurrency 6, two connecting at once: never more than two
     dials at the same time, yet all six attempts end up waiting for their answers together."""
-    import mpnet.net.http
+    import mpnet.net.exchange
 
     monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 2)
     # A loaded machine can stretch a loopback handshake past the 5 ms default, which would
@@ -282,7 +282,7 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
     monkeypatch.setattr(engine, "FAST_PHASE", 0.2)
     dialing = [0, 0]  # now, peak
     windows_peak = [0]
-    real_dial = mpnet.net.http.dial
+    real_dial = mpnet.net.exchange.dial
 
     async def counted_dial(*args: Any, **kwargs: Any) -> Any:
         dialing[0] += 1
@@ -293,7 +293,7 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
         finally:
             dialing[0] -= 1
 
-    monkeypatch.setattr(mpnet.net.http, "dial", counted_dial)
+    monkeypatch.setattr(mpnet.net.exchange, "dial", counted_dial)
     names = ("okx", "deribit", "binance", "bybit", "kraken", "gate")
     async with Lab(
         [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
@@ -545,9 +545,9 @@ def _assert_duration_everywhere(report: ProbeReport, *, at_least_s: float) -> No
 async def test_kernel_rtt_rides_along_per_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Until branch dial adds PeerInfo.tcp_rtt_kernel_ms, a peer that carries it stands in.
     (Whether a figure is called inflated is tested on hand-built attempts in tests/render.)"""
-    import mpnet.net.http
+    import mpnet.net.exchange
 
-    real = mpnet.net.http.timed_request
+    real = mpnet.net.exchange.timed_request
     kernel = iter([0.25, 0.5])
 
     async def with_kernel_rtt(*args: Any, **kwargs: Any) -> Any:
@@ -560,7 +560,7 @@ async def test_kernel_rtt_rides_along_per_attempt(monkeypatch: pytest.MonkeyPatc
         )
         return replace(response, peer=peer)
 
-    monkeypatch.setattr(mpnet.net.http, "timed_request", with_kernel_rtt)
+    monkeypatch.setattr(mpnet.net.exchange, "timed_request", with_kernel_rtt)
     async with lab_plan("okx", count=2, concurrency=1) as plan:
         plan = replace(plan, targets=tuple(t for t in plan.targets if t.target == "rest"))
         report = await engine.run_probes(plan)

@@ -6,6 +6,9 @@ library reads the environment on its own), records every phase in a :class:`Phas
 monotonic clock, and translates every socket, ssl and python-socks exception into an
 :mod:`mpnet.errors` class that names the phase. On failure nothing stays open.
 
+DNS and TCP live here; the proxy phase (HTTP CONNECT, SOCKS) in :mod:`mpnet.net.tunnel`; the TLS
+handshake and its description in :mod:`mpnet.net.tls`.
+
 Through a proxy, ``dns`` and ``tcp`` are the proxy's. With ``http``, ``https``, ``socks4a`` and
 ``socks5h`` proxies the proxy resolves the target's name; with ``socks4`` and ``socks5`` mpnet
 resolves it locally (inside the ``dns`` phase) and hands the proxy an address.
@@ -14,7 +17,6 @@ resolves it locally (inside the ``dns`` phase) and hands the proxy an address.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
 import ipaddress
@@ -31,17 +33,6 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-# Private python-socks names, on purpose: its public API (Proxy.connect, Proxy.from_url) opens
-# its own TCP connection and runs the SOCKS negotiation in the same call, so tcp and proxy could
-# not be timed apart. Its connectors take an already-connected stream, which keeps tcp and proxy
-# separately timed phases. pyproject.toml bounds python-socks to the versions tested with these
-# names, and tests/net/test_python_socks_internals.py fails with a clear message if they move or
-# their signatures change. Imported here, not in the proxy phase, so the import is not proxy time.
-from python_socks import ProxyType
-from python_socks._connectors.factory_async import create_connector
-from python_socks._protocols.errors import ReplyError
-from python_socks.async_.asyncio._resolver import Resolver
-
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.proxy_url import ProxyURL
 from mpnet.core.result import TLSInfo
@@ -52,24 +43,15 @@ from mpnet.errors import (
     MpnetError,
     Phase,
     ProbeTimeout,
-    ProxyAuthError,
-    ProxyDenied,
     ProxyUnreachable,
-    TLSError,
     UsageError,
 )
-from mpnet.net.tls import (
-    certificate_facts,
-    context_for,
-    refused_certificate_issuer,
-    verify_kind,
-)
+from mpnet.net.tls import context_for, describe_tls, start_tls
+from mpnet.net.tunnel import authority, open_tunnel
 
 SECURE_SCHEMES = {"https": 443, "wss": 443}
 PLAIN_SCHEMES = {"http": 80, "ws": 80}
 AddrInfo = tuple[Any, ...]
-#: An HTTP proxy's answer to CONNECT larger than this is not an answer to CONNECT.
-MAX_CONNECT_RESPONSE = 64 * 1024
 
 #: The address family the names a dial resolves must have (``-4``: AF_INET, ``-6``: AF_INET6,
 #: AF_UNSPEC: either), as curl's -4/-6: the target's name, or the proxy's when one is dialled. A
@@ -202,8 +184,7 @@ class Target:
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return authority(self.host, self.port)
 
 
 def parse_target(url: str) -> Target:
@@ -305,9 +286,10 @@ def release_frames(exc: BaseException) -> None:
     e.g. the transport callback that ran the handshake. Errors are kept (results, retry
     histories, ``--debug``), so those locals are dropped here; the traceback's lines stay.
 
-    Only for errors raised inside the caller's own task (as everything dial and timed_request
-    raise is): frames still running refuse to be cleared and are left alone, and no frame of
-    another, suspended coroutine is in such a traceback.
+    Only for errors raised inside the caller's own task, or in tasks that have ended (as
+    everything dial, timed_request and request_with_retry raise is: aiohttp's name resolution
+    task hands its error over when it ends): frames still running refuse to be cleared and are
+    left alone, and no frame of another, suspended coroutine is in such a traceback.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -372,11 +354,19 @@ async def _dial(
         reader, writer = await asyncio.open_connection(sock=sock)
         if proxy is not None:
             with progress.step(Phase.PROXY):
-                await _open_tunnel(reader, writer, proxy, tunnel_host, target, proxy_context)
+                await open_tunnel(
+                    reader,
+                    writer,
+                    proxy,
+                    host=tunnel_host,
+                    port=target.port,
+                    target=target.authority,
+                    proxy_context=proxy_context,
+                )
         tls_info: TLSInfo | None = None
         if ssl_context is not None:
             with progress.step(Phase.TLS):
-                await _start_tls(writer, ssl_context, target.host, via=proxy)
+                await start_tls(writer, ssl_context, target.host, via=proxy)
             tls_info = describe_tls(writer.get_extra_info("ssl_object"))
     except BaseException:
         if writer is not None:
@@ -489,8 +479,7 @@ def _ip_literal_info(host: str, port: int, family: int) -> AddrInfo | None:
 
 
 def _format_address(sockaddr: tuple[Any, ...]) -> str:
-    host, port = sockaddr[0], sockaddr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return authority(sockaddr[0], sockaddr[1])
 
 
 # -- tcp ----------------------------------------------------------------------------------------
@@ -591,258 +580,6 @@ def kernel_rtt_ms(sock: socket.socket) -> float | None:
     return parse_tcp_info_rtt_ms(info)
 
 
-# -- proxy --------------------------------------------------------------------------------------
-
-
-async def _open_tunnel(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    proxy: ProxyURL,
-    tunnel_host: str,
-    target: Target,
-    proxy_context: ssl.SSLContext | None,
-) -> None:
-    try:
-        if proxy_context is not None:
-            try:
-                await writer.start_tls(proxy_context, server_hostname=proxy.host)
-            except (ssl.SSLError, ssl.CertificateError) as exc:
-                raise _tls_error(exc, proxy.host, phase=Phase.PROXY, what="proxy") from exc
-        if proxy.is_socks:
-            await _socks_handshake(reader, writer, proxy, tunnel_host, target.port)
-        else:
-            await _http_connect(reader, writer, proxy, Target(tunnel_host, target.port, False))
-    except MpnetError:
-        raise
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        raise ProxyDenied(
-            f"proxy {proxy.redacted()} closed the connection during the "
-            f"{'SOCKS' if proxy.is_socks else 'CONNECT'} handshake to {target.authority}",
-            kind="proxy_closed",
-        ) from exc
-
-
-async def _http_connect(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: ProxyURL, target: Target
-) -> None:
-    lines = [f"CONNECT {target.authority} HTTP/1.1", f"Host: {target.authority}"]
-    if proxy.username is not None:
-        secret = f"{proxy.username}:{proxy.password or ''}".encode()
-        lines.append(f"Proxy-Authorization: Basic {base64.b64encode(secret).decode('ascii')}")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    if len(head) > MAX_CONNECT_RESPONSE:
-        raise ProxyDenied(f"proxy {proxy.redacted()} sent an oversized answer to CONNECT")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = status_line.split(" ", 2)
-    try:
-        status = int(parts[1])
-    except (IndexError, ValueError):
-        raise ProxyDenied(
-            f"proxy {proxy.redacted()} answered CONNECT with {status_line[:80]!r}, not HTTP",
-            kind="proxy_protocol",
-        ) from None
-    reason = parts[2] if len(parts) > 2 else ""
-    if 200 <= status < 300:
-        return
-    shown = f"{status} {reason}".strip()
-    headers = _header_fields(head)
-    # The refusal's page says why (Squid's ERR_ACCESS_DENIED...): keep its start.
-    body = await _read_refusal_body(reader, headers)
-    if status in (401, 407):
-        # tinyproxy answers wrong credentials with 401 instead of 407 (LIBRARY-NOTES).
-        given = "rejected the credentials of" if proxy.username else "wants credentials for"
-        raise ProxyAuthError(
-            f"proxy {proxy.redacted()} {given} CONNECT {target.authority}: {shown}",
-            status=status,
-            headers=headers,
-            body=body,
-        )
-    raise ProxyDenied(
-        f"proxy {proxy.redacted()} refused CONNECT {target.authority}: {shown}",
-        status=status,
-        headers=headers,
-        body=body,
-    )
-
-
-def _header_fields(head: bytes) -> dict[str, str]:
-    """The header fields of an HTTP response head (names as sent; a repeated field's values
-    joined with ", ", as RFC 9110 allows)."""
-    fields: dict[str, str] = {}
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        name, sep, value = line.partition(":")
-        if sep and name.strip():
-            key = next((k for k in fields if k.lower() == name.strip().lower()), name.strip())
-            fields[key] = f"{fields[key]}, {value.strip()}" if key in fields else value.strip()
-    return fields
-
-
-REFUSAL_BODY_LIMIT = 500
-#: How long a refusal's body may take to arrive once its head is in.
-REFUSAL_BODY_WAIT = 0.5
-
-
-async def _read_refusal_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    """The start of a refusal's body: at most :data:`REFUSAL_BODY_LIMIT` bytes, no more than its
-    Content-Length, and what arrives within :data:`REFUSAL_BODY_WAIT` (a proxy that sends less
-    than it promised must not turn its refusal into a timeout)."""
-    length = next((v for k, v in headers.items() if k.lower() == "content-length"), "")
-    want = min(int(length), REFUSAL_BODY_LIMIT) if length.strip().isdigit() else 0
-    body = b""
-    with contextlib.suppress(TimeoutError, OSError):
-        async with asyncio.timeout(REFUSAL_BODY_WAIT):
-            while len(body) < want:
-                chunk = await reader.read(want - len(body))
-                if not chunk:
-                    break
-                body += chunk
-    return body
-
-
-_SOCKS5_AUTH_VERSION = b"\x01"  # RFC 1929 username/password sub-negotiation
-_SOCKS5_NO_AUTH_GREETING = b"\x05\x01\x00"  # RFC 1928: version 5, one method, "no auth"
-
-
-class _StreamAdapter:
-    """python-socks' stream interface over an asyncio stream pair (plain or TLS)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.last_written = b""
-
-    async def write(self, data: bytes) -> None:
-        self.last_written = data
-        self._writer.write(data)
-        await self._writer.drain()
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        return await self._reader.read(max_bytes)
-
-    async def read_exactly(self, n: int) -> bytes:
-        return await self._reader.readexactly(n)
-
-    async def close(self) -> None:
-        self._writer.transport.abort()
-
-
-async def _socks_handshake(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    proxy: ProxyURL,
-    host: str,
-    port: int,
-) -> None:
-    proxy_type = ProxyType.SOCKS4 if proxy.scheme.startswith("socks4") else ProxyType.SOCKS5
-    connector = create_connector(
-        proxy_type=proxy_type,
-        username=proxy.username,
-        password=proxy.password,
-        rdns=proxy.remote_dns,
-        resolver=Resolver(loop=asyncio.get_running_loop()),
-    )
-    stream = _StreamAdapter(reader, writer)
-    shown_target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        await connector.connect(stream=stream, host=host, port=port)  # type: ignore[arg-type]
-    except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
-        if proxy_type is ProxyType.SOCKS5 and stream.last_written[:1] == _SOCKS5_AUTH_VERSION:
-            # RFC 1929: a server that refuses the credentials closes the connection; some
-            # (pproxy) do so without sending the failure reply first.
-            raise ProxyAuthError(
-                f"SOCKS proxy {proxy.redacted()} rejected the credentials "
-                "(it closed the connection after receiving them)"
-            ) from exc
-        if stream.last_written == _SOCKS5_NO_AUTH_GREETING:
-            # RFC 1928 wants a 0xFF "no acceptable methods" reply; some servers (pproxy) that
-            # require a password just close instead.
-            raise ProxyAuthError(
-                f"SOCKS proxy {proxy.redacted()} wants credentials (it closed the connection "
-                "when offered no authentication)"
-            ) from exc
-        raise
-    except ReplyError as exc:
-        text = str(exc)
-        if exc.error_code is None and "authentication" in text.lower():
-            given = "rejected the credentials" if proxy.username else "wants credentials"
-            raise ProxyAuthError(f"SOCKS proxy {proxy.redacted()} {given}: {text}") from exc
-        raise ProxyDenied(
-            f"SOCKS proxy {proxy.redacted()} refused to connect to {shown_target}: {text}"
-        ) from exc
-
-
-# -- tls ----------------------------------------------------------------------------------------
-
-
-async def _start_tls(
-    writer: asyncio.StreamWriter,
-    context: ssl.SSLContext,
-    host: str,
-    *,
-    via: ProxyURL | None,
-) -> None:
-    try:
-        await writer.start_tls(context, server_hostname=host)
-    except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise _tls_error(exc, host, phase=Phase.TLS, what="", via=via) from exc
-    except (OSError, asyncio.IncompleteReadError) as exc:
-        where = f" (through proxy {via.redacted()})" if via else ""
-        raise TLSError(
-            f"TLS handshake with {host}{where} failed: the connection was closed "
-            f"({exc.__class__.__name__})",
-            kind="handshake",
-        ) from exc
-
-
-def _tls_error(
-    exc: BaseException,
-    host: str,
-    *,
-    phase: Phase,
-    what: str,
-    via: ProxyURL | None = None,
-) -> TLSError:
-    who = f"{what} {host}".strip()
-    where = f" (through proxy {via.redacted()})" if via else ""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = getattr(exc, "verify_message", None) or str(exc)
-        issuer = refused_certificate_issuer(exc)
-        issued = f" (issuer: {issuer})" if issuer else ""
-        return TLSError(
-            f"certificate of {who}{where} refused: {reason}{issued}",
-            phase=phase,
-            kind=verify_kind(exc),
-            issuer=issuer,
-        )
-    reason = getattr(exc, "reason", None) or str(exc)
-    return TLSError(f"TLS handshake with {who}{where} failed: {reason}", phase=phase)
-
-
-def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None:
-    """Version, cipher, ALPN and certificate facts of an established TLS session.
-
-    The certificate is read in binary form so that it shows even when verification is off.
-    """
-    if sslobj is None:
-        return None
-    cipher = sslobj.cipher()
-    der = None
-    with contextlib.suppress(ValueError, ssl.SSLError):
-        der = sslobj.getpeercert(binary_form=True)
-    cert = certificate_facts(der) if der else None
-    return TLSInfo(
-        version=sslobj.version(),
-        cipher=cipher[0] if cipher else None,
-        alpn=sslobj.selected_alpn_protocol(),
-        cert_subject=cert.subject if cert else None,
-        cert_issuer=cert.issuer if cert else None,
-        cert_not_after=cert.not_after if cert else None,
-        cert_days_left=cert.days_left if cert else None,
-    )
-
-
 __all__ = [
     "AddressReport",
     "DialedConnection",
@@ -852,7 +589,6 @@ __all__ = [
     "address_family",
     "address_observer",
     "close_writer",
-    "describe_tls",
     "dial",
     "parse_target",
     "release_frames",

@@ -45,7 +45,9 @@ from mpnet.core.result import ErrorInfo
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import HTTPStatusError, ProbeError, TLSError, UnknownExchange, UsageError
 from mpnet.net.dial import PeerInfo, PhaseTimings
-from mpnet.net.http import HTTPSessionManager, RetryResponse, TimedResponse
+from mpnet.net.exchange import TimedResponse
+from mpnet.net.retry import RetryResponse
+from mpnet.net.sessions import HTTPSessionManager
 
 if TYPE_CHECKING:
     import aiohttp
@@ -442,7 +444,7 @@ class NetworkConnectionManager:
         """:func:`mpnet.net.http.request_with_retry` on the session ``session_name``, which is
         created for ``url`` when it is not open yet. ``kwargs`` go to it (``json``,
         ``headers``, ``base_delay``, ``sleep`` ...)."""
-        from mpnet.net.http import request_with_retry
+        from mpnet.net.retry import request_with_retry
 
         session = self._http.existing(session_name)
         if session is None:
@@ -496,7 +498,7 @@ class NetworkConnectionManager:
         *,
         exchange_name: str | None = None,
     ) -> ConnectivityResult:
-        from mpnet.net.http import timed_request
+        from mpnet.net.exchange import timed_request
 
         try:
             response = await timed_request("GET", url, proxy=proxy, tls=tls, timeout=timeout)

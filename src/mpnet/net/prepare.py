@@ -17,7 +17,7 @@ from mpnet.net.tls import HTTP_ALPN, context_for
 
 #: Modules an attempt may need; imported here so no attempt pays for the import.
 _MODULES = (
-    "mpnet.net.http",
+    "mpnet.net.exchange",
     "mpnet.net.ws",
     "mpnet.net.ws_websockets",
     "mpnet.net.ws_aiohttp",

@@ -1,8 +1,19 @@
-"""The one place an :class:`ssl.SSLContext` is built from a :class:`TLSDecision`, and the one
-table that turns OpenSSL's certificate verification codes into mpnet's error kinds."""
+"""TLS for every connection mpnet opens: contexts, the handshake, and what it showed or why it
+failed.
+
+- The one place an :class:`ssl.SSLContext` is built from a :class:`TLSDecision`
+  (:func:`context_for`, cached per policy).
+- The one table that turns OpenSSL's certificate verification codes into mpnet's error kinds
+  (:data:`VERIFY_KINDS`), and the one builder of :class:`~mpnet.errors.TLSError` from an ssl
+  exception (:func:`tls_error`), used by :func:`~mpnet.net.dial.dial` and by the aiohttp error
+  translation (:mod:`mpnet.net.translate`) alike.
+- The timed dial's handshake (:func:`start_tls`) and its description (:func:`describe_tls`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import ssl
 import threading
@@ -10,8 +21,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mpnet.core.proxy_url import ProxyURL
+from mpnet.core.result import TLSInfo
 from mpnet.core.tls import TLSDecision
-from mpnet.errors import ConfigError
+from mpnet.errors import ConfigError, Phase, TLSError
 
 #: ALPN offered by the timed HTTP/1.1 exchange.
 HTTP_ALPN: tuple[str, ...] = ("http/1.1",)
@@ -51,6 +64,77 @@ def verify_kind(exc: ssl.SSLCertVerificationError) -> str:
     """The TLSError kind of a certificate verification failure (``untrusted`` when unknown)."""
     code = getattr(exc, "verify_code", None)
     return VERIFY_KINDS.get(code, "untrusted") if isinstance(code, int) else "untrusted"
+
+
+def tls_error(exc: BaseException, peer: str, *, phase: Phase | None = None) -> TLSError:
+    """The :class:`~mpnet.errors.TLSError` for an ssl exception raised by a handshake with
+    ``peer`` (words naming who, e.g. ``proxy 10.0.0.1`` or ``host (through proxy ...)``).
+
+    A refused certificate gives its verification kind (:func:`verify_kind`) and, when the
+    handshake ran on a context of :func:`build_ssl_context`, its issuer; anything else is kind
+    ``handshake``. ``phase`` defaults to ``tls`` (``proxy`` for an https proxy's handshake).
+    """
+    # ssl.CertificateError is the same class as SSLCertVerificationError since Python 3.7.
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = getattr(exc, "verify_message", None) or str(exc)
+        issuer = refused_certificate_issuer(exc)
+        issued = f" (issuer: {issuer})" if issuer else ""
+        return TLSError(
+            f"certificate of {peer} refused: {reason}{issued}",
+            phase=phase,
+            kind=verify_kind(exc),
+            issuer=issuer,
+        )
+    reason = getattr(exc, "reason", None) or str(exc)
+    return TLSError(f"TLS handshake with {peer} failed: {reason}", phase=phase, kind="handshake")
+
+
+async def start_tls(
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    host: str,
+    *,
+    via: ProxyURL | None,
+) -> None:
+    """Upgrade a dialed stream to TLS with ``host`` (through the tunnel of ``via``, if any).
+
+    Raises:
+        TLSError: the certificate was refused, the handshake failed, or the peer hung up.
+    """
+    where = f" (through proxy {via.redacted()})" if via else ""
+    try:
+        await writer.start_tls(context, server_hostname=host)
+    except ssl.SSLError as exc:
+        raise tls_error(exc, f"{host}{where}", phase=Phase.TLS) from exc
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise TLSError(
+            f"TLS handshake with {host}{where} failed: the connection was closed "
+            f"({exc.__class__.__name__})",
+            kind="handshake",
+        ) from exc
+
+
+def describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> TLSInfo | None:
+    """Version, cipher, ALPN and certificate facts of an established TLS session.
+
+    The certificate is read in binary form so that it shows even when verification is off.
+    """
+    if sslobj is None:
+        return None
+    cipher = sslobj.cipher()
+    der = None
+    with contextlib.suppress(ValueError, ssl.SSLError):
+        der = sslobj.getpeercert(binary_form=True)
+    cert = certificate_facts(der) if der else None
+    return TLSInfo(
+        version=sslobj.version(),
+        cipher=cipher[0] if cipher else None,
+        alpn=sslobj.selected_alpn_protocol(),
+        cert_subject=cert.subject if cert else None,
+        cert_issuer=cert.issuer if cert else None,
+        cert_not_after=cert.not_after if cert else None,
+        cert_days_left=cert.days_left if cert else None,
+    )
 
 
 _ENCODING_DER = 2  # _ssl.ENCODING_DER, for the private Certificate.public_bytes

@@ -17,7 +17,7 @@ from mpnet.errors import HTTPStatusError, Phase, ProbeError, ProtocolError
 from mpnet.probe.plan import ProbeTarget
 
 if TYPE_CHECKING:
-    from mpnet.net.http import TimedResponse
+    from mpnet.net.exchange import TimedResponse
     from mpnet.probe.engine import _Progress
 
 
@@ -64,7 +64,7 @@ async def run_bootstrap(
         ProbeError: phase ``bootstrap``: the request failed, was refused, or its answer holds
             no usable endpoint and token.
     """
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     profile = target.profile
     spec = profile.websocket

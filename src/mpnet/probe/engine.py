@@ -55,7 +55,7 @@ from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
 if TYPE_CHECKING:
-    from mpnet.net.http import TimedResponse
+    from mpnet.net.exchange import TimedResponse
     from mpnet.probe.looplag import LoopLagMonitor
 
 AttemptCallback = Callable[[ProbeTarget, Attempt], None]
@@ -509,7 +509,7 @@ def _header(headers: Any, name: str) -> str | None:
 
 
 async def _probe_rest(target: ProbeTarget, progress: _Progress) -> Attempt:
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     rest = target.profile.rest
     assert rest is not None
@@ -584,7 +584,7 @@ async def _rest_clock(
     Never fails the attempt (the health check passed): an answer that cannot be read, or a time
     request that fails, is a skipped sample with the reason.
     """
-    from mpnet.net.http import timed_request
+    from mpnet.net.exchange import timed_request
 
     rest = target.profile.rest
     assert rest is not None and rest.server_time is not None

@@ -12,7 +12,7 @@ ExchangeBudget` (the decisions are pure and live there); this module only sleeps
 * Otherwise requests to one exchange start at least ``1 / rate_limit.requests_per_s`` apart
   (the profile's public limit), and attempts of one target at least ``interval`` apart
   (``mpnet probe --interval``).
-* The answers an attempt receives (every :func:`~mpnet.net.http.timed_request` answer, the
+* The answers an attempt receives (every :func:`~mpnet.net.exchange.timed_request` answer, the
   KuCoin bootstrap included, and a refused WebSocket upgrade) are read for Retry-After and
   weight headers.
 
@@ -34,7 +34,7 @@ from mpnet.errors import Phase, ProbeError
 from mpnet.probe.plan import ProbeTarget
 
 if TYPE_CHECKING:
-    from mpnet.net.http import TimedResponse
+    from mpnet.net.exchange import TimedResponse
 
 
 class RateGate:
@@ -131,7 +131,7 @@ class RateGate:
     def observing(self, target: ProbeTarget) -> Iterator[None]:
         """Read the rate-limit headers of every HTTP answer received inside the block, and the
         status of a refusal raised out of it."""
-        from mpnet.net.http import response_observer
+        from mpnet.net.exchange import response_observer
 
         budget = self.budget(target)
 
