@@ -25,9 +25,9 @@ from mpnet.core.clock import (
 )
 from mpnet.core.edge import UNKNOWN_EDGE, Edge
 from mpnet.core.proxy import ProxyDecision
+from mpnet.core.proxy_url import redact_url_text
 from mpnet.core.ratelimit import Skip
 from mpnet.core.route import route_name_of
-from mpnet.core.proxy_url import redact_url_text
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import ProbeError, TLSError
 

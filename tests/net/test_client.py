@@ -1,5 +1,9 @@
-"""NetworkConnectionManager: layer decisions, sessions, stats and test_connectivity against
-servers and pproxy on 127.0.0.1."""
+"""mpnet.client: NetworkConnectionManager's layer decisions, sessions, stats and
+test_connectivity, the shared manager across event loops, against servers and pproxy on
+127.0.0.1.
+
+The module-level helpers are reached as ``client.test_connectivity`` (never imported by name:
+pytest would collect a module-level ``test_connectivity`` as a test)."""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from http_fixtures import ScriptedApp, running_app
 
 import mpnet
 from fixtures_servers import PROXY_PASSWORD, TLSMaterial, WebSocketServer, closed_port
+from mpnet.client import USE_CONFIG, NetworkConnectionManager, NetworkStats
 from mpnet.config.model import ConfigFile, ExchangeNetwork
 from mpnet.config.profiles import ProfileSet
 from mpnet.core.proxy_url import parse_proxy_url
-from mpnet.errors import InvalidProxyURL, UnknownExchange, UsageError
-from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager
+from mpnet.errors import InvalidProxyURL, UsageError
 
 
 def _manager(env: dict[str, str] | None = None) -> NetworkConnectionManager:
@@ -73,9 +77,18 @@ def test_insecure_and_ca_bundle_decide_tls(tmp_path) -> None:  # type: ignore[no
         _manager().decide("https://x.test/", insecure=True, ca_bundle=str(tmp_path / "ca.pem"))
 
 
-def test_unknown_exchange_is_refused() -> None:
-    with pytest.raises(UnknownExchange):
-        _manager().decide("https://x.test/", exchange_name="nosuchexchange")
+def test_unconfigured_exchange_means_no_exchange_layer() -> None:
+    env = {"https_proxy": "http://127.0.0.1:3128"}
+    proxy, tls = _manager(env).decide("https://x.test/", exchange_name="mybroker")
+    assert (proxy.layer, proxy.proxy is not None) == ("env", True)
+    assert tls.layer == "default"
+    for trace in (proxy.trace, tls.trace):
+        (exchange,) = [entry for entry in trace if entry.layer == "exchange"]
+        assert exchange.verdict == "unset"
+        assert "no exchange layer" in exchange.detail and "'mybroker'" in exchange.detail
+    # Without an exchange name the trace carries no such note.
+    known, _ = _manager().decide("https://x.test/")
+    assert all("no exchange layer" not in entry.detail for entry in known.trace)
 
 
 def test_exchange_known_only_to_the_config_file() -> None:
@@ -216,14 +229,15 @@ async def test_websocket_connectivity(
     [
         ({"connection_type": "ftp"}, UsageError),
         ({"proxy": "ftp://127.0.0.1:21"}, InvalidProxyURL),
-        ({"exchange_name": "nosuchexchange"}, UnknownExchange),
+        ({"connection_type": None}, UsageError),  # ftp:// has no connection type
     ],
 )
 async def test_bad_input_raises(
     nm: NetworkConnectionManager, kwargs: dict[str, object], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        await nm.test_connectivity("http://127.0.0.1:1/", **kwargs)  # type: ignore[arg-type]
+        url = "ftp://127.0.0.1:1/" if "connection_type" in kwargs else "http://127.0.0.1:1/"
+        await nm.test_connectivity(url, **kwargs)  # type: ignore[arg-type]
 
 
 # -- sessions, retries, stats -------------------------------------------------------------------
@@ -244,8 +258,8 @@ async def test_request_with_retry_creates_the_session(
     assert response.status == 200
     assert response.attempts == 2
     assert delays == [3.0]
-    sessions = nm.get_network_stats()["connections"]
-    assert [(c["type"], c["session"]) for c in sessions] == [("http", "api")]
+    sessions = nm.get_network_stats().connections
+    assert [(c.type, c.session) for c in sessions] == [("http", "api")]
 
 
 async def test_stats_count_sessions_by_proxy(
@@ -258,25 +272,39 @@ async def test_stats_count_sessions_by_proxy(
     async with proxied.get(app.url("/json")) as response:
         assert response.status == 200
     stats = nm.get_network_stats()
-    overview = stats["overview"]
-    assert overview["total_connections"] == 2
-    assert overview["active_connections"] == 2
-    assert overview["http_sessions"] == 2
-    assert overview["proxy_connections"] == 1
-    assert overview["direct_connections"] == 1
-    assert overview["failed_connections"] == 0
-    by_session = {c["session"]: c for c in stats["connections"]}
-    assert by_session["direct"]["proxy"] is None
-    assert by_session["direct"]["proxy_layer"] == "cli"
-    assert by_session["proxied"]["proxy"].endswith(f"@127.0.0.1:{proxies['http_auth'][-5:]}")
-    assert PROXY_PASSWORD not in json.dumps(stats)
-    assert all(c["state"] == "open" and c["age_seconds"] >= 0 for c in stats["connections"])
+    assert isinstance(stats, NetworkStats)
+    overview = stats.overview
+    assert overview.total_connections == 2
+    assert overview.active_connections == 2
+    assert overview.http_sessions == 2
+    assert overview.proxy_connections == 1
+    assert overview.direct_connections == 1
+    assert overview.failed_connections == 0
+    by_session = {c.session: c for c in stats.connections}
+    assert by_session["direct"].proxy is None
+    assert by_session["direct"].proxy_layer == "cli"
+    proxied_url = by_session["proxied"].proxy
+    assert proxied_url is not None
+    assert proxied_url.endswith(f"@127.0.0.1:{proxies['http_auth'][-5:]}")
+    shown = stats.to_dict()
+    assert PROXY_PASSWORD not in json.dumps(shown)
+    assert shown["overview"] == {
+        "total_connections": 2,
+        "active_connections": 2,
+        "failed_connections": 0,
+        "websocket_connections": 0,
+        "http_sessions": 2,
+        "proxy_connections": 1,
+        "direct_connections": 1,
+    }
+    assert [c["session"] for c in shown["connections"]] == ["direct", "proxied"]
+    assert all(c.state == "open" and c.age_seconds >= 0 for c in stats.connections)
 
     await nm.close_all()
     assert direct.closed and proxied.closed
-    overview = nm.get_network_stats()["overview"]
-    assert overview["active_connections"] == 0
-    assert overview["total_connections"] == 2
+    overview = nm.get_network_stats().overview
+    assert overview.active_connections == 0
+    assert overview.total_connections == 2
 
 
 async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None:
@@ -284,8 +312,8 @@ async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None
 
     with pytest.raises(ConnectError):
         await nm.create_websocket_connection(f"ws://127.0.0.1:{closed_port()}/", timeout=5)
-    overview = nm.get_network_stats()["overview"]
-    assert (overview["failed_connections"], overview["active_connections"]) == (1, 0)
+    overview = nm.get_network_stats().overview
+    assert (overview.failed_connections, overview.active_connections) == (1, 0)
 
 
 @pytest.mark.parametrize("backend", ["websockets", "aiohttp"])
@@ -298,13 +326,13 @@ async def test_websocket_is_tracked_and_closed(
     await ws.send("hello")
     assert await ws.recv(timeout=5) == "hello"
     stats = nm.get_network_stats()
-    overview = stats["overview"]
-    assert (overview["websocket_connections"], overview["active_connections"]) == (1, 1)
-    assert stats["connections"][0]["type"] == "websocket"
-    assert stats["connections"][0]["proxy_layer"] == "cli"
+    overview = stats.overview
+    assert (overview.websocket_connections, overview.active_connections) == (1, 1)
+    assert stats.connections[0].type == "websocket"
+    assert stats.connections[0].proxy_layer == "cli"
     await nm.close_all()
     assert ws.closed
-    assert nm.get_network_stats()["overview"]["active_connections"] == 0
+    assert nm.get_network_stats().overview.active_connections == 0
 
 
 async def test_http_session_needs_a_url(nm: NetworkConnectionManager) -> None:
