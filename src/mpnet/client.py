@@ -18,8 +18,8 @@ The module-level helpers (``test_connectivity``, ``request_with_retry``,
 ``create_websocket_connection``, ``create_http_session``, ``get_network_stats``, ``close_all``)
 are the methods of :data:`network_manager`, for code written against the original networking
 layer. Nothing a manager holds outlives its event loop: its HTTP sessions and WebSockets belong to
-the loop that opened them and are closed when that loop shuts down (``asyncio.run()`` does so
-through :meth:`asyncio.loop.shutdown_asyncgens`); the next loop gets its own. So one
+the loop that opened them and are closed when that loop ends (``asyncio.run()`` cancels the tasks
+left at its end, and a task of the manager's closes them then); the next loop gets its own. So one
 ``asyncio.run()`` after another works with the same manager.
 
 The ``proxy`` argument of every method has three meanings, like websockets' ``proxy=``:
@@ -41,7 +41,7 @@ import os
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
@@ -222,12 +222,12 @@ class NetworkStats:
 
 @dataclass(eq=False, slots=True)
 class _LoopBinding:
-    """What a manager holds for one event loop: its HTTP sessions, and the async generator
-    whose ``finally`` closes them (and the loop's WebSockets) when the loop shuts down."""
+    """What a manager holds for one event loop: its HTTP sessions, and the task that closes
+    them (and the loop's WebSockets) when the loop's owner cancels the remaining tasks."""
 
     loop: weakref.ref[asyncio.AbstractEventLoop]
     http: HTTPSessionManager = field(default_factory=HTTPSessionManager)
-    closer: AsyncGenerator[None, None] | None = None
+    closer: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -414,39 +414,43 @@ class NetworkConnectionManager:
 
     # -- the current event loop's resources -----------------------------------------------------
 
-    async def _binding(self) -> _LoopBinding:
-        """This loop's sessions, set up on first use in the loop.
+    def _binding(self) -> _LoopBinding:
+        """The running loop's sessions, set up on first use in the loop.
 
-        The closer is an async generator left suspended at its ``yield``: the loop keeps its
-        async generators and :meth:`asyncio.loop.shutdown_asyncgens` (which ``asyncio.run()``
-        and :class:`asyncio.Runner` call) finalises them inside the loop, while it can still
-        close sockets. A manager never touches another loop's sessions.
+        Its closer task waits until the loop's owner cancels the tasks left at the end
+        (``asyncio.run()`` and :class:`asyncio.Runner` do, while the loop still runs), then
+        closes what the manager opened in that loop. :meth:`close_all` ends it sooner. A
+        manager never touches another loop's sessions.
         """
         loop = asyncio.get_running_loop()
         binding = self._bindings.get(loop)
         if binding is None:
             binding = _LoopBinding(loop=weakref.ref(loop))
             self._bindings[loop] = binding
-            binding.closer = self._close_at_shutdown(binding)
-            await anext(binding.closer)
+            binding.closer = loop.create_task(
+                self._close_at_shutdown(binding), name="mpnet: close connections at loop end"
+            )
         return binding
 
-    async def _close_at_shutdown(self, binding: _LoopBinding) -> AsyncGenerator[None, None]:
+    async def _close_at_shutdown(self, binding: _LoopBinding) -> None:
         try:
-            yield
+            await asyncio.Event().wait()  # nothing sets it: only cancellation ends the wait
         finally:
             await self._close_binding(binding)
 
     async def _close_binding(self, binding: _LoopBinding) -> None:
-        """Close every WebSocket and HTTP session ``binding``'s loop holds."""
+        """Close every WebSocket and HTTP session ``binding``'s loop holds (again: a no-op)."""
         mine = [record for record in self._open if record.binding is binding]
         self._open = [record for record in self._open if record.binding is not binding]
-        for record in mine:
-            if record.type == "websocket" and record.handle is not None:
-                await record.handle.close()
-            record.end()
-            self._ended.append(record)
-        await binding.http.close_all()
+        try:
+            for record in mine:
+                if record.type == "websocket" and record.handle is not None:
+                    await record.handle.close()
+        finally:
+            for record in mine:
+                record.end()
+                self._ended.append(record)
+            await binding.http.close_all()
 
     def _track(
         self,
@@ -528,7 +532,7 @@ class NetworkConnectionManager:
             ca_bundle=ca_bundle,
             insecure=insecure,
         )
-        binding = await self._binding()
+        binding = self._binding()
         try:
             ws = await WebSocketWrapper.connect(
                 url,
@@ -581,7 +585,7 @@ class NetworkConnectionManager:
         proxy_decision, tls_decision = self.decide(
             url, exchange_name=exchange_name, proxy=proxy, ca_bundle=ca_bundle, insecure=insecure
         )
-        binding = await self._binding()
+        binding = self._binding()
         existing = binding.http.existing(session_name)
         session = await binding.http.get_session(
             session_name, proxy=proxy_decision, tls=tls_decision, timeout=timeout
@@ -621,7 +625,7 @@ class NetworkConnectionManager:
         """
         from mpnet.net.http import request_with_retry
 
-        binding = await self._binding()
+        binding = self._binding()
         session = binding.http.existing(session_name)
         if session is None:
             session = await self.create_http_session(
@@ -822,9 +826,12 @@ class NetworkConnectionManager:
 
         The manager stays usable: the next call opens new ones.
         """
-        binding = self._bindings.get(asyncio.get_running_loop())
-        if binding is not None:
-            await self._close_binding(binding)
+        binding = self._bindings.pop(asyncio.get_running_loop(), None)
+        if binding is None:
+            return
+        if binding.closer is not None:
+            binding.closer.cancel()  # its own close finds nothing left to close
+        await self._close_binding(binding)
 
     async def __aenter__(self) -> NetworkConnectionManager:
         return self
