@@ -97,6 +97,6 @@ def test_context_from_decisions(tmp_path: Path) -> None:
 
 def test_missing_bundle_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot load CA .*missing\.pem \(chosen by cli layer\)"):
-        build_ssl_context(resolve_tls(
-                cli=TLSSetting(ca_bundle=str(tmp_path / "missing.pem")), system_store=True
-            ))
+        build_ssl_context(
+            resolve_tls(cli=TLSSetting(ca_bundle=str(tmp_path / "missing.pem")), system_store=True)
+        )

@@ -60,7 +60,7 @@ async def nm() -> AsyncIterator[NetworkConnectionManager]:
 def test_proxy_argument_has_three_meanings(
     proxy: object, env: dict[str, str], layer: str, proxied: bool
 ) -> None:
-    decision, _ = _manager(env).decide("https://api.example.test/", proxy=proxy)  # type: ignore[arg-type]
+    decision, _ = _manager(env).decide("https://api.example.test/", proxy=proxy)
     assert decision.layer == layer
     assert (decision.proxy is not None) is proxied
 
@@ -242,7 +242,7 @@ async def test_bad_input_raises(
 ) -> None:
     with pytest.raises(error):
         url = "ftp://127.0.0.1:1/" if "connection_type" in kwargs else "http://127.0.0.1:1/"
-        await nm.test_connectivity(url, **kwargs)  # type: ignore[arg-type]
+        await nm.test_connectivity(url, **kwargs)
 
 
 # -- sessions, retries, stats -------------------------------------------------------------------
@@ -598,3 +598,23 @@ def test_without_a_system_store_the_library_verifies_with_certifi(
     monkeypatch.setattr(layers, "system_trust_store_available", lambda: True)
     _, tls = _manager().decide("https://x.test/")
     assert (tls.ca, tls.ca_kind) == ("system", "system")
+
+
+def test_net_does_not_read_the_configuration() -> None:
+    # The facade reads the config file; net/ only takes decisions (DESIGN.md's layering).
+    import ast
+    from pathlib import Path
+
+    import mpnet.net
+
+    offenders = []
+    for path in sorted(Path(mpnet.net.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            if any(name.startswith(("mpnet.config", "mpnet.client")) for name in names):
+                offenders.append(path.name)
+    assert offenders == []
