@@ -217,7 +217,7 @@ async def http_phase(runs: int, ca_file: str, ca: trustme.CA) -> tuple[list[floa
     url = f"https://127.0.0.1:{port}/api/v2/public/test"
     try:
         proxy = ProxyDecision(target_url=url, proxy=None, layer="default")
-        tls = resolve_tls(cli=TLSSetting(ca_bundle=ca_file))
+        tls = resolve_tls(cli=TLSSetting(ca_bundle=ca_file), system_store=True)
         ours = []
         for _ in range(runs + 1):
             response = await timed_request("GET", url, proxy=proxy, tls=tls, timeout=5)

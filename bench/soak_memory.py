@@ -414,9 +414,9 @@ def lab_urls(lab: LabInfo) -> str:
 async def library_loops(urls: dict[str, str], calls: int, ca: str) -> None:
     import gc
 
+    from mpnet.client import NetworkConnectionManager
     from mpnet.config.model import ConfigFile
     from mpnet.errors import ProbeError
-    from mpnet.net.manager import NetworkConnectionManager
 
     async def http(nm: NetworkConnectionManager) -> bool:
         result = await nm.test_connectivity(

@@ -47,16 +47,10 @@ NET_FORBIDDEN = (
     "mpnet.cli",
     "mpnet.lab",
 )
-#: Known violations being fixed elsewhere: (module under src/mpnet, imported module prefix).
-NET_EXCEPTIONS = {
-    # NetworkConnectionManager resolves the proxy and TLS layers from the config file; it is
-    # being moved out of net/ (to src/mpnet/client.py) on another branch, issue 12.
-    ("net/manager.py", "mpnet.config"),
-}
+#: Known violations: (module under src/mpnet, imported module prefix). None today.
+NET_EXCEPTIONS: set[tuple[str, str]] = set()
 
 MAX_LINES = 800
-#: Modules still over MAX_LINES: being split on another branch (issue 12).
-TOO_LONG_EXCEPTIONS = {"net/http.py", "net/dial.py"}
 
 
 def imports_of(source: str, module: str) -> Iterator[tuple[int, str]]:
@@ -139,7 +133,7 @@ def test_no_module_is_over_the_line_limit() -> None:
         for path in SRC.rglob("*.py")
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
-    assert {p: n for p, n in long.items() if p not in TOO_LONG_EXCEPTIONS} == {}
+    assert long == {}
 
 
 # -- the rules catch what they are meant to catch -------------------------------------------------

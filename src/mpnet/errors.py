@@ -13,7 +13,7 @@ exit codes in one table (:mod:`mpnet.cli.exit_codes`); the library never knows a
     │   ├── InvalidConfigFile            the config file is unreadable, not YAML, or off-schema
     │   ├── UnknownExchange              no profile has that name
     │   └── UsageError                   flags that contradict each other (--proxy with --no-proxy)
-    └── ProbeError                       runtime: carries .phase and .kind
+    └── ProbeError                       runtime: .phase, .kind, .phases (ms so far), .tls
         ├── DNSError                     phase dns
         ├── ConnectError                 phase tcp (refused, unreachable, reset)
         ├── ProxyError                   phase proxy
@@ -26,7 +26,9 @@ exit codes in one table (:mod:`mpnet.cli.exit_codes`); the library never knows a
         ├── ProbeTimeout                 whichever phase was running when time ran out
         └── ProtocolError                the peer answered, but not as the profile expects
 
-Messages never contain a proxy password: build them from redacted URLs only.
+Messages never contain a proxy password: build them from redacted URLs only
+(:meth:`mpnet.core.result.ErrorInfo.from_error`, the one way an error becomes data, redacts them
+again all the same).
 """
 
 from __future__ import annotations
@@ -133,15 +135,25 @@ class ProbeError(MpnetError):
     default_phase: Phase = Phase.TCP
     default_kind: str = "error"
 
+    #: Where it failed.
+    phase: Phase
+    #: A stable machine-readable word (``refused``, ``untrusted``, ``timeout`` ...).
+    kind: str
+    #: Milliseconds of the phases that completed before the failure, in order; net/ fills it
+    #: (:func:`mpnet.net.exchange.timed_request`), empty when nothing was measured.
+    phases: dict[str, float]
+    #: What the TLS handshake showed, when the failure came after it (a refused upgrade): set by
+    #: net/ so that certificate details survive the failure.
+    tls: TLSInfo | None
+
     def __init__(
         self, message: str, *, phase: Phase | None = None, kind: str | None = None
     ) -> None:
         super().__init__(message)
-        self.phase: Phase = phase or self.default_phase
-        self.kind: str = kind or self.default_kind
-        # What the TLS handshake showed, when the failure came after it (a refused upgrade):
-        # set by net/ so that certificate details survive the failure.
-        self.tls: TLSInfo | None = None
+        self.phase = phase or self.default_phase
+        self.kind = kind or self.default_kind
+        self.phases = {}
+        self.tls = None
 
     def to_dict(self) -> dict[str, str]:
         return {"phase": str(self.phase), "kind": self.kind, "message": self.message}

@@ -75,21 +75,21 @@ def test_precedence(
 
 
 def test_verify_off_is_never_silent() -> None:
-    decision = resolve_tls(exchange=OFF)
+    decision = resolve_tls(exchange=OFF, system_store=True)
     assert not decision.verify
     assert decision.warnings and "OFF" in decision.warnings[0] and "lab box" in decision.warnings[0]
     assert decision.to_dict()["warnings"] == list(decision.warnings)
-    assert resolve_tls().warnings == ()
+    assert resolve_tls(system_store=True).warnings == ()
 
 
 def test_context_from_decisions(tmp_path: Path) -> None:
     ca = trustme.CA()
     pem = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
-    ctx = build_ssl_context(resolve_tls(cli=TLSSetting(ca_bundle=str(pem))))
+    ctx = build_ssl_context(resolve_tls(cli=TLSSetting(ca_bundle=str(pem)), system_store=True))
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert len(ctx.get_ca_certs()) == 1
-    off = build_ssl_context(resolve_tls(cli=TLSSetting(verify=False)))
+    off = build_ssl_context(resolve_tls(cli=TLSSetting(verify=False), system_store=True))
     assert off.verify_mode == ssl.CERT_NONE and not off.check_hostname
     certifi_ctx = build_ssl_context(resolve_tls(system_store=False))
     assert len(certifi_ctx.get_ca_certs()) > 10
@@ -97,4 +97,6 @@ def test_context_from_decisions(tmp_path: Path) -> None:
 
 def test_missing_bundle_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot load CA .*missing\.pem \(chosen by cli layer\)"):
-        build_ssl_context(resolve_tls(cli=TLSSetting(ca_bundle=str(tmp_path / "missing.pem"))))
+        build_ssl_context(
+            resolve_tls(cli=TLSSetting(ca_bundle=str(tmp_path / "missing.pem")), system_store=True)
+        )

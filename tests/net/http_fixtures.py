@@ -1,4 +1,4 @@
-"""HTTP servers on 127.0.0.1 for the net/exchange, net/sessions, net/retry and net/manager tests.
+"""HTTP servers on 127.0.0.1 for the net/exchange, net/sessions, net/retry and mpnet.client tests.
 
 - :func:`running_app`: an aiohttp.web server (plain or TLS) with scripted answers;
 - :func:`running_raw_server`: a TCP server that reads the request head and answers with

@@ -26,13 +26,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from mpnet.cli.live import lab_network_options
+from mpnet.client import ENDED_HISTORY, NetworkConnectionManager
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile
 from mpnet.config.profiles import load_profiles
 from mpnet.core.result import Attempt, ProbeReport
 from mpnet.core.watch import WatchState
 from mpnet.lab import Lab
-from mpnet.net.manager import ENDED_HISTORY, NetworkConnectionManager
 from mpnet.net.ws import GAP_HISTORY, Gap, ReconnectingWebSocket, WebSocketWrapper
 from mpnet.probe.exporter import ProbeExporter
 from mpnet.probe.plan import build_plan
@@ -253,13 +253,13 @@ async def test_websockets_opened_and_closed_are_not_kept(lab: Lab) -> None:
         stats = nm.get_network_stats()
     assert grown(before, after) == {}
     assert kept.closed  # closed by leaving the manager
-    overview = stats["overview"]
-    assert overview["total_connections"] == WARM_UP + calls + 1
-    assert (overview["active_connections"], overview["failed_connections"]) == (1, 0)
-    entries = stats["connections"]
+    overview = stats.overview
+    assert overview.total_connections == WARM_UP + calls + 1
+    assert (overview.active_connections, overview.failed_connections) == (1, 0)
+    entries = stats.connections
     assert len(entries) == ENDED_HISTORY + 1
-    assert [e["state"] for e in entries] == ["closed"] * ENDED_HISTORY + ["open"]
-    assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
+    assert [e.state for e in entries] == ["closed"] * ENDED_HISTORY + ["open"]
+    assert [e.id for e in entries] == sorted(e.id for e in entries)
 
 
 # -- reconnecting feeds and watch -----------------------------------------------------------------

@@ -149,8 +149,6 @@ def plan_probes(
     clock_tolerance_ms: float | None = None,
 ) -> ProbePlan:
     """``build_plan`` with this process's environment and trust store, as every command plans."""
-    from mpnet.net.tls import system_trust_store_available
-
     return build_plan(
         profiles,
         config=config,
@@ -161,7 +159,6 @@ def plan_probes(
         count=count,
         timeout=timeout,
         concurrency=concurrency,
-        system_store=system_trust_store_available(),
         interval=interval,
         routes=routes,
         family=family,

@@ -193,11 +193,8 @@ async def _serve(
 
     from aiohttp import web
 
-    from mpnet.net.tls import system_trust_store_available
     from mpnet.probe.exporter import ProbeExporter
     from mpnet.serve.app import build_app, make_runner
-
-    system_store = system_trust_store_available()
 
     async def run(served: Sequence[Profile], network: NetworkOptions) -> None:
         exporter = ProbeExporter(
@@ -206,7 +203,6 @@ async def _serve(
             options=network,
             env=os.environ,
             timeout=timeout,
-            system_store=system_store,
             routes=routes,
             family=family,
             feed_window=feed_window,

@@ -22,7 +22,7 @@ from mpnet.cli.options import (
 )
 from mpnet.config.layers import NetworkOptions, decide
 from mpnet.errors import UsageError
-from mpnet.net.tls import build_ssl_context, system_trust_store_available
+from mpnet.net.tls import build_ssl_context
 from mpnet.render.tls_explain import tls_explain_dict, tls_explain_table
 
 ssl_app = typer.Typer(
@@ -61,7 +61,6 @@ def explain(
         else:
             assert url is not None
             pairs = [("ws" if url.startswith("ws") else "rest", url)]
-        store = system_trust_store_available()
         rows = []
         for target, target_url in pairs:
             _, tls = decide(
@@ -71,7 +70,6 @@ def explain(
                 config=cfg,
                 options=options,
                 env=os.environ,
-                system_store=store,
             )
             rows.append((target, target_url, tls))
         # As `probe` does before dialling: a CA bundle that is missing or not PEM is an input

@@ -157,7 +157,6 @@ def ws(
 
         from mpnet.config.file import load_config
         from mpnet.config.layers import NetworkOptions, decide
-        from mpnet.net.tls import system_trust_store_available
         from mpnet.net.ws import run_session
 
         if not url.lower().startswith(("ws://", "wss://")):
@@ -176,7 +175,6 @@ def ws(
             config=cfg,
             options=options,
             env=os.environ,
-            system_store=system_trust_store_available(),
         )
         result = asyncio.run(
             run_session(

@@ -1,16 +1,20 @@
 """Feed every configuration layer into the pure resolvers: one call per connection.
 
-``decide`` is what the probe, ``mpnet ws``, the explain commands and the network manager all
-use, so what mpnet explains is exactly what it does.
+``decide`` is what the probe, ``mpnet ws``, the explain commands, the exporter and the library's
+:class:`~mpnet.client.NetworkConnectionManager` all use, so what mpnet explains is exactly what it
+does. It is also the one place that asks whether this machine has a system trust store
+(:func:`system_trust_store_available`): without one, the default TLS layer verifies with certifi.
 """
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mpnet.config.model import ConfigFile, Profile
-from mpnet.core.proxy import ProxyDecision, resolve_proxy
+from mpnet.core.proxy import ProxyDecision, TraceEntry, resolve_proxy
 from mpnet.core.proxy_url import DIRECT, ProxyChoice, parse_proxy_url
 from mpnet.core.route import Route
 from mpnet.core.tls import TLSDecision, TLSSetting, resolve_tls
@@ -57,6 +61,21 @@ def cli_tls_setting(options: NetworkOptions) -> TLSSetting | None:
     return None
 
 
+def system_trust_store_available() -> bool:
+    """True when OpenSSL's default verify paths hold a CA file or a non-empty CA directory.
+
+    The one place mpnet asks; :func:`decide` does when its caller does not say.
+    """
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and os.path.isfile(paths.cafile):
+        return True
+    capath = paths.capath
+    if not (capath and os.path.isdir(capath)):
+        return False
+    with os.scandir(capath) as entries:
+        return any(True for _ in entries)
+
+
 def decide(
     url: str,
     target: str,
@@ -65,13 +84,24 @@ def decide(
     config: ConfigFile,
     options: NetworkOptions,
     env: Mapping[str, str],
-    system_store: bool = True,
+    system_store: bool | None = None,
     route: Route | None = None,
+    unconfigured_exchange: str | None = None,
 ) -> tuple[ProxyDecision, TLSDecision]:
     """The proxy and TLS decisions for one connection to ``url`` (``target`` is rest or ws).
 
     A ``route`` overrides every proxy layer (the ``route`` layer of the trace); TLS is decided
-    by the usual layers whatever the route."""
+    by the usual layers whatever the route.
+
+    Args:
+        system_store: whether this machine has a system trust store; None (the default) asks
+            :func:`system_trust_store_available`. Callers that decide many connections at once
+            may ask once and pass the answer.
+        unconfigured_exchange: an exchange name the caller was given that has no profile and
+            no config entry: there is no exchange layer, and both traces say so.
+    """
+    if system_store is None:
+        system_store = system_trust_store_available()
     network = config.exchange_network(profile)
     exchange_origin = ""
     if network is not None and profile is not None:
@@ -95,4 +125,16 @@ def decide(
         env=env,
         system_store=system_store,
     )
+    if unconfigured_exchange is not None:
+        note = (
+            f"no exchange layer: {unconfigured_exchange!r} has no profile and no exchanges: "
+            "entry in the config file"
+        )
+        proxy = replace(proxy, trace=tuple(_noted(entry, note) for entry in proxy.trace))
+        tls = replace(tls, trace=tuple(_noted(entry, note) for entry in tls.trace))
     return proxy, tls
+
+
+def _noted(entry: TraceEntry, note: str) -> TraceEntry:
+    """``entry`` with ``note`` as its detail when it is the exchange layer's."""
+    return replace(entry, detail=note) if entry.layer == "exchange" else entry

@@ -25,9 +25,11 @@ from mpnet.core.clock import (
 )
 from mpnet.core.edge import UNKNOWN_EDGE, Edge
 from mpnet.core.proxy import ProxyDecision
+from mpnet.core.proxy_url import redact_url_text
 from mpnet.core.ratelimit import Skip
 from mpnet.core.route import route_name_of
 from mpnet.core.tls import TLSDecision
+from mpnet.errors import ProbeError, TLSError
 
 PHASE_ORDER = (
     "bootstrap",
@@ -64,6 +66,31 @@ class ErrorInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "kind": self.kind, "message": self.message}
+
+    @classmethod
+    def from_error(cls, error: ProbeError, *, body: bytes | str | None = None) -> ErrorInfo:
+        """``error`` as data: the one conversion every surface uses (library, probe, ``ws``).
+
+        Passwords of URLs in the message, the headers and the body are masked (``user:***@``)
+        whatever the error's author did.
+
+        Args:
+            error: the failure.
+            body: what the failure answered when the error carries no body of its own (the
+                last message that did not match, for a ``first_message`` failure).
+        """
+        raw = getattr(error, "body", b"") or body or b""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        headers: Mapping[str, str] = getattr(error, "headers", None) or {}
+        return cls(
+            phase=str(error.phase),
+            kind=error.kind,
+            message=redact_url_text(error.message),
+            status=getattr(error, "status", None),
+            headers={name: redact_url_text(value) for name, value in headers.items()},
+            body=redact_url_text(text),
+            issuer=error.issuer if isinstance(error, TLSError) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ def resolve_tls(
     exchange: TLSSetting | None = None,
     service: TLSSetting | None = None,
     env: Mapping[str, str] | None = None,
-    system_store: bool = True,
+    system_store: bool,
 ) -> TLSDecision:
     """Decide the TLS policy of one connection.
 
@@ -77,6 +77,9 @@ def resolve_tls(
     layer that sets it (a CA bundle implies ``verify: true``); when verifying, the CA comes from
     the highest layer that names one, then ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, then the system
     store (or certifi when ``system_store`` is False). Verification off always carries a warning.
+
+    ``system_store`` says whether this machine has a system trust store; core does no I/O, so
+    the caller finds out (:func:`mpnet.config.layers.system_trust_store_available`).
     """
     env = env or {}
     env_setting = None

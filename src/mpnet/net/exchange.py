@@ -159,7 +159,7 @@ async def timed_request(
             before the answer was complete), ``invalid_encoding`` (bad gzip/deflate).
         ProbeTimeout: the budget ran out; ``phase`` says where.
 
-    Every ProbeError raised carries ``.timings``: the phases that completed before it.
+    Every ProbeError raised carries ``.phases``: the phases that completed before it.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
@@ -170,7 +170,7 @@ async def timed_request(
         response = await _timed_exchange(url, request, proxy, tls, timeout, timings, max_body)
     except ProbeError as exc:
         # The phases that did complete, for the failed attempt's waterfall.
-        exc.timings = timings  # type: ignore[attr-defined]
+        exc.phases = timings.to_dict()
         # The error is kept; the closed connection in its traceback's frames need not be.
         release_frames(exc)
         raise

@@ -162,6 +162,8 @@ def _build_session(
 ) -> aiohttp.ClientSession:
     import aiohttp
 
+    from mpnet.net.session_errors import error_translator
+
     # The shared context of this policy: no CA bundle is loaded per session.
     ssl_context = context_for(tls)
     session_proxy: str | None = None
@@ -194,6 +196,7 @@ def _build_session(
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         trust_env=False,
         trace_configs=[attempt_trace_config()],
+        middlewares=(error_translator(chosen),),
     )
 
 

@@ -32,20 +32,6 @@ HTTP_ALPN: tuple[str, ...] = ("http/1.1",)
 CONTEXT_CACHE_SIZE = 32
 
 
-def system_trust_store_available() -> bool:
-    """True when OpenSSL's default verify paths hold a CA file or a non-empty CA directory."""
-    import os
-
-    paths = ssl.get_default_verify_paths()
-    if paths.cafile and os.path.isfile(paths.cafile):
-        return True
-    capath = paths.capath
-    if not (capath and os.path.isdir(capath)):
-        return False
-    with os.scandir(capath) as entries:
-        return any(True for _ in entries)
-
-
 #: OpenSSL ``X509_V_ERR_*`` codes (``SSLCertVerificationError.verify_code``) -> TLSError kind.
 #: Codes not listed are ``untrusted``.
 VERIFY_KINDS: Mapping[int, str] = {

@@ -510,20 +510,6 @@ class ReconnectingWebSocket:
 # -- one session --------------------------------------------------------------------------------
 
 
-def error_info(error: ProbeError) -> ErrorInfo:
-    """A probe error as data (status, headers and body for refusals, issuer for TLS)."""
-    body = getattr(error, "body", b"") or b""
-    return ErrorInfo(
-        phase=str(error.phase),
-        kind=error.kind,
-        message=redact_url_text(error.message),
-        status=getattr(error, "status", None),
-        headers=dict(getattr(error, "headers", {}) or {}),
-        body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
-        issuer=getattr(error, "issuer", None),
-    )
-
-
 def _later_message_error(exc: ProbeError, received: int, count: int, timeout: float) -> ProbeError:
     """A failure while waiting for message ``received + 1``: phase ``receive``, not
     ``first_message``, since the first one did arrive."""
@@ -600,5 +586,5 @@ async def run_session(
         sent=sent,
         tls=ws.peer.tls if ws is not None else None,
         address=ws.peer.address if ws is not None else None,
-        error=error_info(error) if error is not None else None,
+        error=ErrorInfo.from_error(error) if error is not None else None,
     )

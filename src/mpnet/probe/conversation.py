@@ -232,9 +232,8 @@ class _FeedStart:
 
 def _ping_warning(error: ProbeError) -> ErrorInfo:
     """The warning an unanswered ping leaves on an attempt that did receive data."""
-    from mpnet.net.ws import error_info
 
-    return replace(error_info(error), phase=str(Phase.PING_RTT))
+    return replace(ErrorInfo.from_error(error), phase=str(Phase.PING_RTT))
 
 
 def _shown(raw: str | bytes, message: Any, limit: int = 500) -> str:

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,6 @@ from mpnet.errors import (
     ProbeError,
     ProbeTimeout,
     ProtocolError,
-    TLSError,
 )
 from mpnet.net.dial import AddressReport, PhaseTimings, address_family, address_observer
 from mpnet.probe.bootstrap import _bootstrap, _preview
@@ -413,12 +412,15 @@ class _Progress:
             # PeerInfo.tcp_rtt_kernel_ms comes with branch dial; absent before it.
             self.tcp_rtt_kernel_ms = getattr(peer, "tcp_rtt_kernel_ms", None)
 
-    def merge_timings(self, timings: Any = None) -> None:
-        """Add the connection phases net/ measured before a failure (the engine times
+    def merge_timings(self) -> None:
+        """Add the connection phases net/ measured in this attempt's timings."""
+        self.merge_phases(self.timings.to_dict())
+
+    def merge_phases(self, phases: Mapping[str, float]) -> None:
+        """Add connection phases net/ measured before a failure (the engine times
         ``bootstrap``, ``first_message`` and ``ping_rtt`` itself: the WebSocket wrapper's own
         ``first_message`` is its first message of any kind, not the first data message)."""
-        source = self.timings if timings is None else timings
-        for name, value in source.to_dict().items():
+        for name, value in phases.items():
             if name not in ENGINE_PHASES:
                 self.phases.setdefault(name, value)
 
@@ -446,20 +448,11 @@ class _Progress:
             self.keep_stuck_phase(error.phase)
         else:
             self.merge_timings()
-        status = getattr(error, "status", None)
-        headers = getattr(error, "headers", {}) or {}
-        body = getattr(error, "body", b"") or b""
-        if not body and error.phase is Phase.FIRST_MESSAGE and self.last_unmatched is not None:
-            body = self.last_unmatched
-        info = ErrorInfo(
-            phase=str(error.phase),
-            kind=error.kind,
-            message=error.message,
-            status=status,
-            headers=dict(headers),
-            body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
-            issuer=error.issuer if isinstance(error, TLSError) else None,
-        )
+        # A data message that never came: the last message that did not match is the answer.
+        unmatched = self.last_unmatched if error.phase is Phase.FIRST_MESSAGE else None
+        info = ErrorInfo.from_error(error, body=unmatched)
+        status = info.status
+        headers = info.headers
         edge = self.edge
         if edge is None and headers and error.phase in EDGE_PHASES:
             edge = edge_from_headers(dict(headers))
@@ -633,9 +626,8 @@ async def _rest_clock(
 def _absorb_partial(progress: _Progress, exc: BaseException) -> None:
     """Keep the phases a failed request did measure (net/ attaches them, including the ``http``
     wait of a timeout once net/ fills it; :meth:`_Progress.keep_stuck_phase` covers the rest)."""
-    timings = getattr(exc, "timings", None)
-    if timings is not None:
-        progress.merge_timings(timings)
+    if isinstance(exc, ProbeError):
+        progress.merge_phases(exc.phases)
 
 
 # -- WebSocket ------------------------------------------------------------------------------------

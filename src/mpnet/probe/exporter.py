@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from mpnet.config import layers
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.result import ProbeReport, ProbeResult
@@ -38,7 +39,9 @@ class ProbeExporter:
         options: the command-line network layer of ``mpnet serve``.
         env: the environment (proxy and CA variables).
         timeout: seconds allowed for one attempt, before any scrape-timeout cut.
-        system_store: whether the system trust store is available (TLS default layer).
+        system_store: whether this machine has a system trust store (the TLS default layer);
+            None (the default) asks
+            :func:`~mpnet.config.layers.system_trust_store_available` once, now.
         routes: the routes every scrape compares (``--via``); a scrape's ``route=NAME``
             parameters pick among them and the config file's named routes instead.
         family: ``ipv4`` or ``ipv6`` to force one address family (``-4`` / ``-6``).
@@ -54,7 +57,7 @@ class ProbeExporter:
         options: NetworkOptions,
         env: Mapping[str, str],
         timeout: float,
-        system_store: bool = True,
+        system_store: bool | None = None,
         routes: Sequence[Route] = (),
         family: str | None = None,
         feed_window: float = 0.0,
@@ -66,7 +69,9 @@ class ProbeExporter:
         self.options = options
         self.env = dict(env)
         self.timeout = timeout
-        self.system_store = system_store
+        self.system_store = (
+            layers.system_trust_store_available() if system_store is None else system_store
+        )
         self.routes = tuple(routes)
         self.family = family
         self.feed_window = feed_window

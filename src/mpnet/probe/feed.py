@@ -387,9 +387,7 @@ class FeedMonitor:
             self._remember(error, dropped=error is not self._connect_error)
 
     def _remember(self, error: ProbeError, *, dropped: bool = False) -> ErrorInfo:
-        from mpnet.net.ws import error_info
-
-        self._last_error = error_info(error)
+        self._last_error = ErrorInfo.from_error(error)
         self._last_error_dropped = dropped
         return self._last_error
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mpnet.config import layers
 from mpnet.config.layers import NetworkOptions, decide
 from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.clock import ClockTolerances
@@ -79,7 +80,7 @@ def build_plan(
     count: int = 1,
     timeout: float = 10.0,
     concurrency: int = DEFAULT_CONCURRENCY,
-    system_store: bool = True,
+    system_store: bool | None = None,
     interval: float | None = None,
     routes: Sequence[Route] = (),
     family: str | None = None,
@@ -92,6 +93,8 @@ def build_plan(
     layers). Without them, an exchange whose config entry lists ``routes`` is planned over
     those, unless ``--proxy`` or ``--no-proxy`` names the way out; any other exchange follows
     the usual layers. Targets come grouped by exchange, then target, then route.
+    ``system_store`` is whether this machine has a system trust store; None (the default) asks
+    :func:`~mpnet.config.layers.system_trust_store_available`, once for the whole plan.
 
     Raises:
         UsageError: nothing to probe, or count/timeout/interval out of range.
@@ -118,6 +121,8 @@ def build_plan(
     if family is not None and family not in FAMILIES:
         raise UsageError(f"unknown address family {family!r}; expected one of {FAMILIES}")
     wanted = tuple(t for t, on in (("rest", rest), ("ws", ws)) if on)
+    if system_store is None:
+        system_store = layers.system_trust_store_available()
     layers_named = options.proxy is not None or options.no_proxy
     targets: list[ProbeTarget] = []
     for profile in profiles:

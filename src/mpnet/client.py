@@ -1,4 +1,5 @@
-"""NetworkConnectionManager: the library facade over dial, HTTP sessions and WebSockets.
+"""The library: :class:`NetworkConnectionManager`, the shared :data:`network_manager`, and the
+module-level helpers that use it.
 
 Every connection it opens goes through the configuration layers (command line arguments, the
 exchange layer, the config file's service layer, the environment, the default), exactly as
@@ -7,11 +8,19 @@ open ones and the latest ended ones: a manager used for months does not grow).
 
 .. code-block:: python
 
-    from mpnet import network_manager
+    from mpnet import NetworkConnectionManager
 
-    result = await network_manager.test_connectivity("https://www.deribit.com/api/v2/public/test",
-                                                     connection_type="http")
-    print(result.to_dict())
+    async with NetworkConnectionManager() as manager:
+        result = await manager.test_connectivity("https://www.deribit.com/api/v2/public/test")
+        print(result.to_dict())
+
+The module-level helpers (``test_connectivity``, ``request_with_retry``,
+``create_websocket_connection``, ``create_http_session``, ``get_network_stats``, ``close_all``)
+are the methods of :data:`network_manager`, for code written against the original networking
+layer. Nothing a manager holds outlives its event loop: its HTTP sessions and WebSockets belong to
+the loop that opened them and are closed when that loop ends (``asyncio.run()`` cancels the tasks
+left at its end, and a task of the manager's closes them then); the next loop gets its own. So one
+``asyncio.run()`` after another works with the same manager.
 
 The ``proxy`` argument of every method has three meanings, like websockets' ``proxy=``:
 
@@ -19,17 +28,22 @@ The ``proxy`` argument of every method has three meanings, like websockets' ``pr
 - ``None``: no proxy, whatever the layers say (``--no-proxy``);
 - a URL string (``"socks5h://127.0.0.1:1080"``): this proxy, whatever the layers say
   (``--proxy URL``).
+
+An ``exchange_name`` that has neither a profile nor an ``exchanges:`` entry in the config file
+means "no exchange layer": the other layers decide, and the decisions' traces say so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from mpnet.core.clock import (
@@ -43,7 +57,7 @@ from mpnet.core.clock import (
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.result import ErrorInfo
 from mpnet.core.tls import TLSDecision
-from mpnet.errors import HTTPStatusError, ProbeError, TLSError, UnknownExchange, UsageError
+from mpnet.errors import HTTPStatusError, ProbeError, UnknownExchange, UsageError
 from mpnet.net.dial import PeerInfo, PhaseTimings
 from mpnet.net.exchange import TimedResponse
 from mpnet.net.retry import RetryResponse
@@ -75,24 +89,34 @@ class _UseConfig:
 USE_CONFIG: Final = _UseConfig()
 
 ProxyArgument = str | None | _UseConfig
+ConnectionType = Literal["http", "websocket"]
 
 #: Ended (closed or failed) connections :meth:`NetworkConnectionManager.get_network_stats` still
 #: lists; older ones are only counted, so a manager used for months stays the same size.
 ENDED_HISTORY = 100
 
+#: The connection type :meth:`NetworkConnectionManager.test_connectivity` infers from a scheme.
+_TYPE_OF_SCHEME: Mapping[str, ConnectionType] = {
+    "http": "http",
+    "https": "http",
+    "ws": "websocket",
+    "wss": "websocket",
+}
 
-def _error_info(error: ProbeError) -> ErrorInfo:
-    status = getattr(error, "status", None)
-    body = getattr(error, "body", b"") or b""
-    return ErrorInfo(
-        phase=str(error.phase),
-        kind=error.kind,
-        message=error.message,
-        status=status,
-        headers=dict(getattr(error, "headers", {}) or {}),
-        body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
-        issuer=error.issuer if isinstance(error, TLSError) else None,
-    )
+
+def connection_type_of(url: str) -> ConnectionType:
+    """``"http"`` for an http(s) URL, ``"websocket"`` for a ws(s) one.
+
+    Raises:
+        UsageError: any other scheme.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    found = _TYPE_OF_SCHEME.get(scheme)
+    if found is None:
+        raise UsageError(
+            f"cannot tell the connection type of {url!r}: the scheme must be http, https, ws or wss"
+        )
+    return found
 
 
 def _peer_dict(peer: PeerInfo | None) -> dict[str, Any] | None:
@@ -146,6 +170,73 @@ class ConnectivityResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionStats:
+    """One connection a manager opened (or failed to open). ``proxy`` is redacted; ``state`` is
+    ``open``, ``closed`` or ``failed``; ``session`` names an HTTP session."""
+
+    id: int
+    type: str  # "websocket" | "http"
+    exchange: str | None
+    url: str
+    session: str | None
+    proxy: str | None
+    proxy_layer: str
+    age_seconds: float
+    state: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsOverview:
+    """Counts: ``total_connections`` and ``failed_connections`` over every attempt; the others
+    of the connections open now."""
+
+    total_connections: int
+    active_connections: int
+    failed_connections: int
+    websocket_connections: int
+    http_sessions: int
+    proxy_connections: int
+    direct_connections: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStats:
+    """What :meth:`NetworkConnectionManager.get_network_stats` returns: the counts, and every
+    open connection plus the latest :data:`ENDED_HISTORY` ended ones, oldest first."""
+
+    overview: StatsOverview
+    connections: tuple[ConnectionStats, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"overview": {...}, "connections": [{...}, ...]}``."""
+        return {
+            "overview": self.overview.to_dict(),
+            "connections": [connection.to_dict() for connection in self.connections],
+        }
+
+
+@dataclass(eq=False, slots=True)
+class _LoopBinding:
+    """What a manager holds for one event loop: its HTTP sessions, and the task that closes
+    them (and the loop's WebSockets) when the loop's owner cancels the remaining tasks."""
+
+    loop: weakref.ref[asyncio.AbstractEventLoop]
+    http: HTTPSessionManager = field(default_factory=HTTPSessionManager)
+    closer: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        loop = self.loop()
+        return loop is not None and not loop.is_closed()
+
+
 @dataclass(slots=True)
 class _Connection:
     """What the manager remembers of one connection it opened (or failed to open)."""
@@ -157,12 +248,15 @@ class _Connection:
     proxy: ProxyDecision
     created_at: float  # time.monotonic()
     state: str  # "open", "closed", "failed"
+    binding: _LoopBinding | None = field(default=None, repr=False)
     handle: Any = field(default=None, repr=False)
     session_name: str | None = None
 
     def current_state(self) -> str:
         if self.state != "open" or self.handle is None:
             return self.state
+        if self.binding is not None and not self.binding.alive:
+            return "closed"  # its loop is gone, and the connection with it
         closed = getattr(self.handle, "closed", False)
         return "closed" if closed else "open"
 
@@ -171,20 +265,21 @@ class _Connection:
         if self.state == "open":
             self.state = "closed"
         self.handle = None
+        self.binding = None
 
-    def to_dict(self, now: float) -> dict[str, Any]:
+    def stats(self, now: float) -> ConnectionStats:
         proxy = self.proxy.proxy
-        return {
-            "id": self.id,
-            "type": self.type,
-            "exchange": self.exchange,
-            "url": self.url,
-            "session": self.session_name,
-            "proxy": proxy.redacted() if proxy else None,
-            "proxy_layer": self.proxy.layer,
-            "age_seconds": round(now - self.created_at, 3),
-            "state": self.current_state(),
-        }
+        return ConnectionStats(
+            id=self.id,
+            type=self.type,
+            exchange=self.exchange,
+            url=self.url,
+            session=self.session_name,
+            proxy=proxy.redacted() if proxy else None,
+            proxy_layer=self.proxy.layer,
+            age_seconds=round(now - self.created_at, 3),
+            state=self.current_state(),
+        )
 
 
 class NetworkConnectionManager:
@@ -195,9 +290,16 @@ class NetworkConnectionManager:
             ``$XDG_CONFIG_HOME/mpnet/config.yaml``) when omitted.
         profiles: the exchange profiles; the shipped ones (plus ``$MPNET_PROFILES``) when
             omitted.
-        env: the environment for proxy and CA variables; ``os.environ`` when omitted.
+        env: the environment for proxy and CA variables; ``os.environ`` (read at each decision)
+            when omitted.
+        system_store: whether this machine has a system trust store for the default TLS
+            layer; None (the default) detects it as the command line does
+            (:func:`mpnet.config.layers.system_trust_store_available`), so a machine without
+            one verifies with certifi.
 
-    Use it as ``async with NetworkConnectionManager() as nm:`` or call :meth:`close_all`.
+    Use it as ``async with NetworkConnectionManager() as manager:`` or call :meth:`close_all`.
+    It may be used from one event loop after another (one ``asyncio.run()`` after another):
+    what it opened in a loop is closed when that loop shuts down, and never reused in another.
     """
 
     def __init__(
@@ -206,11 +308,15 @@ class NetworkConnectionManager:
         config: ConfigFile | None = None,
         profiles: ProfileSet | None = None,
         env: Mapping[str, str] | None = None,
+        system_store: bool | None = None,
     ) -> None:
         self._config = config
         self._profiles = profiles
         self._env = env
-        self._http = HTTPSessionManager()
+        self._system_store = system_store
+        self._bindings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBinding] = (
+            weakref.WeakKeyDictionary()
+        )
         # Open connections hold their handle; ended ones keep only their record, and only the
         # latest ENDED_HISTORY of them. The counters cover every connection ever attempted.
         self._open: list[_Connection] = []
@@ -242,6 +348,8 @@ class NetworkConnectionManager:
         return self._profiles
 
     def _profile(self, exchange_name: str | None) -> Profile | None:
+        """The profile of ``exchange_name``: its own, a bare one when only the config file
+        knows it, None when nothing does (no exchange layer)."""
         if exchange_name is None:
             return None
         try:
@@ -253,7 +361,7 @@ class NetworkConnectionManager:
                 from mpnet.config.model import Profile
 
                 return Profile(name=name, title=exchange_name)
-            raise
+            return None
 
     def decide(
         self,
@@ -268,12 +376,13 @@ class NetworkConnectionManager:
         """The proxy and TLS decisions for ``url``, as every method of this class takes them.
 
         ``network_config`` is an explicit exchange layer; it wins over the config file's and
-        the profile's.
+        the profile's. An ``exchange_name`` neither a profile nor the config file knows adds no
+        layer (the traces say so).
 
         Raises:
-            UsageError: ``ca_bundle`` together with ``insecure``.
+            UsageError: ``ca_bundle`` together with ``insecure``; a URL that is not http, https,
+                ws or wss.
             InvalidProxyURL: ``proxy`` is not a valid proxy URL.
-            UnknownExchange: no profile and no config entry has that name.
         """
         from mpnet.config.layers import NetworkOptions, decide
 
@@ -292,8 +401,58 @@ class NetworkConnectionManager:
 
                 profile = Profile(name="<network_config>", title="network_config")
             config = replace(config, exchanges={**config.exchanges, profile.name: network_config})
+        unconfigured = exchange_name if profile is None and network_config is None else None
         target = "ws" if urlsplit(url).scheme.lower() in ("ws", "wss") else "rest"
-        return decide(url, target, profile=profile, config=config, options=options, env=self.env)
+        return decide(
+            url,
+            target,
+            profile=profile,
+            config=config,
+            options=options,
+            env=self.env,
+            system_store=self._system_store,
+            unconfigured_exchange=unconfigured,
+        )
+
+    # -- the current event loop's resources -----------------------------------------------------
+
+    def _binding(self) -> _LoopBinding:
+        """The running loop's sessions, set up on first use in the loop.
+
+        Its closer task waits until the loop's owner cancels the tasks left at the end
+        (``asyncio.run()`` and :class:`asyncio.Runner` do, while the loop still runs), then
+        closes what the manager opened in that loop. :meth:`close_all` ends it sooner. A
+        manager never touches another loop's sessions.
+        """
+        loop = asyncio.get_running_loop()
+        binding = self._bindings.get(loop)
+        if binding is None:
+            binding = _LoopBinding(loop=weakref.ref(loop))
+            self._bindings[loop] = binding
+            binding.closer = loop.create_task(
+                self._close_at_shutdown(binding), name="mpnet: close connections at loop end"
+            )
+        return binding
+
+    async def _close_at_shutdown(self, binding: _LoopBinding) -> None:
+        try:
+            await asyncio.Event().wait()  # nothing sets it: only cancellation ends the wait
+        finally:
+            await self._close_binding(binding)
+
+    async def _close_binding(self, binding: _LoopBinding) -> None:
+        """Close every WebSocket and HTTP session ``binding``'s loop holds (again: a no-op)."""
+        mine = [record for record in self._open if record.binding is binding]
+        self._open = [record for record in self._open if record.binding is not binding]
+        try:
+            for record in mine:
+                if record.type == "websocket" and record.handle is not None:
+                    await record.handle.close()
+        finally:
+            for record in mine:
+                record.end()
+                self._ended.append(record)
+            await binding.http.close_all()
 
     def _track(
         self,
@@ -302,6 +461,8 @@ class NetworkConnectionManager:
         url: str,
         proxy: ProxyDecision,
         state: str,
+        *,
+        binding: _LoopBinding | None = None,
         handle: Any = None,
         session_name: str | None = None,
     ) -> _Connection:
@@ -313,6 +474,7 @@ class NetworkConnectionManager:
             proxy=proxy,
             created_at=time.monotonic(),
             state=state,
+            binding=binding,
             handle=handle,
             session_name=session_name,
         )
@@ -328,7 +490,8 @@ class NetworkConnectionManager:
         return record
 
     def _prune(self) -> None:
-        """Move connections closed since the last look (by their owner) to the ended ones."""
+        """Move connections closed since the last look (by their owner, or with their loop) to
+        the ended ones."""
         still_open = []
         for record in self._open:
             if record.current_state() == "open":
@@ -343,6 +506,7 @@ class NetworkConnectionManager:
     async def create_websocket_connection(
         self,
         url: str,
+        *,
         exchange_name: str | None = None,
         network_config: ExchangeNetwork | None = None,
         proxy: ProxyArgument = USE_CONFIG,
@@ -353,6 +517,8 @@ class NetworkConnectionManager:
         headers: Mapping[str, str] | None = None,
     ) -> WebSocketWrapper:
         """Open a WebSocket to ``url`` through the proxy and TLS policy the layers decide.
+
+        The manager closes it in :meth:`close_all`, or when the event loop shuts down.
 
         Raises:
             ConfigError: bad arguments (see :meth:`decide`).
@@ -368,6 +534,7 @@ class NetworkConnectionManager:
             ca_bundle=ca_bundle,
             insecure=insecure,
         )
+        binding = self._binding()
         try:
             ws = await WebSocketWrapper.connect(
                 url,
@@ -380,12 +547,15 @@ class NetworkConnectionManager:
         except ProbeError:
             self._track("websocket", exchange_name, url, proxy_decision, "failed")
             raise
-        self._track("websocket", exchange_name, url, proxy_decision, "open", handle=ws)
+        self._track(
+            "websocket", exchange_name, url, proxy_decision, "open", binding=binding, handle=ws
+        )
         return ws
 
     async def create_http_session(
         self,
         session_name: str = "default",
+        *,
         exchange_name: str | None = None,
         url: str | None = None,
         proxy: ProxyArgument = USE_CONFIG,
@@ -393,11 +563,14 @@ class NetworkConnectionManager:
         insecure: bool = False,
         timeout: float = 10.0,
     ) -> aiohttp.ClientSession:
-        """The pooled aiohttp session ``session_name``, created on first use.
+        """The pooled aiohttp session ``session_name`` of this event loop, created on first use.
 
         The decisions are made once, for ``url`` (or the exchange's REST base URL), and hold
         for every request of the session: use one session per destination when proxies or
-        ``no_proxy`` differ between destinations.
+        ``no_proxy`` differ between destinations. A request that cannot connect (DNS, TCP,
+        proxy, TLS, its timeout) raises mpnet's errors (:class:`~mpnet.errors.DNSError`,
+        :class:`~mpnet.errors.ConnectError` ...), not aiohttp's; :meth:`request_with_retry`
+        maps every failure, reading the body included.
 
         Raises:
             UsageError: neither ``url`` nor an exchange with a REST base URL is given, or the
@@ -414,8 +587,9 @@ class NetworkConnectionManager:
         proxy_decision, tls_decision = self.decide(
             url, exchange_name=exchange_name, proxy=proxy, ca_bundle=ca_bundle, insecure=insecure
         )
-        existing = self._http.existing(session_name)
-        session = await self._http.get_session(
+        binding = self._binding()
+        existing = binding.http.existing(session_name)
+        session = await binding.http.get_session(
             session_name, proxy=proxy_decision, tls=tls_decision, timeout=timeout
         )
         if session is not existing:
@@ -425,6 +599,7 @@ class NetworkConnectionManager:
                 url,
                 proxy_decision,
                 "open",
+                binding=binding,
                 handle=session,
                 session_name=session_name,
             )
@@ -441,12 +616,19 @@ class NetworkConnectionManager:
         proxy: ProxyArgument = USE_CONFIG,
         **kwargs: Any,
     ) -> RetryResponse:
-        """:func:`mpnet.net.http.request_with_retry` on the session ``session_name``, which is
-        created for ``url`` when it is not open yet. ``kwargs`` go to it (``json``,
-        ``headers``, ``base_delay``, ``sleep`` ...)."""
+        """:func:`mpnet.net.retry.request_with_retry` on this loop's session ``session_name``,
+        which is created for ``url`` when it is not open yet. ``kwargs`` go to it (``json``,
+        ``headers``, ``base_delay``, ``sleep`` ...).
+
+        Raises:
+            UsageError, InvalidProxyURL: bad arguments.
+            ProbeError: the last attempt's failure (DNSError, ConnectError, ProxyError,
+                TLSError, ProbeTimeout, ProtocolError).
+        """
         from mpnet.net.retry import request_with_retry
 
-        session = self._http.existing(session_name)
+        binding = self._binding()
+        session = binding.http.existing(session_name)
         if session is None:
             session = await self.create_http_session(
                 session_name, exchange_name=exchange_name, url=url, proxy=proxy
@@ -460,7 +642,8 @@ class NetworkConnectionManager:
     async def test_connectivity(
         self,
         url: str,
-        connection_type: str = "websocket",
+        *,
+        connection_type: ConnectionType | None = None,
         exchange_name: str | None = None,
         timeout: float = 10.0,
         proxy: ProxyArgument = USE_CONFIG,
@@ -469,14 +652,17 @@ class NetworkConnectionManager:
     ) -> ConnectivityResult:
         """Connect once to ``url`` and report each phase; never raises for a network failure.
 
-        ``connection_type`` ``"http"`` sends a GET (:func:`mpnet.net.http.timed_request`) and
-        succeeds on a 2xx/3xx answer; ``"websocket"`` opens and closes a WebSocket.
+        ``connection_type`` ``"http"`` sends a GET (:func:`mpnet.net.exchange.timed_request`) and
+        succeeds on a 2xx/3xx answer; ``"websocket"`` opens and closes a WebSocket. When it is
+        omitted, the URL's scheme says which (http/https or ws/wss).
 
         Raises:
-            ConfigError: bad arguments: an unknown connection type, an invalid URL or proxy
-                URL, an unknown exchange, an unreadable CA bundle.
+            ConfigError: bad arguments: an unknown connection type or scheme, an invalid URL or
+                proxy URL, an unreadable CA bundle.
         """
-        if connection_type not in ("http", "websocket"):
+        if connection_type is None:
+            connection_type = connection_type_of(url)
+        elif connection_type not in ("http", "websocket"):
             raise UsageError(
                 f"connection_type must be 'http' or 'websocket', not {connection_type!r}"
             )
@@ -503,11 +689,11 @@ class NetworkConnectionManager:
         try:
             response = await timed_request("GET", url, proxy=proxy, tls=tls, timeout=timeout)
         except ProbeError as exc:
-            return self._failure(url, "http", proxy, tls, exc)
+            return self._failure(url, "http", proxy, tls, exc, exc.phases)
         success = 200 <= response.status < 400
         refused = None
         if not success:
-            refused = _error_info(
+            refused = ErrorInfo.from_error(
                 HTTPStatusError(
                     f"HTTP {response.status} {response.reason}".strip(),
                     status=response.status,
@@ -572,7 +758,8 @@ class NetworkConnectionManager:
                 url, proxy=proxy, tls=tls, timeout=timeout, timings=timings
             )
         except ProbeError as exc:
-            return self._failure(url, "websocket", proxy, tls, exc, timings)
+            # The wrapper fills our timings phase by phase, the failed one excepted.
+            return self._failure(url, "websocket", proxy, tls, exc, timings.to_dict())
         try:
             phases = ws.timings.to_dict()
             peer = ws.peer
@@ -595,58 +782,58 @@ class NetworkConnectionManager:
         proxy: ProxyDecision,
         tls: TLSDecision,
         error: ProbeError,
-        timings: PhaseTimings | None = None,
+        phases: Mapping[str, float],
     ) -> ConnectivityResult:
-        # timed_request attaches the completed phases to its errors; WebSockets fill ours.
-        timings = timings if timings is not None else getattr(error, "timings", None)
+        info = ErrorInfo.from_error(error)
         return ConnectivityResult(
             url=url,
             connection_type=kind,
             success=False,
-            phases=timings.to_dict() if timings is not None else {},
+            phases=dict(phases),
             proxy=proxy,
             tls=tls,
-            error=_error_info(error),
-            status=getattr(error, "status", None),
+            error=info,
+            status=info.status,
         )
 
-    def get_network_stats(self) -> dict[str, Any]:
-        """Counts and one entry per connection opened (or attempted) by this manager.
+    def get_network_stats(self) -> NetworkStats:
+        """Counts, and one entry per connection opened (or attempted) by this manager.
 
         ``overview``: ``total_connections`` (every attempt), ``active_connections`` (open now),
         ``failed_connections`` (every failure), ``websocket_connections`` and ``http_sessions``
         (open now), ``proxy_connections`` / ``direct_connections`` (open now).
         ``connections``, oldest first: every open connection and the latest
-        :data:`ENDED_HISTORY` closed or failed ones, each with ``type``, ``exchange``, ``url``,
-        ``proxy`` (redacted), ``proxy_layer``, ``age_seconds``, ``state``.
+        :data:`ENDED_HISTORY` closed or failed ones. ``to_dict()`` gives JSON.
         """
         now = time.monotonic()
         self._prune()
         records = sorted([*self._ended, *self._open], key=lambda record: record.id)
-        entries = [record.to_dict(now) for record in records]
-        active = [e for e in entries if e["state"] == "open"]
-        return {
-            "overview": {
-                "total_connections": self._attempted,
-                "active_connections": len(active),
-                "failed_connections": self._failed,
-                "websocket_connections": sum(1 for e in active if e["type"] == "websocket"),
-                "http_sessions": sum(1 for e in active if e["type"] == "http"),
-                "proxy_connections": sum(1 for e in active if e["proxy"] is not None),
-                "direct_connections": sum(1 for e in active if e["proxy"] is None),
-            },
-            "connections": entries,
-        }
+        entries = tuple(record.stats(now) for record in records)
+        active = [entry for entry in entries if entry.state == "open"]
+        return NetworkStats(
+            overview=StatsOverview(
+                total_connections=self._attempted,
+                active_connections=len(active),
+                failed_connections=self._failed,
+                websocket_connections=sum(1 for e in active if e.type == "websocket"),
+                http_sessions=sum(1 for e in active if e.type == "http"),
+                proxy_connections=sum(1 for e in active if e.proxy is not None),
+                direct_connections=sum(1 for e in active if e.proxy is None),
+            ),
+            connections=entries,
+        )
 
     async def close_all(self) -> None:
-        """Close every WebSocket and HTTP session this manager opened."""
-        records, self._open = self._open, []
-        for record in records:
-            if record.type == "websocket" and record.handle is not None:
-                await record.handle.close()
-            record.end()
-            self._ended.append(record)
-        await self._http.close_all()
+        """Close every WebSocket and HTTP session this manager opened in the running loop.
+
+        The manager stays usable: the next call opens new ones.
+        """
+        binding = self._bindings.pop(asyncio.get_running_loop(), None)
+        if binding is None:
+            return
+        if binding.closer is not None:
+            binding.closer.cancel()  # its own close finds nothing left to close
+        await self._close_binding(binding)
 
     async def __aenter__(self) -> NetworkConnectionManager:
         return self
@@ -655,13 +842,33 @@ class NetworkConnectionManager:
         await self.close_all()
 
 
-#: The process-wide manager (configuration loaded on first use).
+#: The process-wide manager: configuration loaded on first use, the environment read at each
+#: decision, and its connections bound to the event loop that opened them.
 network_manager = NetworkConnectionManager()
+
+# The names of the original networking layer: the shared manager's methods.
+test_connectivity = network_manager.test_connectivity
+create_websocket_connection = network_manager.create_websocket_connection
+create_http_session = network_manager.create_http_session
+request_with_retry = network_manager.request_with_retry
+get_network_stats = network_manager.get_network_stats
+close_all = network_manager.close_all
 
 __all__ = [
     "USE_CONFIG",
+    "ConnectionStats",
+    "ConnectionType",
     "ConnectivityResult",
     "NetworkConnectionManager",
+    "NetworkStats",
     "ProxyArgument",
+    "StatsOverview",
+    "close_all",
+    "connection_type_of",
+    "create_http_session",
+    "create_websocket_connection",
+    "get_network_stats",
     "network_manager",
+    "request_with_retry",
+    "test_connectivity",
 ]

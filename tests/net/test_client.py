@@ -1,21 +1,30 @@
-"""NetworkConnectionManager: layer decisions, sessions, stats and test_connectivity against
-servers and pproxy on 127.0.0.1."""
+"""mpnet.client: NetworkConnectionManager's layer decisions, sessions, stats and
+test_connectivity, the shared manager across event loops, against servers and pproxy on
+127.0.0.1.
+
+The module-level helpers are reached as ``client.test_connectivity`` (never imported by name:
+pytest would collect a module-level ``test_connectivity`` as a test)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
 from http_fixtures import ScriptedApp, running_app
 
 import mpnet
 from fixtures_servers import PROXY_PASSWORD, TLSMaterial, WebSocketServer, closed_port
+from mpnet import client
+from mpnet.client import USE_CONFIG, ConnectivityResult, NetworkConnectionManager, NetworkStats
 from mpnet.config.model import ConfigFile, ExchangeNetwork
-from mpnet.config.profiles import ProfileSet
+from mpnet.config.profiles import ProfileSet, load_profiles
 from mpnet.core.proxy_url import parse_proxy_url
-from mpnet.errors import InvalidProxyURL, UnknownExchange, UsageError
-from mpnet.net.manager import USE_CONFIG, NetworkConnectionManager
+from mpnet.errors import ConnectError, InvalidProxyURL, ProxyUnreachable, UsageError
+from mpnet.net.ws import WebSocketWrapper
 
 
 def _manager(env: dict[str, str] | None = None) -> NetworkConnectionManager:
@@ -51,7 +60,7 @@ async def nm() -> AsyncIterator[NetworkConnectionManager]:
 def test_proxy_argument_has_three_meanings(
     proxy: object, env: dict[str, str], layer: str, proxied: bool
 ) -> None:
-    decision, _ = _manager(env).decide("https://api.example.test/", proxy=proxy)  # type: ignore[arg-type]
+    decision, _ = _manager(env).decide("https://api.example.test/", proxy=proxy)
     assert decision.layer == layer
     assert (decision.proxy is not None) is proxied
 
@@ -73,9 +82,18 @@ def test_insecure_and_ca_bundle_decide_tls(tmp_path) -> None:  # type: ignore[no
         _manager().decide("https://x.test/", insecure=True, ca_bundle=str(tmp_path / "ca.pem"))
 
 
-def test_unknown_exchange_is_refused() -> None:
-    with pytest.raises(UnknownExchange):
-        _manager().decide("https://x.test/", exchange_name="nosuchexchange")
+def test_unconfigured_exchange_means_no_exchange_layer() -> None:
+    env = {"https_proxy": "http://127.0.0.1:3128"}
+    proxy, tls = _manager(env).decide("https://x.test/", exchange_name="mybroker")
+    assert (proxy.layer, proxy.proxy is not None) == ("env", True)
+    assert tls.layer == "default"
+    for trace in (proxy.trace, tls.trace):
+        (exchange,) = [entry for entry in trace if entry.layer == "exchange"]
+        assert exchange.verdict == "unset"
+        assert "no exchange layer" in exchange.detail and "'mybroker'" in exchange.detail
+    # Without an exchange name the trace carries no such note.
+    known, _ = _manager().decide("https://x.test/")
+    assert all("no exchange layer" not in entry.detail for entry in known.trace)
 
 
 def test_exchange_known_only_to_the_config_file() -> None:
@@ -216,14 +234,15 @@ async def test_websocket_connectivity(
     [
         ({"connection_type": "ftp"}, UsageError),
         ({"proxy": "ftp://127.0.0.1:21"}, InvalidProxyURL),
-        ({"exchange_name": "nosuchexchange"}, UnknownExchange),
+        ({"connection_type": None}, UsageError),  # ftp:// has no connection type
     ],
 )
 async def test_bad_input_raises(
     nm: NetworkConnectionManager, kwargs: dict[str, object], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        await nm.test_connectivity("http://127.0.0.1:1/", **kwargs)  # type: ignore[arg-type]
+        url = "ftp://127.0.0.1:1/" if "connection_type" in kwargs else "http://127.0.0.1:1/"
+        await nm.test_connectivity(url, **kwargs)
 
 
 # -- sessions, retries, stats -------------------------------------------------------------------
@@ -244,8 +263,8 @@ async def test_request_with_retry_creates_the_session(
     assert response.status == 200
     assert response.attempts == 2
     assert delays == [3.0]
-    sessions = nm.get_network_stats()["connections"]
-    assert [(c["type"], c["session"]) for c in sessions] == [("http", "api")]
+    sessions = nm.get_network_stats().connections
+    assert [(c.type, c.session) for c in sessions] == [("http", "api")]
 
 
 async def test_stats_count_sessions_by_proxy(
@@ -258,25 +277,39 @@ async def test_stats_count_sessions_by_proxy(
     async with proxied.get(app.url("/json")) as response:
         assert response.status == 200
     stats = nm.get_network_stats()
-    overview = stats["overview"]
-    assert overview["total_connections"] == 2
-    assert overview["active_connections"] == 2
-    assert overview["http_sessions"] == 2
-    assert overview["proxy_connections"] == 1
-    assert overview["direct_connections"] == 1
-    assert overview["failed_connections"] == 0
-    by_session = {c["session"]: c for c in stats["connections"]}
-    assert by_session["direct"]["proxy"] is None
-    assert by_session["direct"]["proxy_layer"] == "cli"
-    assert by_session["proxied"]["proxy"].endswith(f"@127.0.0.1:{proxies['http_auth'][-5:]}")
-    assert PROXY_PASSWORD not in json.dumps(stats)
-    assert all(c["state"] == "open" and c["age_seconds"] >= 0 for c in stats["connections"])
+    assert isinstance(stats, NetworkStats)
+    overview = stats.overview
+    assert overview.total_connections == 2
+    assert overview.active_connections == 2
+    assert overview.http_sessions == 2
+    assert overview.proxy_connections == 1
+    assert overview.direct_connections == 1
+    assert overview.failed_connections == 0
+    by_session = {c.session: c for c in stats.connections}
+    assert by_session["direct"].proxy is None
+    assert by_session["direct"].proxy_layer == "cli"
+    proxied_url = by_session["proxied"].proxy
+    assert proxied_url is not None
+    assert proxied_url.endswith(f"@127.0.0.1:{proxies['http_auth'][-5:]}")
+    shown = stats.to_dict()
+    assert PROXY_PASSWORD not in json.dumps(shown)
+    assert shown["overview"] == {
+        "total_connections": 2,
+        "active_connections": 2,
+        "failed_connections": 0,
+        "websocket_connections": 0,
+        "http_sessions": 2,
+        "proxy_connections": 1,
+        "direct_connections": 1,
+    }
+    assert [c["session"] for c in shown["connections"]] == ["direct", "proxied"]
+    assert all(c.state == "open" and c.age_seconds >= 0 for c in stats.connections)
 
     await nm.close_all()
     assert direct.closed and proxied.closed
-    overview = nm.get_network_stats()["overview"]
-    assert overview["active_connections"] == 0
-    assert overview["total_connections"] == 2
+    overview = nm.get_network_stats().overview
+    assert overview.active_connections == 0
+    assert overview.total_connections == 2
 
 
 async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None:
@@ -284,8 +317,8 @@ async def test_failed_websocket_is_counted(nm: NetworkConnectionManager) -> None
 
     with pytest.raises(ConnectError):
         await nm.create_websocket_connection(f"ws://127.0.0.1:{closed_port()}/", timeout=5)
-    overview = nm.get_network_stats()["overview"]
-    assert (overview["failed_connections"], overview["active_connections"]) == (1, 0)
+    overview = nm.get_network_stats().overview
+    assert (overview.failed_connections, overview.active_connections) == (1, 0)
 
 
 @pytest.mark.parametrize("backend", ["websockets", "aiohttp"])
@@ -298,13 +331,13 @@ async def test_websocket_is_tracked_and_closed(
     await ws.send("hello")
     assert await ws.recv(timeout=5) == "hello"
     stats = nm.get_network_stats()
-    overview = stats["overview"]
-    assert (overview["websocket_connections"], overview["active_connections"]) == (1, 1)
-    assert stats["connections"][0]["type"] == "websocket"
-    assert stats["connections"][0]["proxy_layer"] == "cli"
+    overview = stats.overview
+    assert (overview.websocket_connections, overview.active_connections) == (1, 1)
+    assert stats.connections[0].type == "websocket"
+    assert stats.connections[0].proxy_layer == "cli"
     await nm.close_all()
     assert ws.closed
-    assert nm.get_network_stats()["overview"]["active_connections"] == 0
+    assert nm.get_network_stats().overview.active_connections == 0
 
 
 async def test_http_session_needs_a_url(nm: NetworkConnectionManager) -> None:
@@ -375,3 +408,213 @@ async def test_http_connectivity_reads_the_exchanges_time_field() -> None:
     assert result.to_dict()["clock"]["offset_ms"] == pytest.approx(clock.offset_ms, abs=0.001)
     # Another path of the same exchange carries no time field: only its Date (a 404 here).
     assert elsewhere.clock is not None and elsewhere.clock.source == "date"
+
+
+# -- one event loop after another ---------------------------------------------------------------
+
+
+@pytest.fixture
+def shared(monkeypatch: pytest.MonkeyPatch) -> NetworkConnectionManager:
+    """The process-wide manager, with an empty config file (nothing from this machine's)."""
+    monkeypatch.setattr(client.network_manager, "_config", ConfigFile())
+    return client.network_manager
+
+
+def test_shared_manager_requests_across_asyncio_runs(shared: NetworkConnectionManager) -> None:
+    # The original networking layer's failure: the second asyncio.run() reused the first
+    # loop's pooled session and raised "Event loop is closed".
+    async def once() -> tuple[int, aiohttp.ClientSession]:
+        async with running_app() as app:
+            response = await shared.request_with_retry("GET", app.url("/json"))
+            session = await client.create_http_session(url=app.url("/"))
+            return response.status, session
+
+    first_status, first_session = asyncio.run(once())
+    # Closed when its loop shut down, not left to the garbage collector.
+    assert first_session.closed
+    assert shared.get_network_stats().overview.active_connections == 0
+    second_status, second_session = asyncio.run(once())
+    assert (first_status, second_status) == (200, 200)
+    assert second_session is not first_session and second_session.closed
+
+
+def test_helpers_test_connectivity_across_asyncio_runs(
+    shared: NetworkConnectionManager, tls_material: TLSMaterial
+) -> None:
+    async def once() -> ConnectivityResult:
+        async with running_app(tls_material.server_context()) as app:
+            return await client.test_connectivity(
+                app.url("/json"), ca_bundle=str(tls_material.ca_pem)
+            )
+
+    results = [asyncio.run(once()), asyncio.run(once())]
+    assert [(r.success, r.status, r.connection_type) for r in results] == [
+        (True, 200, "http"),
+        (True, 200, "http"),
+    ]
+    assert all(r.tls.verify and "tls" in r.phases for r in results)
+
+
+def test_websocket_of_a_finished_loop_is_closed(
+    shared: NetworkConnectionManager, tmp_path: object
+) -> None:
+    async def opened() -> WebSocketWrapper:
+        server = await WebSocketServer().start()
+        try:
+            ws = await client.create_websocket_connection(server.url("/echo"), proxy=None)
+            await ws.send("hi")
+            assert await ws.recv(timeout=5) == "hi"
+            return ws
+        finally:
+            await server.stop()
+
+    ws = asyncio.run(opened())
+    assert ws.closed
+    states = [c.state for c in client.get_network_stats().connections if c.type == "websocket"]
+    assert states and states[-1] == "closed"
+
+
+def test_package_names_are_the_shared_managers() -> None:
+    for name in (
+        "test_connectivity",
+        "create_websocket_connection",
+        "create_http_session",
+        "request_with_retry",
+        "get_network_stats",
+        "close_all",
+    ):
+        assert getattr(mpnet, name) == getattr(mpnet.network_manager, name), name
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected"),
+    [("http", "http"), ("https", "http"), ("ws", "websocket"), ("wss", "websocket")],
+)
+async def test_connection_type_follows_the_scheme(
+    nm: NetworkConnectionManager, scheme: str, expected: str
+) -> None:
+    assert client.connection_type_of(f"{scheme.upper()}://x.test/") == expected
+    result = await nm.test_connectivity(f"{scheme}://127.0.0.1:{closed_port()}/", timeout=5)
+    assert result.connection_type == expected
+    assert result.error is not None
+    assert (result.error.phase, result.error.kind) == ("tcp", "refused")
+
+
+async def test_https_without_a_type_is_an_http_test(
+    nm: NetworkConnectionManager, tls_material: TLSMaterial
+) -> None:
+    async with running_app(tls_material.server_context()) as server:
+        result = await nm.test_connectivity(server.url("/json"), ca_bundle=str(tls_material.ca_pem))
+    assert (result.success, result.connection_type, result.status) == (True, "http", 200)
+    assert "http" in result.phases and "ws_upgrade" not in result.phases
+
+
+async def test_websocket_without_a_type(
+    nm: NetworkConnectionManager, wss_server: WebSocketServer, tls_material: TLSMaterial
+) -> None:
+    result = await nm.test_connectivity(wss_server.url("/echo"), ca_bundle=str(tls_material.ca_pem))
+    assert (result.success, result.connection_type) == (True, "websocket"), result.error
+    assert {"tls", "ws_upgrade"} <= set(result.phases)
+
+
+async def test_unconfigured_exchange_connects_without_an_exchange_layer(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    result = await nm.test_connectivity(app.url("/json"), exchange_name="mybroker")
+    assert result.success and result.status == 200
+    trace = result.to_dict()["proxy"]["trace"]
+    (exchange,) = [entry for entry in trace if entry["layer"] == "exchange"]
+    assert "no exchange layer" in exchange["detail"]
+    # And for a session, when a URL says where to.
+    session = await nm.create_http_session("s", exchange_name="mybroker", url=app.url("/"))
+    async with session.get(app.url("/json")) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda nm, url: nm.test_connectivity(url, "http"),
+        lambda nm, url: nm.create_websocket_connection(url, "deribit"),
+        lambda nm, url: nm.create_http_session("s", "deribit"),
+        lambda nm, url: nm.request_with_retry("GET", url, "deribit"),
+    ],
+    ids=["test_connectivity", "create_websocket_connection", "create_http_session", "request"],
+)
+async def test_options_are_keyword_only(nm: NetworkConnectionManager, call: Any) -> None:
+    with pytest.raises(TypeError, match="positional"):
+        await call(nm, "http://127.0.0.1:1/")
+
+
+# -- errors of pooled sessions --------------------------------------------------------------------
+
+
+async def test_session_request_to_a_refused_port_raises_mpnets_error(
+    nm: NetworkConnectionManager,
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/"
+    session = await nm.create_http_session("refused", url=url, proxy=None)
+    with pytest.raises(ConnectError) as caught:
+        async with session.get(url):
+            pass
+    assert caught.value.kind == "refused"
+    assert not isinstance(caught.value, aiohttp.ClientError)
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+
+
+async def test_session_request_through_a_dead_proxy_raises_mpnets_error(
+    nm: NetworkConnectionManager, app: ScriptedApp
+) -> None:
+    proxy = f"http://user:{PROXY_PASSWORD}@127.0.0.1:{closed_port()}"
+    session = await nm.create_http_session("dead-proxy", url=app.url("/"), proxy=proxy)
+    with pytest.raises(ProxyUnreachable) as caught:
+        async with session.get(app.url("/json")):
+            pass
+    assert PROXY_PASSWORD not in str(caught.value)
+
+
+# -- the trust store ------------------------------------------------------------------------------
+
+
+def test_without_a_system_store_the_library_verifies_with_certifi(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mpnet.config import layers
+    from mpnet.config.layers import NetworkOptions
+    from mpnet.probe.plan import build_plan
+
+    monkeypatch.setattr(layers, "system_trust_store_available", lambda: False)
+    _, tls = _manager().decide("https://x.test/")
+    assert (tls.ca, tls.ca_kind, tls.layer) == ("certifi", "certifi", "default")
+    # The same answer the probe and exporter plan with (the CLI goes through build_plan).
+    profiles = load_profiles(env={})
+    plan = build_plan(
+        [profiles.get("deribit")], config=ConfigFile(), options=NetworkOptions(), env={}
+    )
+    assert {t.tls.ca for t in plan.targets} == {"certifi"}
+    monkeypatch.setattr(layers, "system_trust_store_available", lambda: True)
+    _, tls = _manager().decide("https://x.test/")
+    assert (tls.ca, tls.ca_kind) == ("system", "system")
+
+
+def test_net_does_not_read_the_configuration() -> None:
+    # The facade reads the config file; net/ only takes decisions (DESIGN.md's layering).
+    import ast
+    from pathlib import Path
+
+    import mpnet.net
+
+    offenders = []
+    for path in sorted(Path(mpnet.net.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            if any(name.startswith(("mpnet.config", "mpnet.client")) for name in names):
+                offenders.append(path.name)
+    assert offenders == []
