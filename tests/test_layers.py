@@ -47,9 +47,6 @@ NET_FORBIDDEN = (
     "mpnet.cli",
     "mpnet.lab",
 )
-#: Known violations: (module under src/mpnet, imported module prefix). None today.
-NET_EXCEPTIONS: set[tuple[str, str]] = set()
-
 MAX_LINES = 800
 
 
@@ -93,7 +90,7 @@ def net_violations(source: str, module: str, path: str) -> list[str]:
     found = []
     for line, name in imports_of(source, module):
         for layer in NET_FORBIDDEN:
-            if _under(name, (layer,)) and (path, layer) not in NET_EXCEPTIONS:
+            if _under(name, (layer,)):
                 found.append(f"{module}:{line} imports {name} (net/ is below {layer})")
     return found
 
@@ -179,14 +176,3 @@ def test_core_rule_lets_pure_imports_pass(source: str) -> None:
 )
 def test_net_rule_catches(source: str) -> None:
     assert net_violations(source, "mpnet.net.example", "net/example.py")
-
-
-def test_net_exception_is_only_for_its_module_and_layer() -> None:
-    source = "from mpnet.config.model import Profile\nfrom mpnet.probe.plan import ProbePlan\n"
-    assert net_violations(source, "mpnet.net.manager", "net/manager.py") == [
-        "mpnet.net.manager:2 imports mpnet.probe.plan (net/ is below mpnet.probe)"
-    ]
-    assert net_violations(source, "mpnet.net.ws", "net/ws.py") == [
-        "mpnet.net.ws:1 imports mpnet.config.model (net/ is below mpnet.config)",
-        "mpnet.net.ws:2 imports mpnet.probe.plan (net/ is below mpnet.probe)",
-    ]
