@@ -100,3 +100,15 @@ def hanging(head: Text, body: Text) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row(head, body)
     return grid
+
+
+def indented(line: Text) -> RenderableType:
+    """A note such as ``  ! loop lag: ...``: what it wraps onto lines up under its text, past
+    the indent and the mark, so the notes under a heading stay indented."""
+    plain = line.plain
+    start = len(plain) - len(plain.lstrip(" "))
+    if plain[start:].startswith("! "):
+        start += 2
+    if start == 0:
+        return line
+    return hanging(line[:start], line[start:])

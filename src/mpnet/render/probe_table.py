@@ -267,7 +267,7 @@ def _probe_table(
         if len(policies) > 1:
             row.append(tls_cell(result) if layout.texts else tls_short_cell(result))
         table.add_row(*row)
-    shared: list[RenderableType] = []
+    shared: list[RenderableType] = [Text("")]
     legend = uncertainty_legend(results)
     if legend is not None:
         shared.append(legend)
@@ -442,6 +442,7 @@ def probe_view(
     shows under each result.
     """
     from mpnet.render.findings import findings_section
+    from mpnet.render.fit import indented
     from mpnet.render.routes import peer_lines, verdict_lines
 
     parts: list[RenderableType] = [probe_table(report, width=width)]
@@ -473,9 +474,8 @@ def probe_view(
                     notes=waterfall_notes(result),
                 )
             )
-            parts.extend(timing_notes(result))
-            parts.extend(peer_lines(result))
-            parts.extend(clock_notes(result))
+            notes = [*timing_notes(result), *peer_lines(result), *clock_notes(result)]
+            parts.extend(indented(note) for note in notes)
     parts.append(Text(""))
     parts.append(summary_line(report))
     return Group(*parts)

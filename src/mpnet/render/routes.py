@@ -111,7 +111,7 @@ def _route_table(report: ProbeReport, layout: Layout) -> tuple[Table, list[Rende
             if len(policies) > 1:
                 row.append(tls_cell(result) if layout.texts else tls_short_cell(result))
             table.add_row(*row)
-    shared: list[RenderableType] = []
+    shared: list[RenderableType] = [Text("")]
     legend = uncertainty_legend(results)
     if legend is not None:
         shared.append(legend)
