@@ -44,7 +44,11 @@ def decided_width(console: Console) -> int | None:
 
 out = Console(highlight=False, soft_wrap=True)
 if (_width := decided_width(out)) is not None:
-    out.width = _width
+    if out.is_dumb_terminal:
+        # Rich sizes a dumb terminal 80 x 25 unless both are set.
+        out.size = (_width, out.height)
+    else:
+        out.width = _width
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -234,9 +234,13 @@ def _probe_table(
     policies = {tls_text(r) for r in results}
     columns = phase_columns(results, layout)
     table = new_table()
-    # Only names fold, and only in the leanest layout (when nothing else fits): figures never do.
-    table.add_column("exchange", no_wrap=not layout.short, overflow="fold")
-    table.add_column("target", no_wrap=not layout.short, overflow="fold")
+    # Leanest, the exchange and target share a column ("kucoin ws"), and names fold if even
+    # that is too wide: figures never do.
+    if layout.short:
+        table.add_column("target", overflow="fold")
+    else:
+        table.add_column("exchange", no_wrap=True)
+        table.add_column("target", no_wrap=True)
     table.add_column("result", no_wrap=not layout.short, overflow="fold")
     for column in columns:
         table.add_column(header(column.title), justify="right", no_wrap=True)
@@ -252,9 +256,9 @@ def _probe_table(
         table.add_column("TLS", overflow="fold", no_wrap=not layout.texts)
     for result in results:
         cells, stats = phase_cells(result, columns)
+        names = [f"{result.exchange} {result.target}"] if layout.short else []
         row: list[RenderableType] = [
-            result.exchange,
-            result.target,
+            *(names or [result.exchange, result.target]),
             result_cell(result, short=layout.short),
             *cells,
             stats,

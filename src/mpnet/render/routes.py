@@ -83,7 +83,8 @@ def _route_table(report: ProbeReport, layout: Layout) -> tuple[Table, list[Rende
     columns = phase_columns(results, layout)
     table = new_table()
     # The exchange and target head each group; the routes are the rows under it.
-    table.add_column("route", overflow="fold", min_width=18, max_width=36)
+    # Narrowest, a long route name wraps (under its indent) before a figure would be cut.
+    table.add_column("route", overflow="fold", min_width=None if layout.short else 18, max_width=36)
     table.add_column("result", no_wrap=not layout.short, overflow="fold")
     for column in columns:
         table.add_column(header(column.title), justify="right", no_wrap=True)
