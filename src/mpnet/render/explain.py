@@ -7,6 +7,7 @@ flagging each one that would take a different path than mpnet.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,25 +186,27 @@ def explain_table(exchange: str | None, targets: Sequence[ProxyExplanation]) -> 
     for t in targets:
         title = f"{exchange or ''} {t.target}  {redact_url_text(t.url)}".strip()
         parts.append(Text(title, style="italic"))
-        parts.append(Fitted([True, False], lambda wide, t=t: _layers(t, wide=wide)))
+        parts.append(Fitted([True, False], functools.partial(_layers, t)))
         parts.append(indented(_decision_line(t.decision)))
         if t.conflicts:
             parts.append(_conflicts_table(t.conflicts))
         if t.libraries:
-            parts.append(
-                Fitted(
-                    [True, False],
-                    lambda wide, t=t: (
-                        (_libraries_table(t), []) if wide else (Group(*_libraries_lines(t)), [])
-                    ),
-                )
-            )
+            parts.append(Fitted([True, False], functools.partial(_libraries, t)))
         parts.append(Text(""))
     return Group(*parts)
 
 
+def _libraries(
+    explanation: ProxyExplanation, wide: bool
+) -> tuple[RenderableType, list[RenderableType]]:
+    """The tools' table (``wide``), or a line per tool with its verdict under it."""
+    if wide:
+        return _libraries_table(explanation), []
+    return Group(*_libraries_lines(explanation)), []
+
+
 def _layers(
-    explanation: ProxyExplanation, *, wide: bool
+    explanation: ProxyExplanation, wide: bool
 ) -> tuple[RenderableType, list[RenderableType]]:
     """The layer table (``wide``), or a line per layer: its verdict and what it held."""
     trace = explanation.decision.trace

@@ -9,7 +9,7 @@ the layout that fits them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
@@ -28,7 +28,7 @@ def natural_width(console: Console, options: ConsoleOptions, renderable: Rendera
     return Measurement.get(console, options.update_width(_UNLIMITED), renderable).maximum
 
 
-class Fitted:
+class Fitted(Generic[L]):
     """The first of ``layouts`` (fullest first) whose table fits the width it is rendered at.
 
     ``build(layout)`` returns the table and what goes under it; only the table is measured, the
