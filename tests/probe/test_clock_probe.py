@@ -256,7 +256,9 @@ def test_lab_pong_clocks_for_kraken_and_bitfinex(faulty_json: dict[str, Any]) ->
     assert json_result(faulty_json, "bitfinex", "ws")["feed"]["lag_ms"] is None
 
 
-def test_table_shows_offset_and_lag_when_wide_and_in_verbose_when_narrow(tmp_path: Path) -> None:
+def test_table_shows_offset_and_lag_when_wide_and_in_verbose_when_narrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     args = ("probe", "--lab", "okx", "--fault", "okx=feed_lag:2000", "--feed-window", "0.3")
     out = tmp_path / "table.txt"  # a file gets 160 columns
     code, _, stderr = invoke(*args, "--output", str(out))
@@ -269,9 +271,13 @@ def test_table_shows_offset_and_lag_when_wide_and_in_verbose_when_narrow(tmp_pat
     ]
     p50 = float(row.split()[-1].split("/")[0])
     assert p50 >= 1000  # 2000 ms less the offset's error (a few ms): clearly late
-    code, narrow, _ = invoke(*args)  # the test runner's terminal is 80 columns
+    from mpnet.cli import console
+
+    monkeypatch.setattr(console.out, "width", 80)  # an 80-column terminal
+    code, narrow, _ = invoke(*args)
     assert code == 0 and "lag p50/p95" not in narrow
     code, verbose, _ = invoke(*args, "-v")
+    verbose = " ".join(verbose.split())  # the notes wrap at 80 columns
     assert "clock offset" in verbose and "positive: this machine is behind" in verbose
     assert "feed:" in verbose and "corrected by the offset" in verbose
 

@@ -121,20 +121,8 @@ def test_json_on_stdout_is_only_json() -> None:
     assert json.loads(stdout)["summary"]["ok"] == 1
 
 
-TABLE_COLUMNS = [
-    "exchange",
-    "target",
-    "result",
-    "dns",
-    "tcp",
-    "proxy",
-    "tls",
-    "http/upg",
-    "1st msg",
-    "ping",
-    "p50/p95",
-    "ok",
-]
+TIME_COLUMNS = ["dns", "tcp", "proxy", "tls", "http/upg", "1st msg", "ping", "p50/p95"]
+TABLE_COLUMNS = ["exchange", "target", "result", *TIME_COLUMNS, "ok"]
 #: The waterfall's rows (-v) for each target, in order, and the table column showing each phase.
 WATERFALL_ROWS = {
     "rest": [
@@ -175,13 +163,21 @@ def test_table_shows_phases_route_and_summary() -> None:
     code, stdout, _ = invoke("probe", "--lab", "binance", "-n", "2", "-v")
     assert code == 0
     lines = stdout.splitlines()
-    # The table: its header, a rule, then one row per target with every column filled.
+    # The table: its header (the time columns' titles over their unit), a rule, then one row
+    # per target with every column filled.
     at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["exchange", "target"])
-    assert _cells(lines[at]) == TABLE_COLUMNS
+    titles = _cells(lines[at - 1])
+    assert titles[: len(TIME_COLUMNS)] == TIME_COLUMNS
+    # The clock columns when they fit (a pipe's 120 columns do for one exchange).
+    clock = titles[len(TIME_COLUMNS) :]
+    assert clock in ([], ["offset", "lag p50/p95"]), titles
+    assert _cells(lines[at]) == ["exchange", "target", "result", *["ms"] * 8, "ok"] + [
+        "ms" for _ in clock
+    ]
     assert set(lines[at + 1].strip()) == {"─"}
     rows = {}
     for line in lines[at + 2 : at + 4]:
-        row = dict(zip(TABLE_COLUMNS, _cells(line), strict=True))
+        row = dict(zip(TABLE_COLUMNS + clock, _cells(line), strict=True))
         rows[row["target"]] = row
     assert sorted(rows) == ["rest", "ws"]
     for row in rows.values():
@@ -191,14 +187,15 @@ def test_table_shows_phases_route_and_summary() -> None:
         assert 0 < p50 <= p95, row
     assert rows["rest"]["1st msg"] == rows["rest"]["ping"] == "-"
     assert lines[at + 4].strip() == ""
-    # A figure marked uncertain (~) comes with the legend that says why; none without.
+    # A figure marked uncertain (~) comes with the legend that says why; none without. Then the
+    # route and the TLS policy, each on a line of its own (the legend wraps at the width).
+    notes = lines[at + 5 : lines.index("", at + 5)]
     marked = any(cell.startswith("~") for row in rows.values() for cell in row.values())
-    legend = lines[at + 5].startswith("~ uncertain: the event loop stalled (up to ")
-    assert marked == legend, lines[at + 5]
-    at += legend
-    assert lines[at + 5] == "route: direct (default) — all targets"
+    legend = notes[0].startswith("~ uncertain: the event loop stalled (up to ")
+    assert marked == legend, notes
+    assert notes[-2] == "route: direct (default) — all targets"
     tls_line = re.compile(r"TLS:   verify against .+[/\\]mpnet-lab-ca\.pem \(cli\) — all targets")
-    assert tls_line.fullmatch(lines[at + 6]), lines[at + 6]
+    assert tls_line.fullmatch(notes[-1]), notes
     # -v: one waterfall per target under a heading with its URL, showing the same figures.
     profile = load_profiles().get("binance")
     assert profile.rest is not None and profile.websocket is not None

@@ -79,6 +79,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 runner = CliRunner()
 
 
+def verdicts(out: str, name: str = "lookalike") -> list[str]:
+    """The verdict lines for ``name``, each joined with the lines it wrapped onto (they start
+    under its text, past ``  NAME: ``)."""
+    head = f"  {name}: "
+    found: list[str] = []
+    for line in out.splitlines():
+        if line.startswith(head):
+            found.append(line)
+        elif found and line.startswith(" " * len(head)) and line.strip():
+            found[-1] += " " + line.strip()
+        elif found and not line.startswith(" " * len(head)):
+            head = "\0"  # past the verdicts: nothing more joins
+    return found
+
+
 def invoke(args: list[str]) -> tuple[int, str, str]:
     result = runner.invoke(get_app(), args)
     return result.exit_code, result.stdout, result.stderr
@@ -176,7 +191,7 @@ def test_the_table_groups_routes_and_marks_the_fastest_in_words(world: World) ->
         assert direct.strip().startswith("direct") and direct.rstrip().endswith("fastest")
         assert dead.strip().startswith(world.dead[:18]) and "FAIL tcp" in dead
     assert "Routes" in lines
-    [verdict] = [line for line in lines if line.startswith("  lookalike: ")]
+    [verdict] = verdicts(out)
     assert "only direct works (rest, ws)" in verdict
     assert f"{world.dead}: PROXY_UNREACHABLE" in verdict
     assert "every route reaches" not in verdict
@@ -194,7 +209,7 @@ def test_routes_reach_different_edges_and_the_verdict_says_so(world: World) -> N
         )
     )
     assert code == 0, err
-    [verdict] = [line for line in out.splitlines() if line.startswith("  lookalike: ")]
+    [verdict] = verdicts(out)
     assert verdict.endswith(
         f"direct reaches CloudFront FRA60, {world.relay.url} reaches NRT57 (rest)"
     ) or verdict.endswith(
@@ -224,7 +239,7 @@ def test_a_named_route_from_the_config_file(world: World, tmp_path: Path) -> Non
     assert code == 0, err
     assert "route: lab-proxy = socks5h://routeuser:***@127.0.0.1:" in out
     assert ", mpnet.yaml:2 routes.lab-proxy)" in out.replace(str(tmp_path) + "/", "")
-    [verdict] = [line for line in out.splitlines() if line.startswith("  lookalike: ")]
+    [verdict] = verdicts(out)
     assert "home" in verdict and "lab-proxy" in verdict
     code, out, err = invoke(
         world.args("probe", "lookalike", "--config", str(config), "--format", "json")

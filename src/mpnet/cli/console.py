@@ -4,22 +4,60 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import sys
 from collections.abc import Iterator
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from mpnet.cli.exit_codes import ExitCode, exit_code_for
 from mpnet.core.proxy_url import redact_url_text
 from mpnet.errors import MpnetError
 
+#: Columns of stdout when it is a pipe or a file and COLUMNS is not set (CI logs, ``| less``):
+#: wide enough for the full probe table, as curl and pytest assume.
+PIPE_WIDTH = 120
+#: Columns of a table written to ``--output FILE``.
+FILE_WIDTH = 160
+
+
+def decided_width(console: Console) -> int | None:
+    """The columns mpnet lays its output out for, decided here only (the views fit whatever
+    width they are printed at).
+
+    COLUMNS when set, also on a dumb terminal where Rich would assume 80 (Emacs' shell says
+    ``TERM=dumb`` and sets COLUMNS); else the size a dumb terminal reports; else, on a pipe,
+    :data:`PIPE_WIDTH`. None: a terminal Rich measures itself, following resizes (``watch``).
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if not console.is_terminal:
+        return PIPE_WIDTH
+    if console.is_dumb_terminal:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            return os.get_terminal_size(console.file.fileno()).columns or None
+    return None
+
+
 out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
-    # Piped or captured (CI logs): wide enough for the probe table, as curl and pytest assume.
-    out.width = 120
+if (_width := decided_width(out)) is not None:
+    if out.is_dumb_terminal:
+        # Rich sizes a dumb terminal 80 x 25 unless both are set.
+        out.size = (_width, out.height)
+    else:
+        out.width = _width
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def show(renderable: RenderableType, console: Console | None = None) -> None:
+    """Print a view to ``console`` (stdout's by default) at its width: tables in the layout
+    that fits, text wrapped between words, no spaces at the end of a line."""
+    from mpnet.render.fit import Trimmed
+
+    (console or out).print(Trimmed(renderable), soft_wrap=False)
 
 
 class State:

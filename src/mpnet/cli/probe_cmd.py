@@ -13,7 +13,7 @@ import typer
 
 from mpnet.cli.app import app
 from mpnet.cli.completion import complete_exchange
-from mpnet.cli.console import err, guarded, out, write_output
+from mpnet.cli.console import err, guarded, out, show, write_output
 from mpnet.cli.exit_codes import ExitCode
 from mpnet.cli.live import (
     FaultOption,
@@ -312,11 +312,13 @@ def _emit(
         if output:
             from rich.console import Console
 
+            from mpnet.cli.console import FILE_WIDTH
             from mpnet.cli.outfile import open_output_file
 
             with open_output_file(output) as fh:
-                Console(file=fh, width=160, highlight=False).print(
-                    probe_view(report, verbose=verbose, width=160)
+                show(
+                    probe_view(report, verbose=verbose),
+                    Console(file=fh, width=FILE_WIDTH, highlight=False),
                 )
         elif not out.is_terminal and "COLUMNS" not in os.environ and routed(report):
             # Piped: the route column needs room beside the phases (a file gets 160 too).
@@ -327,9 +329,9 @@ def _emit(
             wide = Console(
                 file=sys.stdout, width=ROUTED_PIPE_WIDTH, highlight=False, soft_wrap=True
             )
-            wide.print(probe_view(report, verbose=verbose, width=ROUTED_PIPE_WIDTH))
+            show(probe_view(report, verbose=verbose), wide)
         else:
-            out.print(probe_view(report, verbose=verbose, width=out.width))
+            show(probe_view(report, verbose=verbose))
     # TLS verification off is never silent, whatever the format.
     seen: set[str] = set()
     for result in report.results:

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from mpnet.cli.app import app
 from mpnet.cli.completion import complete_exchange
-from mpnet.cli.console import err, guarded, out
+from mpnet.cli.console import err, guarded, out, show
 from mpnet.cli.options import Format, FormatOption, ProfilesOption
 from mpnet.config.model import Profile
 from mpnet.config.profiles import load_profile_file, load_profiles, shipped_profiles_dir
@@ -51,14 +53,35 @@ def list_profiles(
         if format is Format.json:
             out.print_json(json.dumps({"profiles": rows}))
             return
-        table = Table(title=f"{len(rows)} exchange profiles", title_justify="left")
+        from mpnet.render.fit import Fitted
+
+        show(Text(f"{len(rows)} exchange profiles", style="italic"))
+        show(Fitted([True, False], lambda wide: _profiles_view(rows, wide=wide)))
+
+
+def _profiles_view(
+    rows: list[dict[str, str | None]], *, wide: bool
+) -> tuple[RenderableType, list[RenderableType]]:
+    """A table (``wide``); narrower, a block per exchange with each URL on a line of its own:
+    a URL is never split across lines."""
+    if wide:
+        table = Table()
         for column in ("name", "title", "REST health", "WebSocket", "source"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, no_wrap=True)
         for row in rows:
             table.add_row(
                 row["name"], row["title"], row["rest"] or "-", row["ws"] or "-", row["source"]
             )
-        out.print(table)
+        return table, []
+    lines: list[RenderableType] = []
+    for row in rows:
+        lines.append(
+            Text.assemble((f"{row['name']}", "bold"), f"  {row['title']} ({row['source']})")
+        )
+        # Text wraps between words: a URL too long for its line moves to the next, whole.
+        lines.append(Text(f"  REST health  {row['rest'] or '-'}"))
+        lines.append(Text(f"  WebSocket    {row['ws'] or '-'}"))
+    return Group(*lines), []
 
 
 @profiles_app.command("show")

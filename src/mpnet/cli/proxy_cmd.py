@@ -11,7 +11,7 @@ import typer
 
 from mpnet.cli.app import app
 from mpnet.cli.completion import complete_exchange
-from mpnet.cli.console import guarded, out
+from mpnet.cli.console import guarded, out, show
 from mpnet.cli.options import (
     ConfigOption,
     Format,
@@ -100,4 +100,4 @@ def explain(
         if format is Format.json:
             out.print_json(json.dumps(explain_dict(name, explanations)))
         else:
-            out.print(explain_table(name, explanations))
+            show(explain_table(name, explanations))

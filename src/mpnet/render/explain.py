@@ -7,6 +7,7 @@ flagging each one that would take a different path than mpnet.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,20 +104,37 @@ def _decision_line(decision: ProxyDecision) -> Text:
     return line
 
 
+def _library_flag(explanation: ProxyExplanation, name: str) -> tuple[Text, str]:
+    """The flag beside one tool's verdict, and the verdict's style."""
+    verdict = explanation.libraries.get(name, "?")
+    if explanation.disagrees(name):
+        style = "red" if verdict.startswith("error:") else "yellow"
+        return Text("differs from mpnet", style="bold yellow"), style
+    return Text("same", style="dim"), ""
+
+
 def _libraries_table(explanation: ProxyExplanation) -> Table:
     table = Table(show_header=True, box=None, padding=(0, 2), pad_edge=False)
-    table.add_column("  other tools, same environment")
-    table.add_column("would use", overflow="fold")
-    table.add_column("")
+    table.add_column("  other tools, same environment", no_wrap=True)
+    table.add_column("would use", no_wrap=True)
+    table.add_column("", no_wrap=True)
     for name in LIBRARIES:
         verdict = explanation.libraries.get(name, "?")
-        if explanation.disagrees(name):
-            flag = Text("differs from mpnet", style="bold yellow")
-            style = "red" if verdict.startswith("error:") else "yellow"
-        else:
-            flag, style = Text("same", style="dim"), ""
+        flag, style = _library_flag(explanation, name)
         table.add_row(f"  {name}", Text(verdict, style=style), flag)
     return table
+
+
+def _libraries_lines(explanation: ProxyExplanation) -> list[RenderableType]:
+    """The tools' verdicts when the table is too wide: a line per tool with its flag, the
+    verdict under it (wrapped between words: a proxy URL stays whole on its line)."""
+    parts: list[RenderableType] = [Text("  other tools, same environment:", style="bold")]
+    for name in LIBRARIES:
+        flag, style = _library_flag(explanation, name)
+        parts.append(Text.assemble(f"  {name}: ", flag))
+        verdict = Text(explanation.libraries.get(name, "?"), style=style)
+        parts.append(Padding(verdict, (0, 0, 0, 4)))
+    return parts
 
 
 #: Said once under the conflicts: the rules that decide which spelling each tool takes.
@@ -158,25 +176,60 @@ def _conflicts_table(conflicts: Sequence[CaseConflict]) -> RenderableType:
 
 
 def explain_table(exchange: str | None, targets: Sequence[ProxyExplanation]) -> RenderableType:
-    """A Rich renderable: per target, the layer table, mpnet's decision and the libraries."""
+    """A Rich renderable: per target, the layer table, mpnet's decision and the libraries.
+
+    Each table is shown whole when it fits the width it is printed at; narrower, the layers
+    and the tools are listed a line each, so that no URL is split across lines."""
+    from mpnet.render.fit import Fitted, indented
+
     parts: list[RenderableType] = []
     for t in targets:
         title = f"{exchange or ''} {t.target}  {redact_url_text(t.url)}".strip()
-        table = Table(title=title, title_justify="left")
-        table.add_column("layer")
-        table.add_column("value", overflow="fold")
-        table.add_column("verdict")
-        table.add_column("detail", overflow="fold", style="dim")
-        for entry in t.decision.trace:
+        parts.append(Text(title, style="italic"))
+        parts.append(Fitted([True, False], functools.partial(_layers, t)))
+        parts.append(indented(_decision_line(t.decision)))
+        if t.conflicts:
+            parts.append(_conflicts_table(t.conflicts))
+        if t.libraries:
+            parts.append(Fitted([True, False], functools.partial(_libraries, t)))
+        parts.append(Text(""))
+    return Group(*parts)
+
+
+def _libraries(
+    explanation: ProxyExplanation, wide: bool
+) -> tuple[RenderableType, list[RenderableType]]:
+    """The tools' table (``wide``), or a line per tool with its verdict under it."""
+    if wide:
+        return _libraries_table(explanation), []
+    return Group(*_libraries_lines(explanation)), []
+
+
+def _layers(
+    explanation: ProxyExplanation, wide: bool
+) -> tuple[RenderableType, list[RenderableType]]:
+    """The layer table (``wide``), or a line per layer: its verdict and what it held."""
+    trace = explanation.decision.trace
+    if wide:
+        table = Table()
+        table.add_column("layer", no_wrap=True)
+        table.add_column("value", no_wrap=True)
+        table.add_column("verdict", no_wrap=True)
+        table.add_column("detail", no_wrap=True, style="dim")
+        for entry in trace:
             style = VERDICT_STYLE.get(entry.verdict, "")
             table.add_row(
                 entry.layer, entry.value or "-", Text(entry.verdict, style=style), entry.detail
             )
-        parts.append(table)
-        parts.append(_decision_line(t.decision))
-        if t.conflicts:
-            parts.append(_conflicts_table(t.conflicts))
-        if t.libraries:
-            parts.append(_libraries_table(t))
-        parts.append(Text(""))
-    return Group(*parts)
+        return table, []
+    width = max((len(entry.layer) for entry in trace), default=0)
+    lines: list[RenderableType] = []
+    for entry in trace:
+        line = Text(f"  {entry.layer:<{width}}  ")
+        line.append(entry.verdict, style=VERDICT_STYLE.get(entry.verdict, ""))
+        if entry.detail:
+            line.append(f" ({entry.detail})", style="dim")
+        lines.append(line)
+        if entry.value:
+            lines.append(Padding(Text(entry.value), (0, 0, 0, width + 4)))
+    return Group(*lines), []

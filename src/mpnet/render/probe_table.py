@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -11,7 +12,9 @@ from rich.text import Text
 
 from mpnet.core.clock import ClockEstimate, FeedSummary
 from mpnet.core.result import LOOP_LAG_UNCERTAIN_MS, ProbeReport, ProbeResult
+from mpnet.render.fit import Fitted
 
+#: The phase columns of the full table: (phase, title); ``http`` stands for ``ws_upgrade`` too.
 PHASE_COLUMNS = (
     ("dns", "dns"),
     ("tcp", "tcp"),
@@ -21,13 +24,83 @@ PHASE_COLUMNS = (
     ("first_message", "1st msg"),
     ("ping_rtt", "ping"),
 )
+#: The unit of every time column, named on the header's second line.
+UNIT = "ms"
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseColumn:
+    """One time column: its title and the phases it adds up (one, or several when merged)."""
+
+    title: str
+    phases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What the probe and route tables show at one width (:data:`LAYOUTS`, fullest first)."""
+
+    #: The clock offset and feed lag columns (else under each result with ``-v``).
+    clock: bool = True
+    #: The route and TLS policy in full in their columns (else a short TLS cell, lines below).
+    texts: bool = True
+    #: A proxy column even when no target went through a proxy (all ``-``).
+    proxy: bool = True
+    #: The ping column (else the ``-v`` waterfall's ping row; ping is not part of the total).
+    ping: bool = True
+    #: dns, tcp, proxy and tls added up in one ``connect`` column (``-v`` shows each).
+    merged: bool = False
+    #: Short result and ok cells (the lines under the table say the rest).
+    short: bool = False
+
+
+#: From the fullest table to the leanest; the first that fits the terminal is shown. Every
+#: layout keeps the figures that add up to the total (bootstrap included) and the marks.
+LAYOUTS = (
+    Layout(),
+    Layout(clock=False),
+    Layout(clock=False, texts=False),
+    Layout(clock=False, texts=False, proxy=False),
+    Layout(clock=False, texts=False, proxy=False, ping=False),
+    Layout(clock=False, texts=False, proxy=False, ping=False, merged=True),
+    Layout(clock=False, texts=False, proxy=False, ping=False, merged=True, short=True),
+)
+#: Short names of the phases, for ``FAIL <phase>`` in the leanest layout.
+SHORT_PHASES = {
+    "bootstrap": "boot",
+    "ws_upgrade": "upgrade",
+    "first_message": "1st msg",
+    "ping_rtt": "ping",
+}
+#: The bootstrap column (KuCoin's token request), shown when any result has one.
+BOOT_COLUMN = PhaseColumn("boot", ("bootstrap",))
+CONNECT_COLUMN = PhaseColumn("connect", ("dns", "tcp", "proxy", "tls"))
+
+
+def phase_columns(results: Sequence[ProbeResult], layout: Layout = LAYOUTS[0]) -> list[PhaseColumn]:
+    """The time columns for ``results`` in ``layout``: together with the total they add up."""
+    seen = {name for result in results for name in result.phases}
+    columns = [BOOT_COLUMN] if "bootstrap" in seen else []
+    for key, title in PHASE_COLUMNS:
+        if key == "ping_rtt" and not layout.ping:
+            continue
+        if key == "proxy" and not layout.proxy and "proxy" not in seen:
+            continue
+        if layout.merged and key in CONNECT_COLUMN.phases:
+            if key == "dns":
+                columns.append(CONNECT_COLUMN)
+            continue
+        columns.append(PhaseColumn(title, ("http", "ws_upgrade") if key == "http" else (key,)))
+    return columns
+
+
+def header(title: str) -> str:
+    """A time column's header: its title over the unit."""
+    return f"{title}\n{UNIT}"
 
 
 #: Put before a figure whose attempt overlapped a loop stall over LOOP_LAG_UNCERTAIN_MS.
 UNCERTAIN_MARK = "~"
-#: Terminal columns from which the clock offset and feed lag get columns of their own in the
-#: table (narrower: they are shown with -v, under each result).
-CLOCK_COLUMNS_WIDTH = 140
 #: After an offset read from the Date header (whole seconds); after an uncorrected lag.
 DATE_MARK = "d"
 UNCORRECTED_MARK = "u"
@@ -75,7 +148,9 @@ def tls_text(result: ProbeResult) -> str:
     return f"verify against {decision.ca} ({decision.layer})"
 
 
-def result_cell(result: ProbeResult) -> Text:
+def result_cell(result: ProbeResult, *, short: bool = False) -> Text:
+    """``ok``, ``SKIP wait``, ``not run`` or ``FAIL <phase>`` (``short``: the phase's short
+    name, ``FAIL 1st msg``)."""
     if result.ok:
         return Text("ok", style="bold green")
     if result.all_skipped:
@@ -84,7 +159,8 @@ def result_cell(result: ProbeResult) -> Text:
     error = result.error
     if error is None:
         return Text("not run", style="yellow")
-    return Text(f"FAIL {error.phase}", style="bold red")
+    phase = SHORT_PHASES.get(error.phase, error.phase) if short else error.phase
+    return Text(f"FAIL {phase}", style="bold red")
 
 
 def offset_cell(clock: ClockEstimate | None) -> str:
@@ -129,71 +205,118 @@ def has_clock_figures(results: Sequence[ProbeResult]) -> bool:
     return any(offset_cell(r.clock) != "-" or lag_cell(r.feed) != "-" for r in results)
 
 
-def probe_table(report: ProbeReport, *, clock_columns: bool = False) -> RenderableType:
+def probe_table(report: ProbeReport, *, width: int | None = None) -> RenderableType:
     """The main table: result, phase ms, p50/p95, success ratio; the route (proxy and the layer
     that chose it) and the TLS policy as columns when targets differ, else one line each below.
-    With ``clock_columns`` (and figures to show), the clock offset and the feed lag too.
+    With room (and figures to show), the clock offset and the feed lag too.
+
+    The table takes the fullest of :data:`LAYOUTS` that fits the width it is printed at (at
+    most ``width``): narrower, it leaves the clock columns, the route text and the ping to
+    ``-v`` and adds dns, tcp, proxy and tls up in one column; it never cuts a figure.
     Routes asked for (``--via``) get the comparison table instead: one row per route."""
     from mpnet.render.routes import route_table, routed
 
     if routed(report):
-        return route_table(report)
+        return route_table(report, width=width)
     results = report.results
-    clock_columns = clock_columns and has_clock_figures(results)
+    clock = has_clock_figures(results)
+    return Fitted(
+        [layout for layout in LAYOUTS if clock or not layout.clock],
+        lambda layout: _probe_table(results, layout),
+        width=width,
+    )
+
+
+def _probe_table(
+    results: Sequence[ProbeResult], layout: Layout
+) -> tuple[Table, list[RenderableType]]:
     routes = {route_text(r) for r in results}
     policies = {tls_text(r) for r in results}
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    table.add_column("exchange", no_wrap=True)
-    table.add_column("target", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    for _, title in PHASE_COLUMNS:
-        table.add_column(title, justify="right", no_wrap=True)
-    table.add_column("p50/p95", justify="right", no_wrap=True)
+    columns = phase_columns(results, layout)
+    table = new_table()
+    # Leanest, the exchange and target share a column ("kucoin ws"), and names fold if even
+    # that is too wide: figures never do.
+    if layout.short:
+        table.add_column("target", overflow="fold")
+    else:
+        table.add_column("exchange", no_wrap=True)
+        table.add_column("target", no_wrap=True)
+    table.add_column("result", no_wrap=not layout.short, overflow="fold")
+    for column in columns:
+        table.add_column(header(column.title), justify="right", no_wrap=True)
+    table.add_column(header("p50/p95"), justify="right", no_wrap=True)
     table.add_column("ok", justify="right", no_wrap=True)
-    if clock_columns:
-        table.add_column("offset", justify="right", no_wrap=True)
-        table.add_column("lag p50/p95", justify="right", no_wrap=True)
-    if len(routes) > 1:
+    if layout.clock:
+        table.add_column(header("offset"), justify="right", no_wrap=True)
+        table.add_column(header("lag p50/p95"), justify="right", no_wrap=True)
+    route_column = layout.texts and len(routes) > 1
+    if route_column:
         table.add_column("route (layer)", overflow="fold")
     if len(policies) > 1:
-        table.add_column("TLS", overflow="fold")
+        table.add_column("TLS", overflow="fold", no_wrap=not layout.texts)
     for result in results:
-        cells, stats = phase_cells(result)
+        cells, stats = phase_cells(result, columns)
+        names = [f"{result.exchange} {result.target}"] if layout.short else []
         row: list[RenderableType] = [
-            result.exchange,
-            result.target,
-            result_cell(result),
+            *(names or [result.exchange, result.target]),
+            result_cell(result, short=layout.short),
             *cells,
             stats,
-            ok_cell(result),
+            ok_cell(result, short=layout.short),
         ]
-        if clock_columns:
+        if layout.clock:
             row += [offset_cell(result.clock), lag_cell(result.feed)]
-        if len(routes) > 1:
+        if route_column:
             row.append(route_text(result))
         if len(policies) > 1:
-            row.append(tls_cell(result))
+            row.append(tls_cell(result) if layout.texts else tls_short_cell(result))
         table.add_row(*row)
-    shared: list[RenderableType] = []
+    shared: list[RenderableType] = [Text("")]
     legend = uncertainty_legend(results)
     if legend is not None:
         shared.append(legend)
-    if clock_columns:
+    if layout.clock:
         shared.append(clock_legend(results))
-    if len(routes) == 1 and results:
-        shared.append(Text.assemble(("route: ", "bold"), routes.pop(), " — all targets"))
-    if len(policies) == 1 and results:
-        policy = policies.pop()
-        style = "bold red" if policy.startswith("INSECURE") else ""
-        shared.append(Text.assemble(("TLS:   ", "bold"), (policy, style), " — all targets"))
-    return Group(table, *shared)
+    if not route_column:
+        shared.extend(shared_lines("route: ", results, route_text))
+    if len(policies) == 1 or not layout.texts:
+        shared.extend(tls_lines(results))
+    return table, shared
 
 
-def ok_cell(result: ProbeResult) -> Text:
-    """``3/5``: successes of the attempts sent; ``, 2 skipped`` for those a wait held back."""
+def new_table() -> Table:
+    """The probe and route tables' frame: a rule under the header, two spaces between columns
+    (as the watch table), no edges (no blank column before or after, no blank line above)."""
+    return Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+
+
+def shared_lines(
+    label: str, results: Sequence[ProbeResult], text_of: Callable[[ProbeResult], str]
+) -> list[Text]:
+    """One line per distinct ``text_of(result)`` with the targets it is for (``all targets``
+    when one line says it for every target)."""
+    groups: dict[str, list[str]] = {}
+    for result in results:
+        groups.setdefault(text_of(result), []).append(f"{result.exchange} {result.target}")
+    lines = []
+    for text, targets in groups.items():
+        style = "bold red" if text.startswith("INSECURE") else ""
+        whom = "all targets" if len(groups) == 1 else ", ".join(targets)
+        lines.append(Text.assemble((label, "bold"), (text, style), f" — {whom}"))
+    return lines
+
+
+def tls_lines(results: Sequence[ProbeResult]) -> list[Text]:
+    """The TLS policy under the table: one line per policy, with the targets it is for."""
+    return shared_lines("TLS:   ", results, tls_text)
+
+
+def ok_cell(result: ProbeResult, *, short: bool = False) -> Text:
+    """``3/5``: successes of the attempts sent; ``, 2 skipped`` for those a wait held back
+    (not when ``short``: the line under the table says so)."""
     text = Text(f"{result.successes}/{len(result.made)}")
     skipped = len(result.skips)
-    if skipped:
+    if skipped and not short:
         text.append(f", {skipped} skipped", style="yellow")
     return text
 
@@ -216,23 +339,25 @@ def waterfall_notes(result: ProbeResult) -> dict[str, str]:
     return notes
 
 
-def error_lines(results: Sequence[ProbeResult]) -> list[Text]:
+def error_lines(results: Sequence[ProbeResult]) -> list[RenderableType]:
     """One line per failed target: where it failed and the error message; one per target with
-    attempts skipped for a rate-limit wait, with the wait's reason."""
-    lines = []
+    attempts skipped for a rate-limit wait, with the wait's reason. Each wraps under its text,
+    not under the target's name."""
+    from mpnet.render.fit import hanging
+
+    lines: list[RenderableType] = []
     for result in results:
+        head = Text(f"{result.exchange} {result.target}: ", style="bold")
         error = result.error
         if not result.ok and error is not None:
-            line = Text(f"{result.exchange} {result.target}: ", style="bold")
-            line.append(f"{error.phase} failed", style="red")
+            line = Text(f"{error.phase} failed", style="red")
             line.append(f" ({error.kind}): {error.message}")
-            lines.append(line)
+            lines.append(hanging(head, line))
         skips = result.skips
         if skips:
-            line = Text(f"{result.exchange} {result.target}: ", style="bold")
-            line.append(f"{len(skips)} attempt(s) skipped", style="yellow")
+            line = Text(f"{len(skips)} attempt(s) skipped", style="yellow")
             line.append(f", {skips[0].message}")
-            lines.append(line)
+            lines.append(hanging(head, line))
     return lines
 
 
@@ -316,14 +441,15 @@ def probe_view(
 ) -> RenderableType:
     """Table, error lines, findings, TLS warnings and (with ``verbose``) waterfalls.
 
-    ``width`` is the terminal's: from :data:`CLOCK_COLUMNS_WIDTH` columns (or unknown) the
-    table shows the clock offset and the feed lag; narrower, ``verbose`` shows them.
+    The table fits the width it is printed at (at most ``width``); what a narrow table leaves
+    out (the clock offset and feed lag, each phase of a merged column, the ping) ``verbose``
+    shows under each result.
     """
     from mpnet.render.findings import findings_section
+    from mpnet.render.fit import indented
     from mpnet.render.routes import peer_lines, verdict_lines
 
-    wide = width is None or width >= CLOCK_COLUMNS_WIDTH
-    parts: list[RenderableType] = [probe_table(report, clock_columns=wide)]
+    parts: list[RenderableType] = [probe_table(report, width=width)]
     verdicts = verdict_lines(report)
     if verdicts:
         parts.append(Text(""))
@@ -352,23 +478,29 @@ def probe_view(
                     notes=waterfall_notes(result),
                 )
             )
-            parts.extend(timing_notes(result))
-            parts.extend(peer_lines(result))
-            parts.extend(clock_notes(result))
+            notes = [*timing_notes(result), *peer_lines(result), *clock_notes(result)]
+            parts.extend(indented(note) for note in notes)
     parts.append(Text(""))
     parts.append(summary_line(report))
     return Group(*parts)
 
 
-def phase_cells(result: ProbeResult) -> tuple[list[str], str]:
-    """The phase columns of one result (``~`` where loop lag makes a figure uncertain) and its
-    ``p50/p95`` cell; the probe table and the route comparison show the same figures."""
+def phase_cells(
+    result: ProbeResult, columns: Sequence[PhaseColumn] | None = None
+) -> tuple[list[str], str]:
+    """The time columns of one result (``~`` where loop lag makes a figure uncertain) and its
+    ``p50/p95`` cell; the probe table and the route comparison show the same figures. A column
+    of several phases shows their sum (``-``: none of them happened)."""
     phases = result.phases
     marked = result.uncertain_phases
     cells = []
-    for key, _ in PHASE_COLUMNS:
-        name = key if key != "http" or "http" in phases else "ws_upgrade"
-        cells.append(_ms(phases.get(name), uncertain=name in marked))
+    for column in phase_columns([result]) if columns is None else columns:
+        present = [name for name in column.phases if name in phases]
+        if not present:
+            cells.append("-")
+            continue
+        total = sum(phases[name] for name in present)
+        cells.append(_ms(total, uncertain=any(name in marked for name in present)))
     latency = result.latency
     shaky = any(a.uncertain for a in result.attempts if a.ok)
     stats = f"{_ms(latency.p50, uncertain=shaky)}/{_ms(latency.p95)}" if latency else "-"
@@ -379,3 +511,12 @@ def tls_cell(result: ProbeResult) -> Text:
     """The TLS column of one result; verification off stands out."""
     tls = tls_text(result)
     return Text(tls, style="bold red" if tls.startswith("INSECURE") else "")
+
+
+def tls_short_cell(result: ProbeResult) -> Text:
+    """The TLS column when narrow: ``INSECURE``, ``verified`` or ``plain`` (the lines under the
+    table say against which CA, and who chose it)."""
+    tls = tls_text(result)
+    if tls.startswith("INSECURE"):
+        return Text("INSECURE", style="bold red")
+    return Text("plain" if tls.startswith("plain") else "verified")

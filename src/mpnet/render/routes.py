@@ -4,14 +4,18 @@ addresses the DNS phase returned."""
 
 from __future__ import annotations
 
-from rich import box
-from rich.console import Group, RenderableType
+from typing import TYPE_CHECKING
+
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from mpnet.core.address import FAMILY_NAMES, family_of, split_address
 from mpnet.core.compare import RouteComparison, compare_routes, format_delta, route_verdicts
 from mpnet.core.result import ProbeReport, ProbeResult
+
+if TYPE_CHECKING:
+    from mpnet.render.probe_table import Layout
 
 #: What the ``vs best`` column says of the fastest route (the word, not only its colour).
 FASTEST = "fastest"
@@ -43,15 +47,32 @@ def _versus(result: ProbeResult, comparison: RouteComparison | None) -> Text:
     return Text("-")
 
 
-def route_table(report: ProbeReport) -> RenderableType:
+def route_table(report: ProbeReport, *, width: int | None = None) -> RenderableType:
     """The probe table with one row per route, grouped by exchange and target, the fastest
-    route of each group marked ``fastest`` and the others by how far behind at p50."""
+    route of each group marked ``fastest`` and the others by how far behind at p50. Like the
+    probe table it takes the fullest layout that fits (at most ``width``)."""
+    from mpnet.render.fit import Fitted
+    from mpnet.render.probe_table import LAYOUTS
+
+    # No clock columns in the comparison: one layout for each other step.
+    return Fitted(
+        [layout for layout in LAYOUTS if not layout.clock],
+        lambda layout: _route_table(report, layout),
+        width=width,
+    )
+
+
+def _route_table(report: ProbeReport, layout: Layout) -> tuple[Table, list[RenderableType]]:
     from mpnet.render.probe_table import (
-        PHASE_COLUMNS,
+        header,
+        new_table,
         ok_cell,
         phase_cells,
+        phase_columns,
         result_cell,
         tls_cell,
+        tls_lines,
+        tls_short_cell,
         tls_text,
         uncertainty_legend,
     )
@@ -59,17 +80,19 @@ def route_table(report: ProbeReport) -> RenderableType:
     results = report.results
     comparisons = {(c.exchange, c.target): c for c in compare_routes(results)}
     policies = {tls_text(r) for r in results}
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    columns = phase_columns(results, layout)
+    table = new_table()
     # The exchange and target head each group; the routes are the rows under it.
-    table.add_column("route", overflow="fold", min_width=18, max_width=36)
-    table.add_column("result", no_wrap=True)
-    for _, title in PHASE_COLUMNS:
-        table.add_column(title, justify="right", no_wrap=True)
-    table.add_column("p50/p95", justify="right", no_wrap=True)
+    # Narrowest, a long route name wraps (under its indent) before a figure would be cut.
+    table.add_column("route", overflow="fold", min_width=None if layout.short else 18, max_width=36)
+    table.add_column("result", no_wrap=not layout.short, overflow="fold")
+    for column in columns:
+        table.add_column(header(column.title), justify="right", no_wrap=True)
+    table.add_column(header("p50/p95"), justify="right", no_wrap=True)
     table.add_column("ok", justify="right", no_wrap=True)
     table.add_column("vs best", justify="right", no_wrap=True)
     if len(policies) > 1:
-        table.add_column("TLS", overflow="fold")
+        table.add_column("TLS", overflow="fold", no_wrap=not layout.texts)
     for number, group in enumerate(_grouped(results)):
         if number:
             table.add_section()
@@ -77,28 +100,26 @@ def route_table(report: ProbeReport) -> RenderableType:
         table.add_row(Text(f"{first.exchange} {first.target}", style="bold"))
         comparison = comparisons.get((first.exchange, first.target))
         for result in group:
-            cells, stats = phase_cells(result)
+            cells, stats = phase_cells(result, columns)
             row: list[RenderableType] = [
                 Text(f"  {result.route_name}"),
-                result_cell(result),
+                result_cell(result, short=layout.short),
                 *cells,
                 stats,
-                ok_cell(result),
+                ok_cell(result, short=layout.short),
                 _versus(result, comparison),
             ]
             if len(policies) > 1:
-                row.append(tls_cell(result))
+                row.append(tls_cell(result) if layout.texts else tls_short_cell(result))
             table.add_row(*row)
-    shared: list[RenderableType] = []
+    shared: list[RenderableType] = [Text("")]
     legend = uncertainty_legend(results)
     if legend is not None:
         shared.append(legend)
     shared.extend(route_legend(report))
-    if len(policies) == 1 and results:
-        policy = policies.pop()
-        style = "bold red" if policy.startswith("INSECURE") else ""
-        shared.append(Text.assemble(("TLS:   ", "bold"), (policy, style), " — all targets"))
-    return Group(table, *shared)
+    if len(policies) == 1 or not layout.texts:
+        shared.extend(tls_lines(results))
+    return table, shared
 
 
 def route_legend(report: ProbeReport) -> list[Text]:
@@ -123,13 +144,19 @@ def route_legend(report: ProbeReport) -> list[Text]:
     return [Text.assemble(("route: ", "bold"), (name, "bold"), how) for name, how in seen.items()]
 
 
-def verdict_lines(report: ProbeReport) -> list[Text]:
-    """``Routes`` and one verdict line per exchange compared over several routes."""
+def verdict_lines(report: ProbeReport) -> list[RenderableType]:
+    """``Routes`` and one verdict per exchange compared over several routes (``  okx: ...``,
+    wrapped under its text)."""
+    from mpnet.render.fit import hanging
+
     verdicts = route_verdicts(compare_routes(report.results))
     if not verdicts:
         return []
-    lines = [Text("Routes", style="bold")]
-    lines.extend(Text(f"  {verdict}") for verdict in verdicts)
+    lines: list[RenderableType] = [Text("Routes", style="bold")]
+    for verdict in verdicts:
+        name, colon, text = verdict.partition(": ")
+        head = f"  {name}{colon}" if colon else "  "
+        lines.append(hanging(Text(head), Text(text if colon else verdict)))
     return lines
 
 
