@@ -276,6 +276,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5, help="attempts per target (-n)")
     parser.add_argument("--runs", type=int, default=20, help="curl comparison runs per route")
     parser.add_argument("--exchange", default="deribit", help="endpoint for the curl comparison")
+    parser.add_argument(
+        "--runs-only", action="store_true", help="sections 1 to 3 only (no curl comparison)"
+    )
     args = parser.parse_args()
     if shutil.which("curl") is None:
         print("truth_bench: curl is not installed; the outside reference is skipped")
@@ -292,7 +295,7 @@ def main() -> None:
         print_first_vs_steady(serial, "serial run")
         print_loop_lag({"serial": serial, "concurrent": concurrent})
 
-        if shutil.which("curl") is None:
+        if args.runs_only or shutil.which("curl") is None:
             return
         url = next(
             r["url"]

@@ -67,10 +67,15 @@ OUTER_GRACE = 0.25
 #: FAST_PHASE.
 CONNECTING_AT_ONCE = 1
 #: Seconds a phase of the set-up may last while it holds the slot. A phase still running after
-#: that is waiting for the network (a loopback handshake's own work is 1 to 3 ms), so holding
-#: the others back would only slow the run: the slot passes on, and the rare overlap that
-#: follows is measured as loop lag like any other.
-FAST_PHASE = 0.005
+#: that is waiting for the network (a loopback connect, request or upgrade answers well within
+#: it), so holding the others back would only slow the run: the slot passes on, and the rare
+#: overlap that follows is measured as loop lag like any other.
+FAST_PHASE = 0.002
+#: The same for a TLS handshake (or a proxy's, which may include one), whose own crypto and the
+#: server's take 1 to 4 ms even on loopback. The larger of the two applies.
+FAST_HANDSHAKE = 0.005
+#: Phases that are handshakes, for FAST_HANDSHAKE.
+_HANDSHAKE_PHASES = frozenset({"tls", "proxy"})
 #: Seconds an attempt may hold its connecting slot at most, however many fast phases it has.
 CONNECT_SLOT_HOLD = 0.5
 #: Phases the engine times itself, around net/'s calls.
@@ -285,12 +290,16 @@ class _ConnectSlot:
         return cls(semaphore, setup_ends_with)
 
     def phase_started(self, phase: str) -> None:
-        """A phase starts: it has :data:`FAST_PHASE` to end before the slot passes on."""
+        """A phase starts: it has :data:`FAST_PHASE` (a handshake :data:`FAST_HANDSHAKE`) to
+        end before the slot passes on."""
         if self._semaphore is None:
             return
         if self._phase_timer is not None:
             self._phase_timer.cancel()
-        self._phase_timer = asyncio.get_running_loop().call_later(FAST_PHASE, self.release)
+        limit = FAST_PHASE
+        if phase in _HANDSHAKE_PHASES:
+            limit = max(FAST_PHASE, FAST_HANDSHAKE)
+        self._phase_timer = asyncio.get_running_loop().call_later(limit, self.release)
 
     def phase_ended(self, phase: str) -> None:
         """A phase has its figure: the set-up is done, or its next step starts now (the HTTP
