@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.test_layers import ALLOWED
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "mpnet"
@@ -126,6 +127,25 @@ def test_every_module_and_name_in_the_architecture_document_exists() -> None:
     assert len(named) > 60  # the document names the code it describes
     assert sum(1 for span in named if ":" in span) > 30
     assert broken_references(text) == []
+
+
+def layer_table(text: str) -> dict[str, tuple[str, ...]]:
+    """The "Layers" table of the architecture document: layer -> what it may import."""
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        layer = re.findall(r"`([\w.]+?)(?:/|\.py)?`", cells[0])[0]
+        # Plain names only: `probe/timeline.py` or `core/result.py:TLSInfo` are asides.
+        table[layer] = tuple(sorted(re.findall(r"`(\w+)`", cells[2])))
+    return table
+
+
+def test_the_layer_table_is_the_one_the_tests_enforce() -> None:
+    table = layer_table(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert table == {layer: tuple(sorted(allowed)) for layer, allowed in ALLOWED.items()}
 
 
 # -- the checks catch what they are meant to catch ------------------------------------------------
