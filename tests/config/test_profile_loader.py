@@ -431,7 +431,8 @@ def test_time_fields_are_validated_with_file_line_and_key(text: str, expected: s
         parse_profile_text(text, "<p>")
 
 
-#: The time fields of EXCHANGES.md ("Time and event fields"), one per shipped profile.
+#: The time fields each exchange documents (its public API docs and SDKs), one per shipped
+#: profile: what the profiles must declare.
 TIME_FIELDS = {
     "binance": (("serverTime", "ms"), ("E", "ms", "event"), None),
     "binance-usdm": (("serverTime", "ms"), ("E", "ms", "event"), None),

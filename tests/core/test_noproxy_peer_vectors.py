@@ -1,10 +1,10 @@
 """mpnet's NO_PROXY matcher against curl's own expectations (curl tests/unit/unit1614.c).
 
-The vectors are kept in the repository, in ``tests/data/curl-noproxy.tsv``: a verbatim copy of
-the team's ``shared/peer-vectors/curl-noproxy.tsv``, whose header names its source (curl's
-tests/unit/unit1614.c at curl commit 5c61e168, 2026-08-22). Refresh the copy from there, never
-by hand. Columns: host, no_proxy value, expected match. Values may carry significant spaces, so
-lines are split on tabs only.
+The vectors are kept in the repository, in ``tests/data/curl-noproxy.tsv``: the rows of curl's
+``tests/unit/unit1614.c`` at curl commit 5c61e168 (2026-08-22), as the file's header says.
+Refresh them from that file of a newer curl (and update the header), never by hand. Columns:
+host, no_proxy value, expected match. Values may carry significant spaces, so lines are split on
+tabs only.
 """
 
 from __future__ import annotations

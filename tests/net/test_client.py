@@ -601,7 +601,7 @@ def test_without_a_system_store_the_library_verifies_with_certifi(
 
 
 def test_net_does_not_read_the_configuration() -> None:
-    # The facade reads the config file; net/ only takes decisions (DESIGN.md's layering).
+    # The facade reads the config file; net/ only takes decisions (docs/architecture.md, "Layers").
     import ast
     from pathlib import Path
 

@@ -523,7 +523,8 @@ async def test_dialed_sockets_have_tcp_nodelay(
     scheme: str | None,
     secure: bool,
 ) -> None:
-    # Nagle plus delayed ACK holds small writes back ~40 ms behind a proxy (LIBRARY-NOTES).
+    # Nagle plus delayed ACK holds small writes back ~40 ms behind a proxy
+    # (bench/proxy_write_stall.py).
     server = tls_echo_server if secure else echo_server
     conn = await dial(
         f"{'https' if secure else 'http'}://127.0.0.1:{server.port}/",

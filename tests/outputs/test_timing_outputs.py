@@ -79,7 +79,7 @@ def test_json_phases_are_medians_and_samples_keep_every_attempt() -> None:
     assert [s["loop_lag_ms"] for s in res["samples"]] == [0.2, 3.5, 0.1]
     assert [s["tcp_rtt_kernel_ms"] for s in res["samples"]] == [None, None, 0.5]
     assert res["samples"][0]["started_at"] == "2026-11-02T10:15:00.000+00:00"
-    # DESIGN's keys are still all there.
+    # The first contract's keys are still all there (docs/architecture.md, "JSON contract").
     for key in ("exchange", "target", "url", "ok", "attempts", "successes", "latency_ms", "error"):
         assert key in res
 

@@ -1,4 +1,4 @@
-"""The one table that maps outcomes and error classes to exit codes (DESIGN.md)."""
+"""The one table that maps outcomes and error classes to exit codes (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -72,8 +72,9 @@ class ProxyDecision:
         return self.proxy.scheme if self.proxy else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md JSON shape ``{"url", "layer", "scheme"}`` plus source, no_proxy and
-        the trace (every layer consulted; values redacted), so a report shows why, not only what."""
+        """The JSON ``proxy`` shape ``{"url", "layer", "scheme"}`` (docs/architecture.md, "JSON
+        contract") plus source, no_proxy and the trace (every layer consulted; values redacted),
+        so a report shows why, not only what."""
         return {
             "url": self.proxy.redacted() if self.proxy else None,
             "layer": self.layer,

@@ -1,6 +1,7 @@
 """Probe results (pure data): what the probe engine produces and every renderer consumes.
 
-The JSON shape is DESIGN.md's; :meth:`ProbeReport.to_dict` is the one place it is built.
+The JSON shape is the contract of docs/architecture.md ("JSON contract");
+:meth:`ProbeReport.to_dict` is the one place it is built.
 """
 
 from __future__ import annotations
@@ -492,8 +493,8 @@ class ProbeResult:
             "skip": self.skips[0].to_dict() if self.skips else None,
             "phases": phases,
             "latency_ms": latency.to_dict() if latency else None,
-            # DESIGN's {"url", "layer", "scheme"} and {"verify", "ca", "layer", "reason"}, extended
-            # with the winning setting's name, the no_proxy entry and the TLS warnings.
+            # The contract's {"url", "layer", "scheme"} and {"verify", "ca", "layer", "reason"},
+            # extended with the winning setting's name, the no_proxy entry and the TLS warnings.
             "proxy": self.proxy.to_dict(),
             "ssl": self.ssl.to_dict(),
             "tls": self.tls.to_dict() if self.tls else None,

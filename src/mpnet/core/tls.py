@@ -51,8 +51,8 @@ class TLSDecision:
     warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md ``ssl`` shape: ``{"verify", "ca", "layer", "reason"}`` plus warnings
-        and the trace of the layers consulted."""
+        """The JSON ``ssl`` shape ``{"verify", "ca", "layer", "reason"}`` (docs/architecture.md,
+        "JSON contract") plus warnings and the trace of the layers consulted."""
         return {
             "verify": self.verify,
             "ca": self.ca,

@@ -59,7 +59,7 @@ class WebSocketSessionResult:
             "ok": self.ok,
             "phases": phases,
             "proxy": self.proxy.to_dict(),
-            # DESIGN: verification off is a warning on every surface, JSON included.
+            # Verification off is a warning on every surface, JSON included.
             "ssl": self.ssl.to_dict(),
             "tls": None
             if tls is None

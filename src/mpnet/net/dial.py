@@ -512,7 +512,8 @@ async def _connect_tcp(
         sock = socket.socket(family, type_, proto)
         try:
             sock.setblocking(False)
-            # Nagle plus delayed ACK adds ~40 ms to small writes through proxies (LIBRARY-NOTES).
+            # Nagle plus delayed ACK adds ~40 ms to small writes through proxies
+            # (bench/proxy_write_stall.py shows it).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await loop.sock_connect(sock, sockaddr)
         except OSError as exc:

@@ -113,7 +113,7 @@ async def _http_connect(
     # The refusal's page says why (Squid's ERR_ACCESS_DENIED...): keep its start.
     body = await _read_refusal_body(reader, headers)
     if status in (401, 407):
-        # tinyproxy answers wrong credentials with 401 instead of 407 (LIBRARY-NOTES).
+        # tinyproxy answers wrong credentials with 401 instead of 407: both mean authentication.
         given = "rejected the credentials of" if proxy.username else "wants credentials for"
         raise ProxyAuthError(
             f"proxy {proxy.redacted()} {given} CONNECT {target}: {shown}",
