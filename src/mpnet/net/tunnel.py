@@ -66,10 +66,7 @@ async def open_tunnel(
     """
     try:
         if proxy_context is not None:
-            try:
-                await writer.start_tls(proxy_context, server_hostname=proxy.host)
-            except ssl.SSLError as exc:
-                raise tls_error(exc, f"proxy {proxy.host}", phase=Phase.PROXY) from exc
+            await proxy_tls(writer, proxy, proxy_context)
         if proxy.is_socks:
             await _socks_handshake(reader, writer, proxy, host, port)
         else:
@@ -80,6 +77,26 @@ async def open_tunnel(
         raise ProxyDenied(
             f"proxy {proxy.redacted()} closed the connection during the "
             f"{'SOCKS' if proxy.is_socks else 'CONNECT'} handshake to {target}",
+            kind="proxy_closed",
+        ) from exc
+
+
+async def proxy_tls(
+    writer: asyncio.StreamWriter, proxy: ProxyURL, proxy_context: ssl.SSLContext
+) -> None:
+    """The TLS handshake with an ``https://`` proxy itself (phase ``proxy``).
+
+    Raises:
+        TLSError: the proxy's certificate was refused or the handshake failed.
+        ProxyDenied: the proxy closed the connection during the handshake.
+    """
+    try:
+        await writer.start_tls(proxy_context, server_hostname=proxy.host)
+    except ssl.SSLError as exc:
+        raise tls_error(exc, f"proxy {proxy.host}", phase=Phase.PROXY) from exc
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise ProxyDenied(
+            f"proxy {proxy.redacted()} closed the connection during its TLS handshake",
             kind="proxy_closed",
         ) from exc
 
@@ -241,4 +258,5 @@ __all__ = [
     "REFUSAL_BODY_WAIT",
     "authority",
     "open_tunnel",
+    "proxy_tls",
 ]
