@@ -73,6 +73,8 @@ def test_no_proxy_match_reported() -> None:
     decision = doc["targets"][0]["decision"]
     assert decision["proxy"] is None
     assert decision["no_proxy_match"] == ".internal"
+    # Direct because NO_PROXY said so: the environment chose it, not the default.
+    assert (decision["layer"], decision["source"]) == ("env", "NO_PROXY")
     assert doc["targets"][0]["trace"][3]["verdict"] == "bypassed by no_proxy"
 
 
