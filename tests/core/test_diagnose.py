@@ -311,8 +311,8 @@ CASES = [
             ),
             proxy=via(CORP_PROXY),
         ),
-        "PROXY_DENIED",
-        message=["could not reach the target itself"],
+        "PROXY_UPSTREAM",
+        message=["could not reach api.binance.com:443", "with 502"],
     ),
     Case(
         "net-proxy-auth-status-in-message",
@@ -434,9 +434,126 @@ CASES = [
     Case(
         "proxy-upstream-failure",
         result(err("proxy", "proxy_denied", status=502), proxy=via(CORP_PROXY)),
-        "PROXY_DENIED",
-        message=["could not reach the target itself"],
+        "PROXY_UPSTREAM",
+        message=["could not reach api.binance.com:443"],
         hint=["--no-proxy"],
+    ),
+    Case(
+        "squid-connect-fail-is-upstream-not-denied",
+        result(
+            err(
+                "proxy",
+                "proxy_upstream",
+                status=503,
+                headers={"Server": "squid/6.6", "X-Squid-Error": "ERR_CONNECT_FAIL 111"},
+                body="<html><title>ERROR: The requested URL could not be retrieved</title></html>",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_UPSTREAM",
+        message=[
+            "could not reach api.binance.com:443",
+            "its connection to the target failed: connection refused",
+            "X-Squid-Error: ERR_CONNECT_FAIL 111",
+        ],
+        hint=["cannot reach api.binance.com:443", "--no-proxy"],
+    ),
+    Case(
+        "squid-connect-fail-is-not-proxy-denied",
+        result(
+            err(
+                "proxy",
+                "proxy_upstream",
+                status=503,
+                headers={"X-Squid-Error": "ERR_CONNECT_FAIL 111"},
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_DENIED",
+        present=False,
+    ),
+    Case(
+        "squid-access-denied-503-is-a-denial",
+        result(
+            err(
+                "proxy",
+                "proxy_denied",
+                status=503,
+                headers={"X-Squid-Error": "ERR_ACCESS_DENIED 0"},
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_DENIED",
+        message=["refused to open a tunnel"],
+    ),
+    Case(
+        "ws-upgrade-502-from-mitmproxy-is-the-proxys",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=502,
+                headers={"Server": "mitmproxy 10.1.6", "Content-Type": "text/html"},
+                body=(
+                    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad "
+                    "Gateway</h1><p>Connection refused</p></body></html>"
+                ),
+            ),
+            target="ws",
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_UPSTREAM",
+        message=[
+            "could not reach stream.binance.com:9443",
+            "the WebSocket upgrade to stream.binance.com with 502",
+            "Server: mitmproxy 10.1.6",
+            "'Connection refused'",
+        ],
+        hint=["--no-proxy"],
+    ),
+    Case(
+        "ws-upgrade-502-from-mitmproxy-is-not-an-upgrade-rejection",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=502,
+                headers={"Server": "mitmproxy 10.1.6"},
+            ),
+            target="ws",
+            proxy=via(CORP_PROXY),
+        ),
+        "WS_UPGRADE_REJECTED",
+        present=False,
+    ),
+    Case(
+        "ws-upgrade-403-from-squid-names-the-proxy",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=403,
+                headers={"Server": "squid/6.6", "X-Squid-Error": "ERR_ACCESS_DENIED 0"},
+            ),
+            target="ws",
+            proxy=via(CORP_PROXY),
+        ),
+        "WS_UPGRADE_REJECTED",
+        message=["HTTP 403", "the proxy answered, not the exchange", "ERR_ACCESS_DENIED"],
+        hint=["the proxy answered"],
+    ),
+    Case(
+        "ws-upgrade-502-without-a-proxy-is-the-servers",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=502,
+                headers={"Server": "mitmproxy 10.1.6"},
+            ),
+            target="ws",
+        ),
+        "WS_UPGRADE_REJECTED",
     ),
     Case(
         "proxy-auth-is-not-denied",
@@ -738,12 +855,29 @@ CASES = [
             ),
             proxy=via(CORP_PROXY),
         ),
-        "HTTP_ERROR",
+        "PROXY_UPSTREAM",
         message=[
             "squid/5.7",
             "X-Squid-Error: ERR_DNS_FAIL 0",
-            "via http://alice:***@proxy.corp:3128",
+            "it could not resolve the target's name",
+            "the proxy http://alice:***@proxy.corp:3128",
+            "the REST request to api.binance.com with 503",
         ],
+        hint=["cannot reach api.binance.com:443"],
+    ),
+    Case(
+        "http-403-from-proxy",
+        result(
+            err(
+                "http",
+                "http_status",
+                status=403,
+                headers={"Server": "squid/5.7", "X-Squid-Error": "ERR_ACCESS_DENIED 0"},
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "HTTP_ERROR",
+        message=["X-Squid-Error: ERR_ACCESS_DENIED 0", "via http://alice:***@proxy.corp:3128"],
         hint=["the proxy answered"],
     ),
     Case(
@@ -1655,7 +1789,7 @@ def test_hint_text_falls_back_to_default_and_marks_missing_fields() -> None:
 
 KNOWN_KINDS = [
     "nxdomain", "no_resolver", "refused", "unreachable", "timeout", "proxy_unreachable",
-    "proxy_auth", "proxy_denied", "proxy_closed", "proxy_protocol", "proxy_refused",
+    "proxy_auth", "proxy_denied", "proxy_upstream", "proxy_closed", "proxy_protocol", "proxy_refused",
     "proxy_nxdomain", "proxy_no_resolver", "proxy_timeout", "invalid_body", "invalid_frame",
     "untrusted", "expired", "not_yet_valid", "hostname_mismatch",
     "handshake", "http_status", "invalid_json", "invalid_http", "closed", "unexpected_json",

@@ -124,3 +124,35 @@ async def test_websocket_keeps_connect_as_browsers_do(
         )
     assert squid.request_lines == [f"CONNECT 127.0.0.1:{port} HTTP/1.1"]
     assert caught.value.status == 403
+
+
+async def test_squid_connect_fail_is_the_proxy_not_reaching_the_target(
+    tls_material: TLSMaterial,
+) -> None:
+    port = closed_port()
+    async with running_squid_like(connect_ports=frozenset({port})) as squid:
+        with pytest.raises(ProxyDenied) as caught:
+            await dial(
+                f"https://127.0.0.1:{port}/",
+                proxy=proxy_decision(squid.url),
+                tls=tls_material.verify_decision(),
+                timeout=10,
+            )
+    error = caught.value
+    assert (error.kind, error.status, error.phase) == ("proxy_upstream", 503, Phase.PROXY)
+    assert f"could not reach 127.0.0.1:{port}" in str(error)
+    assert "ERR_CONNECT_FAIL 111" in str(error)
+    assert "refused" not in str(error)
+
+
+async def test_squid_access_denied_is_a_refusal(
+    squid: SquidLikeProxy, tls_material: TLSMaterial
+) -> None:
+    with pytest.raises(ProxyDenied) as caught:
+        await dial(
+            "https://127.0.0.1:8443/",
+            proxy=proxy_decision(squid.url),
+            tls=tls_material.verify_decision(),
+            timeout=10,
+        )
+    assert (caught.value.kind, caught.value.status) == ("proxy_denied", 403)

@@ -263,7 +263,9 @@ async def dial(
     target = parse_target(url)
     forward = not tunnel and proxy.proxy is not None and not proxy.proxy.is_socks
     if forward and target.secure:
-        raise UsageError(f"invalid URL {url!r}: only http:// and ws:// go through a proxy unwrapped")
+        raise UsageError(
+            f"invalid URL {url!r}: only http:// and ws:// go through a proxy unwrapped"
+        )
     ssl_context = context_for(tls, alpn=tuple(alpn or ())) if target.secure else None
     # An https:// proxy's certificate is checked against the proxy's own trust store: the
     # target's, unless --proxy-ca-bundle / proxy_ssl named another (TLSDecision.for_proxy).

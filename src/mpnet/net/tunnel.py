@@ -138,12 +138,52 @@ async def _http_connect(
             headers=headers,
             body=body,
         )
+    if _could_not_reach(status, headers):
+        # Squid's ERR_CONNECT_FAIL / ERR_DNS_FAIL, a 502 Bad Gateway: the proxy tried and
+        # failed to reach the target; it did not deny access.
+        squid = _field(headers, "x-squid-error")
+        raise ProxyDenied(
+            f"proxy {proxy.redacted()} could not reach {target}: {shown}"
+            + (f" ({squid})" if squid else ""),
+            kind="proxy_upstream",
+            status=status,
+            headers=headers,
+            body=body,
+        )
     raise ProxyDenied(
         f"proxy {proxy.redacted()} refused CONNECT {target}: {shown}",
         status=status,
         headers=headers,
         body=body,
     )
+
+
+#: Squid's X-Squid-Error names that mean it could not reach the target.
+SQUID_UPSTREAM_ERRORS = frozenset(
+    {
+        "ERR_CONNECT_FAIL",
+        "ERR_DNS_FAIL",
+        "ERR_READ_TIMEOUT",
+        "ERR_LIFETIME_EXP",
+        "ERR_GATEWAY_FAILURE",
+        "ERR_CANNOT_FORWARD",
+        "ERR_READ_ERROR",
+        "ERR_ZERO_SIZE_OBJECT",
+    }
+)
+
+
+def _field(headers: dict[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name), "")
+
+
+def _could_not_reach(status: int, headers: dict[str, str]) -> bool:
+    """A CONNECT refusal that says the proxy could not reach the target (502/503/504, or a
+    Squid upstream error name), rather than that its policy denies it."""
+    squid = _field(headers, "x-squid-error").split(" ", 1)[0].upper()
+    if squid:
+        return squid in SQUID_UPSTREAM_ERRORS
+    return status in (502, 503, 504)
 
 
 def _header_fields(head: bytes) -> dict[str, str]:

@@ -144,9 +144,15 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "ask the proxy's admin to allow-list {host}:{port}: many proxies allow CONNECT "
                 "to port 443 only; " + _SEE_PROXY
             ),
-            upstream=(
-                "the proxy itself cannot reach {host}:{port} (its DNS or egress): ask its admin, "
-                "or compare with `mpnet probe {exchange} --no-proxy`"
+        ),
+        _code(
+            "PROXY_UPSTREAM",
+            "error",
+            "the proxy could not reach the exchange (it answered for it: 502/503/504)",
+            default=(
+                "the proxy itself cannot reach {host}:{port} (its DNS, route or firewall, or "
+                "the exchange refusing the proxy's address): ask its admin, or compare with "
+                "`mpnet probe {exchange} --no-proxy`"
             ),
         ),
         _code(
@@ -290,6 +296,10 @@ CATALOGUE: Mapping[str, FindingCode] = {
             not_websocket=(
                 "the path answers plain HTTP: check `websocket.url`, and whether a proxy in "
                 "between strips the Upgrade header (`mpnet probe {exchange} --no-proxy`)"
+            ),
+            from_proxy=(
+                "the proxy answered, not the exchange: read its error page or logs, and compare "
+                "with `mpnet probe {exchange} --no-proxy`; " + _SEE_PROXY
             ),
         ),
         _code(
