@@ -1789,7 +1789,8 @@ def test_hint_text_falls_back_to_default_and_marks_missing_fields() -> None:
 
 KNOWN_KINDS = [
     "nxdomain", "no_resolver", "refused", "unreachable", "timeout", "proxy_unreachable",
-    "proxy_auth", "proxy_denied", "proxy_upstream", "proxy_closed", "proxy_protocol", "proxy_refused",
+    "proxy_auth", "proxy_denied", "proxy_upstream", "proxy_closed", "proxy_protocol",
+    "proxy_refused",
     "proxy_nxdomain", "proxy_no_resolver", "proxy_timeout", "invalid_body", "invalid_frame",
     "untrusted", "expired", "not_yet_valid", "hostname_mismatch",
     "handshake", "http_status", "invalid_json", "invalid_http", "closed", "unexpected_json",
