@@ -570,7 +570,35 @@ CASES = [
         ),
         "TLS_UNTRUSTED",
         message=["Contoso Inspection CA", "TLS inspection", "system trust store", "proxy.corp"],
-        hint=["--ca-bundle", "ssl.ca_bundle", "exchanges.binance.ssl.ca_bundle"],
+        hint=[
+            "--ca-bundle",
+            "ssl.ca_bundle",
+            "exchanges.binance.ssl.ca_bundle",
+            # The command that shows the chain goes the way mpnet went: through the proxy.
+            "openssl s_client -showcerts -connect api.binance.com:443 -servername "
+            "api.binance.com -proxy proxy.corp:3128 -proxy_user alice -proxy_pass pass:",
+        ],
+    ),
+    Case(
+        "untrusted-corporate-issuer-through-socks",
+        result(
+            err("tls", "untrusted", issuer="CN=Contoso Inspection CA, O=Contoso Ltd"),
+            proxy=via(SOCKS_H_PROXY),
+        ),
+        "TLS_UNTRUSTED",
+        hint=[
+            "curl -v --proxy socks5h://127.0.0.1:1080 https://api.binance.com:443/",
+            "openssl s_client cannot use a SOCKS proxy",
+        ],
+        not_message=["-proxy "],
+    ),
+    Case(
+        "untrusted-corporate-issuer-direct",
+        result(err("tls", "untrusted", issuer="CN=Contoso Inspection CA, O=Contoso Ltd")),
+        "TLS_UNTRUSTED",
+        hint=[
+            "`openssl s_client -showcerts -connect api.binance.com:443 -servername api.binance.com`"
+        ],
     ),
     Case(
         "untrusted-public-issuer",
@@ -630,7 +658,7 @@ CASES = [
         result(err("tls", "handshake", "connection reset by peer")),
         "TLS_HANDSHAKE",
         message=["before any certificate"],
-        hint=["openssl s_client -connect api.binance.com:443 -servername api.binance.com"],
+        hint=["openssl s_client -showcerts -connect api.binance.com:443 -servername api.binance"],
     ),
     # -- HTTP answers ---------------------------------------------------------------------
     Case(

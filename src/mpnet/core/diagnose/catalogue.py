@@ -50,6 +50,7 @@ HINT_FIELDS = frozenset(
         "location",
         "not_after",
         "no_proxy",
+        "s_client",
     }
 )
 
@@ -194,8 +195,8 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "(one exchange: `exchanges.{exchange}.ssl.ca_bundle`)"
             ),
             inspection=(
-                "get the inspection root CA from your IT team (`openssl s_client -showcerts "
-                "-connect {host}:{port} -servername {host}` shows the chain) and trust it with "
+                "get the inspection root CA from your IT team ({s_client} shows the chain) and "
+                "trust it with "
                 "`--ca-bundle PATH` or `ssl.ca_bundle` (one exchange: "
                 "`exchanges.{exchange}.ssl.ca_bundle`)"
             ),
@@ -236,8 +237,7 @@ CATALOGUE: Mapping[str, FindingCode] = {
             inspection=(
                 "a TLS-inspecting proxy or firewall whose CA this machine trusts is answering "
                 "for {host} with a certificate for another name: ask its admin to exempt {host} "
-                "(`openssl s_client -connect {host}:{port} -servername {host}` shows the "
-                "certificate)"
+                "({s_client} shows the certificate)"
             ),
         ),
         _code(
@@ -245,8 +245,8 @@ CATALOGUE: Mapping[str, FindingCode] = {
             "error",
             "the TLS handshake failed before certificates were checked",
             default=(
-                "see where it breaks with `openssl s_client -connect {host}:{port} -servername "
-                "{host}`; a middlebox filtering by SNI resets handshakes like this"
+                "see where it breaks with {s_client}; a middlebox filtering by SNI resets "
+                "handshakes like this"
             ),
             plaintext=(
                 "the port speaks plain text, not TLS: use http:// or ws:// if that is intended, "
@@ -421,7 +421,7 @@ CATALOGUE: Mapping[str, FindingCode] = {
             default="retry with a larger `--timeout`",
             tls=(
                 "a middlebox filtering by SNI often drops handshakes silently: compare with "
-                "`openssl s_client -connect {host}:{port} -servername {host}`"
+                "{s_client}"
             ),
             http=(
                 "the server or the proxy accepted the request but is slow: retry with a larger "

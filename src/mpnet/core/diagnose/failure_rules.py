@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mpnet.core.diagnose.context import _Context, proxy_origin
+from mpnet.core.diagnose.context import _Context, proxy_origin, s_client_command
 from mpnet.core.diagnose.sniff import (
     _CDN_REFERENCE,
     _cdn,
@@ -387,7 +387,12 @@ def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> 
             f"the certificate of the https proxy {proxy.redacted()} (chosen by "
             f"{proxy_origin(ctx.result.proxy)})"
         )
-        peer_fields: dict[str, object] = {"host": proxy.host, "port": proxy.port}
+        peer_fields: dict[str, object] = {
+            "host": proxy.host,
+            "port": proxy.port,
+            # The proxy's own certificate is fetched from the proxy itself, directly.
+            "s_client": s_client_command(proxy.host, proxy.port, None),
+        }
     else:
         peer_host, peer = ctx.host, f"{ctx.hostport}{ctx.via}"
         cert = f"the certificate for {peer}"
