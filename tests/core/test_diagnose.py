@@ -338,8 +338,32 @@ CASES = [
             "https proxy https://secure-proxy.corp:8443",
             "service proxy.https",
             "Corp Root CA",
+            "the target's store (system trust store)",
         ],
-        hint=["-connect secure-proxy.corp:8443 -servername secure-proxy.corp"],
+        hint=["-connect secure-proxy.corp:8443 -servername secure-proxy.corp", "--proxy-ca-bundle"],
+    ),
+    Case(
+        "https-proxy-own-certificate-untrusted-by-the-proxy-ca",
+        result(
+            err("proxy", "untrusted", issuer="CN=Corp Root CA"),
+            proxy=via(ProxyURL("https", "secure-proxy.corp", 8443), "service", "proxy.https"),
+            ssl=TLSDecision(
+                True,
+                "system",
+                "system",
+                "default",
+                "default",
+                proxy_ca="/etc/corp/proxy.pem",
+                proxy_ca_layer="service",
+                proxy_ca_origin="mpnet.yaml:3 proxy_ssl.ca_bundle",
+            ),
+        ),
+        "TLS_UNTRUSTED",
+        message=[
+            "chains to no CA in the proxy CA bundle /etc/corp/proxy.pem (from mpnet.yaml:3 "
+            "proxy_ssl.ca_bundle)"
+        ],
+        hint=["proxy_ssl.ca_bundle"],
     ),
     Case(
         "direct-refusal-is-not-proxy-unreachable",

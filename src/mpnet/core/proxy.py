@@ -343,13 +343,13 @@ def resolve_proxy(
         trace.append(TraceEntry("default", DIRECT, "won", reason))
         # Direct because a no_proxy entry said so: the layer whose no_proxy it is made the
         # choice (curl's NO_PROXY is part of the environment), not the default.
-        chooser: Layer = "default"
+        bypasser: Layer = "default"
         if bypass is not None:
-            chooser = "service" if bypass[0] == "proxy.no_proxy" else "env"
+            bypasser = "service" if bypass[0] == "proxy.no_proxy" else "env"
         return ProxyDecision(
             target_url=target_url,
             proxy=None,
-            layer=chooser,
+            layer=bypasser,
             source=bypass[0] if bypass else None,
             no_proxy_match=bypass[1] if bypass else None,
             trace=tuple(trace),

@@ -27,8 +27,21 @@ class TLSSetting:
     origin: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyCASetting:
+    """``proxy_ssl: {ca_bundle: PATH}``: the PEM bundle an ``https://`` proxy's own certificate
+    is checked against, apart from the exchanges' (curl's ``--proxy-cacert``). ``origin`` says
+    where it was written (``mpnet.yaml:4 proxy_ssl``)."""
+
+    ca_bundle: str
+    origin: str = ""
+
+
 CAKind = Literal["file", "dir", "system", "certifi", "none"]
 
+
+#: Starts the ``reason`` of :meth:`TLSDecision.for_proxy`, so messages can say "proxy CA".
+PROXY_CA_REASON = "proxy CA from "
 
 #: TLS layers are traced exactly like proxy layers.
 TLSTraceEntry = TraceEntry
@@ -70,7 +83,7 @@ class TLSDecision:
             ca=self.proxy_ca,
             ca_kind="file",
             layer=layer,
-            reason=f"proxy CA from {self.proxy_ca_origin or layer + ' layer'}",
+            reason=f"{PROXY_CA_REASON}{self.proxy_ca_origin or layer + ' layer'}",
         )
 
     def proxy_store(self) -> str:

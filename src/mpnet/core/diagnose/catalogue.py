@@ -200,6 +200,11 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "`--ca-bundle PATH` or `ssl.ca_bundle` (one exchange: "
                 "`exchanges.{exchange}.ssl.ca_bundle`)"
             ),
+            proxy=(
+                "trust the proxy's own CA apart from the exchanges': `--proxy-ca-bundle PATH` "
+                "or `proxy_ssl.ca_bundle` in the config file (curl's --proxy-cacert); "
+                "{s_client} shows its chain"
+            ),
             public=(
                 "the trust store in use lacks this CA or the server omits an intermediate: "
                 "update ca-certificates / certifi, or point `--ca-bundle` / `ssl.ca_bundle` at a "

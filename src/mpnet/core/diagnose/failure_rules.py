@@ -401,6 +401,11 @@ def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> 
     def finding(code: str, message: str, variant: str = "default") -> Finding:
         return ctx.finding(code, message, variant, **peer_fields)
 
+    if kind == "untrusted" and of_proxy and proxy is not None:
+        # The proxy's own CA: --proxy-ca-bundle, apart from the exchanges' store.
+        store = ctx.result.ssl.proxy_store()
+        message = f"{cert}{by} chains to no CA in {store}"
+        return finding("TLS_UNTRUSTED", message, "proxy")
     if kind == "untrusted":
         if issuer is None:
             message = f"{cert} chains to no CA in {_trust_store(ctx)}"
