@@ -8,6 +8,7 @@ Every server binds 127.0.0.1 port 0; nothing here talks to any other address.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trustme
 
@@ -383,3 +385,180 @@ __all__: Sequence[str] = [
     "start_pproxy",
     "with_scheme",
 ]
+
+
+# -- a Squid-like forward proxy -----------------------------------------------------------------
+
+SQUID_SERVER = "squid/6.6"
+
+
+@dataclass
+class SquidLikeProxy:
+    """An HTTP forward proxy on 127.0.0.1 that answers as Squid does with its default rules.
+
+    - ``CONNECT`` only to the ports in ``connect_ports`` (Squid's ``http_access deny CONNECT
+      !SSL_ports``): others get ``403`` with ``X-Squid-Error: ERR_ACCESS_DENIED 0``;
+    - absolute-form requests (``GET http://host:port/path``) are forwarded in origin form;
+    - a target it cannot reach gets ``503`` with ``X-Squid-Error: ERR_CONNECT_FAIL 111``;
+    - with ``credentials`` (``user:password``), a request without the right
+      ``Proxy-Authorization: Basic`` gets ``407``.
+
+    ``request_lines`` records every request line received, ``proxy_authorization`` the
+    ``Proxy-Authorization`` value of each (None when absent). With ``ssl_context`` it is an
+    ``https://`` proxy (TLS to the proxy itself first).
+    """
+
+    credentials: str | None = None
+    connect_ports: frozenset[int] = frozenset({443})
+    ssl_context: ssl.SSLContext | None = None
+    port: int = 0
+    request_lines: list[str] = field(default_factory=list)
+    proxy_authorization: list[str | None] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        auth = f"{self.credentials}@" if self.credentials else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}"
+
+    async def start(self) -> SquidLikeProxy:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", 0, ssl=self.ssl_context
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    @staticmethod
+    def _answer(status: str, headers: dict[str, str], body: str = "") -> bytes:
+        data = body.encode()
+        lines = [f"HTTP/1.1 {status}", f"Server: {SQUID_SERVER}", f"Content-Length: {len(data)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += ["Connection: close", "", ""]
+        return "\r\n".join(lines).encode("latin-1") + data
+
+    def _error_page(self, status: str, squid_error: str) -> bytes:
+        page = (
+            "<html><head><title>ERROR: The requested URL could not be retrieved</title></head>"
+            f"<body><p>{squid_error}</p></body></html>"
+        )
+        return self._answer(status, {"X-Squid-Error": squid_error}, page)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        request_line, fields = lines[0], [line for line in lines[1:] if line]
+        self.request_lines.append(request_line)
+        auth = next(
+            (
+                v.strip()
+                for k, _, v in (f.partition(":") for f in fields)
+                if k.lower() == "proxy-authorization"
+            ),
+            None,
+        )
+        self.proxy_authorization.append(auth)
+        if self.credentials is not None:
+            expected = "Basic " + base64.b64encode(self.credentials.encode()).decode()
+            if auth != expected:
+                writer.write(
+                    self._answer(
+                        "407 Proxy Authentication Required",
+                        {"Proxy-Authenticate": 'Basic realm="squid"'},
+                    )
+                )
+                await writer.drain()
+                return
+        method, target, _version = request_line.split(" ", 2)
+        if method == "CONNECT":
+            host, _, port_text = target.rpartition(":")
+            port = int(port_text)
+            if port not in self.connect_ports:
+                writer.write(self._error_page("403 Forbidden", "ERR_ACCESS_DENIED 0"))
+                await writer.drain()
+                return
+            upstream = await self._open(host.strip("[]"), port, writer)
+            if upstream is None:
+                return
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+            await _relay(reader, writer, *upstream)
+            return
+        parts = urlsplit(target)
+        if parts.scheme != "http" or not parts.hostname:
+            writer.write(self._error_page("400 Bad Request", "ERR_INVALID_URL 0"))
+            await writer.drain()
+            return
+        upstream = await self._open(parts.hostname, parts.port or 80, writer)
+        if upstream is None:
+            return
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        kept = [f for f in fields if not f.lower().startswith("proxy-")]
+        up_reader, up_writer = upstream
+        up_writer.write(
+            "\r\n".join([f"{method} {path} {_version}", *kept, "", ""]).encode("latin-1")
+        )
+        await up_writer.drain()
+        await _relay(reader, writer, up_reader, up_writer)
+
+    async def _open(
+        self, host: str, port: int, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError:
+            writer.write(self._error_page("503 Service Unavailable", "ERR_CONNECT_FAIL 111"))
+            await writer.drain()
+            return None
+
+
+async def _relay(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        with contextlib.suppress(OSError, RuntimeError):
+            if sink.can_write_eof():
+                sink.write_eof()
+
+    try:
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    finally:
+        up_writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def running_squid_like(**options: Any) -> AsyncIterator[SquidLikeProxy]:
+    proxy = await SquidLikeProxy(**options).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()

@@ -211,7 +211,10 @@ class ProxyAuthError(ProxyError):
 
 
 class ProxyDenied(ProxyError):
-    """The proxy refused to open the tunnel (HTTP 403/5xx to CONNECT, a SOCKS failure reply)."""
+    """The proxy refused to open the tunnel (HTTP 403/5xx to CONNECT, a SOCKS failure reply).
+
+    ``kind`` is ``proxy_upstream`` when its answer says it could not reach the target (502,
+    503, 504, Squid's ``ERR_CONNECT_FAIL`` / ``ERR_DNS_FAIL``) rather than that it denies it."""
 
     default_kind = "proxy_denied"
 

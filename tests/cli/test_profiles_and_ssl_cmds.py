@@ -154,3 +154,71 @@ def test_ssl_explain_exchange_layer_from_config(tmp_path: Path) -> None:
 def test_ssl_explain_bad_input(args: list[str], expected: str) -> None:
     code, stdout, stderr = invoke("ssl", "explain", *args)
     assert code == 2 and expected in stderr and "Traceback" not in stdout + stderr
+
+
+def test_proxy_ca_layers_and_which_store_checks_what(tmp_path: Path) -> None:
+    import trustme
+
+    for name in ("service", "exchange", "flag", "exchange-ca"):
+        trustme.CA().cert_pem.write_to_path(str(tmp_path / f"{name}.pem"))
+    config = tmp_path / "mpnet.yaml"
+    config.write_text(
+        "proxy_ssl: {ca_bundle: service.pem}\n"
+        "exchanges:\n"
+        "  deribit:\n"
+        "    proxy_ssl: {ca_bundle: exchange.pem}\n"
+        "    ssl: {ca_bundle: exchange-ca.pem}\n"
+    )
+
+    def proxy_ca(*args: str) -> tuple[dict[str, object], dict[str, object]]:
+        code, stdout, stderr = invoke(
+            "ssl", "explain", *args, "--config", str(config), "--format", "json"
+        )
+        assert code == 0, stderr
+        target = json.loads(stdout)["targets"][0]
+        return target["proxy_ca"], target["stores"]
+
+    # cli > exchange > service, each named where it was written.
+    found, stores = proxy_ca("okx")
+    assert (found["ca"], found["layer"]) == (str(tmp_path / "service.pem"), "service")
+    assert found["origin"] == f"{config}:1 proxy_ssl.ca_bundle"
+    found, stores = proxy_ca("deribit")
+    assert (found["ca"], found["layer"]) == (str(tmp_path / "exchange.pem"), "exchange")
+    # The exchange is checked by its own store, the proxy by the proxy CA: never mixed.
+    assert "exchange-ca.pem" in str(stores["exchange"]) and "exchange.pem (" in str(stores["proxy"])
+    flag = str(tmp_path / "flag.pem")
+    found, stores = proxy_ca("deribit", "--proxy-ca-bundle", flag)
+    assert (found["ca"], found["layer"], found["origin"]) == (flag, "cli", "--proxy-ca-bundle")
+    assert f"the proxy CA bundle {flag} (from --proxy-ca-bundle)" == stores["proxy"]
+
+
+def test_without_a_proxy_ca_the_proxy_is_checked_like_the_exchange() -> None:
+    code, stdout, stderr = invoke("ssl", "explain", "okx")
+    assert code == 0, stderr
+    assert "an https:// proxy's certificate: verified against the target's store" in stdout
+
+
+@pytest.mark.parametrize(
+    ("config_text", "args", "expected"),
+    [
+        ("", ["--proxy-ca-bundle", "/nonexistent/proxy.pem"], "cannot load proxy CA "),
+        ("proxy_ssl: {ca_bundle: missing.pem}\n", [], "proxy_ssl.ca_bundle): no such file"),
+        ("proxy_ssl: {cafile: x.pem}\n", [], "proxy_ssl.cafile: unknown key"),
+        ("proxy_ssl: {}\n", [], "proxy_ssl needs ca_bundle"),
+        ("exchanges:\n  okx:\n    proxy_ssl: {ca_bundle: nope.pem}\n", [], "no such file"),
+    ],
+)
+def test_proxy_ca_bad_input_is_one_line_exit_2(
+    tmp_path: Path, config_text: str, args: list[str], expected: str
+) -> None:
+    config = tmp_path / "mpnet.yaml"
+    config.write_text(config_text)
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello\n")
+    for command in (["ssl", "explain", "okx"], ["proxy", "explain", "okx"]):
+        code, stdout, stderr = invoke(*command, *args, "--config", str(config))
+        assert code == 2, (command, stdout, stderr)
+        assert expected in stderr and "Traceback" not in stdout + stderr
+        assert len(stderr.strip().splitlines()) == 1
+    code, _, stderr = invoke("ssl", "explain", "okx", "--proxy-ca-bundle", str(not_pem))
+    assert code == 2 and "not a PEM bundle" in stderr

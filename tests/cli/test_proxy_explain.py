@@ -73,6 +73,8 @@ def test_no_proxy_match_reported() -> None:
     decision = doc["targets"][0]["decision"]
     assert decision["proxy"] is None
     assert decision["no_proxy_match"] == ".internal"
+    # Direct because NO_PROXY said so: the environment chose it, not the default.
+    assert (decision["layer"], decision["source"]) == ("env", "NO_PROXY")
     assert doc["targets"][0]["trace"][3]["verdict"] == "bypassed by no_proxy"
 
 
@@ -252,3 +254,19 @@ def test_empty_lower_case_splits_the_tools() -> None:
     assert by_name["HTTPS_PROXY"]["read_by"] == ["curl"]
     assert doc["targets"][0]["libraries"]["curl"] == "http://upper.corp:3128"
     assert doc["targets"][0]["decision"]["proxy"] is None
+
+
+def test_explain_says_which_store_checks_the_proxy_and_which_the_exchange(
+    tmp_path: Path,
+) -> None:
+    import trustme
+
+    bundle = tmp_path / "office-proxy.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    args = ["--url", "https://api.example.com/v1", "--proxy-ca-bundle", str(bundle)]
+    https = run_json(args, {"HTTPS_PROXY": "https://corp:3128"})["targets"][0]["stores"]
+    assert https["proxy"] == f"the proxy CA bundle {bundle} (from --proxy-ca-bundle)"
+    assert str(bundle) not in https["exchange"]
+    # A plain http:// proxy has no certificate to check.
+    plain = run_json(args, {"HTTPS_PROXY": "http://corp:3128"})["targets"][0]["stores"]
+    assert plain["proxy"] is None

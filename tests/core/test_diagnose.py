@@ -311,8 +311,8 @@ CASES = [
             ),
             proxy=via(CORP_PROXY),
         ),
-        "PROXY_DENIED",
-        message=["could not reach the target itself"],
+        "PROXY_UPSTREAM",
+        message=["could not reach api.binance.com:443", "with 502"],
     ),
     Case(
         "net-proxy-auth-status-in-message",
@@ -338,8 +338,32 @@ CASES = [
             "https proxy https://secure-proxy.corp:8443",
             "service proxy.https",
             "Corp Root CA",
+            "the target's store (system trust store)",
         ],
-        hint=["-connect secure-proxy.corp:8443 -servername secure-proxy.corp"],
+        hint=["-connect secure-proxy.corp:8443 -servername secure-proxy.corp", "--proxy-ca-bundle"],
+    ),
+    Case(
+        "https-proxy-own-certificate-untrusted-by-the-proxy-ca",
+        result(
+            err("proxy", "untrusted", issuer="CN=Corp Root CA"),
+            proxy=via(ProxyURL("https", "secure-proxy.corp", 8443), "service", "proxy.https"),
+            ssl=TLSDecision(
+                True,
+                "system",
+                "system",
+                "default",
+                "default",
+                proxy_ca="/etc/corp/proxy.pem",
+                proxy_ca_layer="service",
+                proxy_ca_origin="mpnet.yaml:3 proxy_ssl.ca_bundle",
+            ),
+        ),
+        "TLS_UNTRUSTED",
+        message=[
+            "chains to no CA in the proxy CA bundle /etc/corp/proxy.pem (from mpnet.yaml:3 "
+            "proxy_ssl.ca_bundle)"
+        ],
+        hint=["proxy_ssl.ca_bundle"],
     ),
     Case(
         "direct-refusal-is-not-proxy-unreachable",
@@ -434,9 +458,126 @@ CASES = [
     Case(
         "proxy-upstream-failure",
         result(err("proxy", "proxy_denied", status=502), proxy=via(CORP_PROXY)),
-        "PROXY_DENIED",
-        message=["could not reach the target itself"],
+        "PROXY_UPSTREAM",
+        message=["could not reach api.binance.com:443"],
         hint=["--no-proxy"],
+    ),
+    Case(
+        "squid-connect-fail-is-upstream-not-denied",
+        result(
+            err(
+                "proxy",
+                "proxy_upstream",
+                status=503,
+                headers={"Server": "squid/6.6", "X-Squid-Error": "ERR_CONNECT_FAIL 111"},
+                body="<html><title>ERROR: The requested URL could not be retrieved</title></html>",
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_UPSTREAM",
+        message=[
+            "could not reach api.binance.com:443",
+            "its connection to the target failed: connection refused",
+            "X-Squid-Error: ERR_CONNECT_FAIL 111",
+        ],
+        hint=["cannot reach api.binance.com:443", "--no-proxy"],
+    ),
+    Case(
+        "squid-connect-fail-is-not-proxy-denied",
+        result(
+            err(
+                "proxy",
+                "proxy_upstream",
+                status=503,
+                headers={"X-Squid-Error": "ERR_CONNECT_FAIL 111"},
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_DENIED",
+        present=False,
+    ),
+    Case(
+        "squid-access-denied-503-is-a-denial",
+        result(
+            err(
+                "proxy",
+                "proxy_denied",
+                status=503,
+                headers={"X-Squid-Error": "ERR_ACCESS_DENIED 0"},
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_DENIED",
+        message=["refused to open a tunnel"],
+    ),
+    Case(
+        "ws-upgrade-502-from-mitmproxy-is-the-proxys",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=502,
+                headers={"Server": "mitmproxy 10.1.6", "Content-Type": "text/html"},
+                body=(
+                    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad "
+                    "Gateway</h1><p>Connection refused</p></body></html>"
+                ),
+            ),
+            target="ws",
+            proxy=via(CORP_PROXY),
+        ),
+        "PROXY_UPSTREAM",
+        message=[
+            "could not reach stream.binance.com:9443",
+            "the WebSocket upgrade to stream.binance.com with 502",
+            "Server: mitmproxy 10.1.6",
+            "'Connection refused'",
+        ],
+        hint=["--no-proxy"],
+    ),
+    Case(
+        "ws-upgrade-502-from-mitmproxy-is-not-an-upgrade-rejection",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=502,
+                headers={"Server": "mitmproxy 10.1.6"},
+            ),
+            target="ws",
+            proxy=via(CORP_PROXY),
+        ),
+        "WS_UPGRADE_REJECTED",
+        present=False,
+    ),
+    Case(
+        "ws-upgrade-403-from-squid-names-the-proxy",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=403,
+                headers={"Server": "squid/6.6", "X-Squid-Error": "ERR_ACCESS_DENIED 0"},
+            ),
+            target="ws",
+            proxy=via(CORP_PROXY),
+        ),
+        "WS_UPGRADE_REJECTED",
+        message=["HTTP 403", "the proxy answered, not the exchange", "ERR_ACCESS_DENIED"],
+        hint=["the proxy answered"],
+    ),
+    Case(
+        "ws-upgrade-502-without-a-proxy-is-the-servers",
+        result(
+            err(
+                "ws_upgrade",
+                "ws_upgrade_rejected",
+                status=502,
+                headers={"Server": "mitmproxy 10.1.6"},
+            ),
+            target="ws",
+        ),
+        "WS_UPGRADE_REJECTED",
     ),
     Case(
         "proxy-auth-is-not-denied",
@@ -453,7 +594,35 @@ CASES = [
         ),
         "TLS_UNTRUSTED",
         message=["Contoso Inspection CA", "TLS inspection", "system trust store", "proxy.corp"],
-        hint=["--ca-bundle", "ssl.ca_bundle", "exchanges.binance.ssl.ca_bundle"],
+        hint=[
+            "--ca-bundle",
+            "ssl.ca_bundle",
+            "exchanges.binance.ssl.ca_bundle",
+            # The command that shows the chain goes the way mpnet went: through the proxy.
+            "openssl s_client -showcerts -connect api.binance.com:443 -servername "
+            "api.binance.com -proxy proxy.corp:3128 -proxy_user alice -proxy_pass pass:",
+        ],
+    ),
+    Case(
+        "untrusted-corporate-issuer-through-socks",
+        result(
+            err("tls", "untrusted", issuer="CN=Contoso Inspection CA, O=Contoso Ltd"),
+            proxy=via(SOCKS_H_PROXY),
+        ),
+        "TLS_UNTRUSTED",
+        hint=[
+            "curl -v --proxy socks5h://127.0.0.1:1080 https://api.binance.com:443/",
+            "openssl s_client cannot use a SOCKS proxy",
+        ],
+        not_message=["-proxy "],
+    ),
+    Case(
+        "untrusted-corporate-issuer-direct",
+        result(err("tls", "untrusted", issuer="CN=Contoso Inspection CA, O=Contoso Ltd")),
+        "TLS_UNTRUSTED",
+        hint=[
+            "`openssl s_client -showcerts -connect api.binance.com:443 -servername api.binance.com`"
+        ],
     ),
     Case(
         "untrusted-public-issuer",
@@ -513,7 +682,7 @@ CASES = [
         result(err("tls", "handshake", "connection reset by peer")),
         "TLS_HANDSHAKE",
         message=["before any certificate"],
-        hint=["openssl s_client -connect api.binance.com:443 -servername api.binance.com"],
+        hint=["openssl s_client -showcerts -connect api.binance.com:443 -servername api.binance"],
     ),
     # -- HTTP answers ---------------------------------------------------------------------
     Case(
@@ -738,12 +907,29 @@ CASES = [
             ),
             proxy=via(CORP_PROXY),
         ),
-        "HTTP_ERROR",
+        "PROXY_UPSTREAM",
         message=[
             "squid/5.7",
             "X-Squid-Error: ERR_DNS_FAIL 0",
-            "via http://alice:***@proxy.corp:3128",
+            "it could not resolve the target's name",
+            "the proxy http://alice:***@proxy.corp:3128",
+            "the REST request to api.binance.com with 503",
         ],
+        hint=["cannot reach api.binance.com:443"],
+    ),
+    Case(
+        "http-403-from-proxy",
+        result(
+            err(
+                "http",
+                "http_status",
+                status=403,
+                headers={"Server": "squid/5.7", "X-Squid-Error": "ERR_ACCESS_DENIED 0"},
+            ),
+            proxy=via(CORP_PROXY),
+        ),
+        "HTTP_ERROR",
+        message=["X-Squid-Error: ERR_ACCESS_DENIED 0", "via http://alice:***@proxy.corp:3128"],
         hint=["the proxy answered"],
     ),
     Case(
@@ -1655,7 +1841,8 @@ def test_hint_text_falls_back_to_default_and_marks_missing_fields() -> None:
 
 KNOWN_KINDS = [
     "nxdomain", "no_resolver", "refused", "unreachable", "timeout", "proxy_unreachable",
-    "proxy_auth", "proxy_denied", "proxy_closed", "proxy_protocol", "proxy_refused",
+    "proxy_auth", "proxy_denied", "proxy_upstream", "proxy_closed", "proxy_protocol",
+    "proxy_refused",
     "proxy_nxdomain", "proxy_no_resolver", "proxy_timeout", "invalid_body", "invalid_frame",
     "untrusted", "expired", "not_yet_valid", "hostname_mismatch",
     "handshake", "http_status", "invalid_json", "invalid_http", "closed", "unexpected_json",

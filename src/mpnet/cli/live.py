@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -118,9 +119,4 @@ def lab_network_options(options: NetworkOptions, ca_file: str | None) -> Network
     """The command line's options, trusting the lab's CA unless the user chose a TLS policy."""
     if options.ca_bundle or options.insecure or not ca_file:
         return options
-    return NetworkOptions(
-        proxy=options.proxy,
-        no_proxy=options.no_proxy,
-        ca_bundle=ca_file,
-        ca_origin="--lab (the lab's own CA)",
-    )
+    return dataclasses.replace(options, ca_bundle=ca_file, ca_origin="--lab (the lab's own CA)")

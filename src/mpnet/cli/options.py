@@ -49,6 +49,15 @@ CABundleOption = Annotated[
     str | None,
     typer.Option("--ca-bundle", metavar="PATH", help="Verify servers against this PEM bundle."),
 ]
+ProxyCABundleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy-ca-bundle",
+        metavar="PATH",
+        help="Verify an https:// proxy's own certificate against this PEM bundle, apart from "
+        "the exchanges' (curl's --proxy-cacert).",
+    ),
+]
 InsecureOption = Annotated[
     bool, typer.Option("--insecure", help="Do not verify certificates (always warned about).")
 ]

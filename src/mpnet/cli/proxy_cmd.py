@@ -18,6 +18,7 @@ from mpnet.cli.options import (
     FormatOption,
     NoProxyOption,
     ProfilesOption,
+    ProxyCABundleOption,
     ProxyOption,
     ViaOption,
     check_via_alone,
@@ -46,6 +47,7 @@ def explain(
     proxy: ProxyOption = None,
     no_proxy: NoProxyOption = False,
     via: ViaOption = None,
+    proxy_ca_bundle: ProxyCABundleOption = None,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     format: FormatOption = Format.table,
@@ -62,7 +64,7 @@ def explain(
         if (exchange is None) == (url is None):
             raise UsageError("give an EXCHANGE or --url URL (one of them)")
         check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
-        options = NetworkOptions(proxy=proxy, no_proxy=no_proxy)
+        options = NetworkOptions(proxy=proxy, no_proxy=no_proxy, proxy_ca_bundle=proxy_ca_bundle)
         if url is not None:
             # Refuse a bad URL before reading any file.
             parse_target(url)
@@ -78,7 +80,7 @@ def explain(
         explanations = []
         for target, target_url in pairs:
             for route in routes or (None,):
-                decision, _ = decide(
+                decision, tls = decide(
                     target_url,
                     target,
                     profile=profile,
@@ -94,8 +96,14 @@ def explain(
                         decision=decision,
                         libraries=library_verdicts(target_url, env),
                         conflicts=case_conflicts(target_url, env),
+                        tls=tls,
                     )
                 )
+        # A proxy CA bundle that is missing or not PEM is bad input (exit 2), as in `probe`.
+        from mpnet.net.tls import build_ssl_context
+
+        for ca_decision in {e.tls.for_proxy() for e in explanations if e.tls and e.tls.proxy_ca}:
+            build_ssl_context(ca_decision)
         name = profile.name if profile else None
         if format is Format.json:
             out.print_json(json.dumps(explain_dict(name, explanations)))

@@ -27,6 +27,7 @@ from mpnet.cli.options import (
     IPv6Option,
     NoProxyOption,
     ProfilesOption,
+    ProxyCABundleOption,
     ProxyOption,
     ViaOption,
     check_via_alone,
@@ -85,6 +86,7 @@ def serve(
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
+    proxy_ca_bundle: ProxyCABundleOption = None,
     insecure: InsecureOption = False,
     lab: Annotated[
         bool,
@@ -147,7 +149,11 @@ def serve(
         check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
         family = family_from(ipv4, ipv6)
         options = NetworkOptions(
-            proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
+            proxy=proxy,
+            no_proxy=no_proxy,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+            proxy_ca_bundle=proxy_ca_bundle,
         )
         # Refuse a malformed --proxy before binding anything.
         cli_proxy_choice(proxy, no_proxy)

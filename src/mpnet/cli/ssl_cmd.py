@@ -18,6 +18,7 @@ from mpnet.cli.options import (
     FormatOption,
     InsecureOption,
     ProfilesOption,
+    ProxyCABundleOption,
     load_context,
 )
 from mpnet.config.layers import NetworkOptions, decide
@@ -42,6 +43,7 @@ def explain(
         str | None, typer.Option("--url", metavar="URL", help="Explain one URL instead.")
     ] = None,
     ca_bundle: CABundleOption = None,
+    proxy_ca_bundle: ProxyCABundleOption = None,
     insecure: InsecureOption = False,
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
@@ -54,7 +56,9 @@ def explain(
         if (exchange is None) == (url is None):
             raise UsageError("give an EXCHANGE or --url URL (one of them)")
         cfg, found = load_context(config, profiles)
-        options = NetworkOptions(ca_bundle=ca_bundle, insecure=insecure)
+        options = NetworkOptions(
+            ca_bundle=ca_bundle, insecure=insecure, proxy_ca_bundle=proxy_ca_bundle
+        )
         profile = found.get(exchange) if exchange else None
         if profile is not None:
             pairs = [(t, profile.url_for(t) or "") for t in profile.targets]
@@ -77,6 +81,8 @@ def explain(
         loaded = {(t.ca_kind, t.ca): t for _, _, t in rows if t.ca_kind in ("file", "dir")}
         for decision in loaded.values():
             build_ssl_context(decision)
+        for proxy_ca in {t.for_proxy() for _, _, t in rows if t.proxy_ca is not None}:
+            build_ssl_context(proxy_ca)
         name = profile.name if profile else None
         if format is Format.json:
             out.print_json(json.dumps(tls_explain_dict(name, rows)))

@@ -26,6 +26,7 @@ from mpnet.cli.options import (
     IPv6Option,
     NoProxyOption,
     ProfilesOption,
+    ProxyCABundleOption,
     ProxyOption,
     ViaOption,
     check_via_alone,
@@ -91,6 +92,7 @@ def watch(
     config: ConfigOption = None,
     profiles: ProfilesOption = None,
     ca_bundle: CABundleOption = None,
+    proxy_ca_bundle: ProxyCABundleOption = None,
     insecure: InsecureOption = False,
     lab: Annotated[
         bool, typer.Option("--lab", help="Watch local simulators instead (offline demo).")
@@ -135,7 +137,11 @@ def watch(
         check_via_alone(via, proxy=proxy, no_proxy=no_proxy)
         family = family_from(ipv4, ipv6)
         options = NetworkOptions(
-            proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
+            proxy=proxy,
+            no_proxy=no_proxy,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+            proxy_ca_bundle=proxy_ca_bundle,
         )
         cfg, found = load_context(config, profiles)
         routes = routes_from(via, cfg, proxy=proxy, no_proxy=no_proxy)

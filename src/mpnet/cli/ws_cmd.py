@@ -22,6 +22,7 @@ from mpnet.cli.options import (
     FormatOption,
     InsecureOption,
     NoProxyOption,
+    ProxyCABundleOption,
     ProxyOption,
     warn_about_no_proxy,
 )
@@ -144,6 +145,7 @@ def ws(
     no_proxy: NoProxyOption = False,
     config: ConfigOption = None,
     ca_bundle: CABundleOption = None,
+    proxy_ca_bundle: ProxyCABundleOption = None,
     insecure: InsecureOption = False,
     backend: Annotated[
         Backend, typer.Option("--backend", help="WebSocket library to use.")
@@ -162,7 +164,11 @@ def ws(
         if not url.lower().startswith(("ws://", "wss://")):
             raise UsageError(f"URL must start with ws:// or wss://, not {url!r}")
         options = NetworkOptions(
-            proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle, insecure=insecure
+            proxy=proxy,
+            no_proxy=no_proxy,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+            proxy_ca_bundle=proxy_ca_bundle,
         )
         headers = parse_headers(header or ())
         messages = expand_stdin(send or (), sys.stdin)
@@ -176,6 +182,12 @@ def ws(
             options=options,
             env=os.environ,
         )
+        if tls_decision.proxy_ca is not None:
+            from mpnet.net.tls import context_for
+
+            # A proxy CA bundle that is missing or not PEM is bad input (exit 2), whichever
+            # proxy the layers chose.
+            context_for(tls_decision.for_proxy())
         result = asyncio.run(
             run_session(
                 url,

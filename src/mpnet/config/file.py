@@ -17,6 +17,7 @@ from typing import Any
 from mpnet.config.model import ConfigFile, ExchangeNetwork, ServeSettings
 from mpnet.config.network import (
     read_exchange_network,
+    read_proxy_ca,
     read_proxy_choice,
     read_service_proxy,
     read_tls_setting,
@@ -27,7 +28,7 @@ from mpnet.core.proxy_url import DIRECT
 from mpnet.core.route import DIRECT_NAME, Route, check_distinct, parse_route
 from mpnet.errors import ConfigError, InvalidConfigFile
 
-TOP_KEYS = ("proxy", "ssl", "exchanges", "serve", "clock", "routes")
+TOP_KEYS = ("proxy", "ssl", "exchanges", "serve", "clock", "routes", "proxy_ssl")
 CLOCK_KEYS = ("tolerance_ms", "feed_lag_tolerance_ms")
 #: A tolerance beyond a day is not a tolerance.
 MAX_TOLERANCE_MS = 86_400_000
@@ -101,6 +102,7 @@ def config_from_document(doc: YamlDocument) -> ConfigFile:
         path=doc.path,
         proxy=read_service_proxy(r, top.get("proxy"), ("proxy",)),
         ssl=read_tls_setting(r, top.get("ssl"), ("ssl",), base_dir=base_dir),
+        proxy_ssl=read_proxy_ca(r, top.get("proxy_ssl"), ("proxy_ssl",), base_dir=base_dir),
         exchanges=exchanges,
         routes=routes,
         serve=read_serve_settings(r, top.get("serve"), ("serve",)),

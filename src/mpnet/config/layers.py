@@ -17,15 +17,17 @@ from mpnet.config.model import ConfigFile, Profile
 from mpnet.core.proxy import ProxyDecision, TraceEntry, resolve_proxy
 from mpnet.core.proxy_url import DIRECT, ProxyChoice, parse_proxy_url
 from mpnet.core.route import Route
-from mpnet.core.tls import TLSDecision, TLSSetting, resolve_tls
+from mpnet.core.tls import TLSDecision, TLSSetting, resolve_tls, with_proxy_ca
 from mpnet.errors import UsageError
 
 
 @dataclass(frozen=True, slots=True)
 class NetworkOptions:
-    """The command-line layer: ``--proxy URL`` / ``--no-proxy``, ``--ca-bundle``, ``--insecure``.
+    """The command-line layer: ``--proxy URL`` / ``--no-proxy``, ``--ca-bundle``, ``--insecure``,
+    ``--proxy-ca-bundle``.
 
-    ``ca_origin`` names where a CA bundle came from when it is not the flag (``--lab``).
+    ``ca_origin`` names where a CA bundle came from when it is not the flag (``--lab``);
+    ``proxy_ca_origin`` likewise for the proxy's CA bundle (``proxy_ca_bundle=``).
     """
 
     proxy: str | None = None
@@ -33,6 +35,8 @@ class NetworkOptions:
     ca_bundle: str | None = None
     insecure: bool = False
     ca_origin: str = "--ca-bundle"
+    proxy_ca_bundle: str | None = None
+    proxy_ca_origin: str = "--proxy-ca-bundle"
 
     def __post_init__(self) -> None:
         # Contradictions are refused before any I/O.
@@ -124,6 +128,24 @@ def decide(
         service=config.ssl,
         env=env,
         system_store=system_store,
+    )
+    # The https:// proxy's own CA (curl's --proxy-cacert), apart from the exchange's.
+    exchange_ca = network.proxy_ssl if network is not None else None
+    tls = with_proxy_ca(
+        tls,
+        [
+            ("cli", options.proxy_ca_bundle, options.proxy_ca_origin),
+            (
+                "exchange",
+                exchange_ca.ca_bundle if exchange_ca else None,
+                exchange_ca.origin if exchange_ca else "",
+            ),
+            (
+                "service",
+                config.proxy_ssl.ca_bundle if config.proxy_ssl else None,
+                config.proxy_ssl.origin if config.proxy_ssl else "",
+            ),
+        ],
     )
     if unconfigured_exchange is not None:
         note = (

@@ -86,7 +86,7 @@ from mpnet.core.proxy import ServiceProxy
 from mpnet.core.proxy_url import ProxyChoice
 from mpnet.core.ratelimit import RateLimit
 from mpnet.core.route import Route
-from mpnet.core.tls import TLSSetting
+from mpnet.core.tls import ProxyCASetting, TLSSetting
 
 JSON = Any
 
@@ -194,6 +194,8 @@ class ExchangeNetwork:
     proxy_ws: ProxyChoice = None
     ssl: TLSSetting | None = None
     origin: str = ""
+    #: ``proxy_ssl: {ca_bundle}``: the CA of this exchange's https:// proxy.
+    proxy_ssl: ProxyCASetting | None = None
     routes: tuple[Route, ...] = ()
     routes_origin: str = ""
 
@@ -239,6 +241,8 @@ class ConfigFile:
     path: str | None = None
     proxy: ServiceProxy | None = None
     ssl: TLSSetting | None = None
+    #: Top-level ``proxy_ssl: {ca_bundle}``: the CA of the https:// proxies (service layer).
+    proxy_ssl: ProxyCASetting | None = None
     exchanges: Mapping[str, ExchangeNetwork] = field(default_factory=dict)
     serve: ServeSettings = field(default_factory=ServeSettings)
     #: ``clock: {tolerance_ms, feed_lag_tolerance_ms}``; None: the defaults.

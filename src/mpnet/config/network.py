@@ -9,7 +9,7 @@ from mpnet.config.model import ExchangeNetwork
 from mpnet.config.source import KeyPath, Reader
 from mpnet.core.proxy import ServiceProxy
 from mpnet.core.proxy_url import DIRECT, ProxyChoice, ProxyURL, parse_proxy_url
-from mpnet.core.tls import TLSSetting
+from mpnet.core.tls import ProxyCASetting, TLSSetting
 from mpnet.errors import InvalidProxyURL
 
 
@@ -42,7 +42,7 @@ def read_exchange_network(
 ) -> ExchangeNetwork:
     """``exchanges.<name>`` (config file) or ``network:`` (profile); ``extra`` keys are allowed
     and left to the caller (the config file's ``routes``)."""
-    block = reader.mapping(value or {}, keys, allowed=("proxy", "ssl", *extra))
+    block = reader.mapping(value or {}, keys, allowed=("proxy", "ssl", "proxy_ssl", *extra))
     proxy = block.get("proxy")
     proxy_keys = (*keys, "proxy")
     if isinstance(proxy, dict) and ("rest" in proxy or "ws" in proxy):
@@ -52,9 +52,16 @@ def read_exchange_network(
     else:
         rest = ws = read_proxy_choice(reader, proxy, proxy_keys)
     ssl = read_tls_setting(reader, block.get("ssl"), (*keys, "ssl"), base_dir=base_dir)
+    proxy_ssl = read_proxy_ca(
+        reader, block.get("proxy_ssl"), (*keys, "proxy_ssl"), base_dir=base_dir
+    )
     dotted = ".".join(str(k) for k in keys)
     return ExchangeNetwork(
-        proxy_rest=rest, proxy_ws=ws, ssl=ssl, origin=f"{reader.doc.path} {dotted}"
+        proxy_rest=rest,
+        proxy_ws=ws,
+        ssl=ssl,
+        origin=f"{reader.doc.path} {dotted}",
+        proxy_ssl=proxy_ssl,
     )
 
 
@@ -100,6 +107,22 @@ def read_tls_setting(
         reason=reason,
         origin=reader.doc.where(keys),
     )
+
+
+def read_proxy_ca(
+    reader: Reader, value: Any, keys: KeyPath, *, base_dir: str
+) -> ProxyCASetting | None:
+    """``proxy_ssl: {ca_bundle: PATH}``; a relative path is relative to the file. Whether the
+    file is a PEM bundle is checked when its context is built (exit 2, naming the path)."""
+    if value is None:
+        return None
+    block = reader.mapping(value, keys, allowed=("ca_bundle",))
+    ca_bundle = reader.string(block.get("ca_bundle"), (*keys, "ca_bundle"), required=False)
+    if not ca_bundle:
+        reader.doc.fail(keys, "proxy_ssl needs ca_bundle: PATH (the PEM bundle of the proxy's CA)")
+    path = _relative_to(base_dir, ca_bundle)
+    assert path is not None
+    return ProxyCASetting(ca_bundle=path, origin=reader.doc.where((*keys, "ca_bundle")))
 
 
 def _relative_to(base_dir: str, path: str | None) -> str | None:

@@ -226,8 +226,9 @@ def resolve_proxy(
     ``http_proxy`` for http/ws, ``all_proxy`` as the fallback; lower case wins, a set but empty
     lower-case variable disables its upper-case twin, ``HTTP_PROXY`` is ignored when
     ``REQUEST_METHOD`` is set (httpoxy), and ``no_proxy`` / ``NO_PROXY`` bypasses the env layer.
-    When a no_proxy entry bypasses every proxy, the decision is the default (direct) with
-    ``source`` naming the no_proxy setting and ``no_proxy_match`` the entry.
+    When a no_proxy entry bypasses every proxy, the decision is direct, labelled with the layer
+    of that no_proxy (``env`` for ``no_proxy`` / ``NO_PROXY``, ``service`` for
+    ``proxy.no_proxy``), ``source`` naming the setting and ``no_proxy_match`` the entry.
 
     Args:
         target_url: the URL to connect to (http, https, ws or wss).
@@ -341,10 +342,15 @@ def resolve_proxy(
             else "direct: no layer names a proxy"
         )
         trace.append(TraceEntry("default", DIRECT, "won", reason))
+        # Direct because a no_proxy entry said so: the layer whose no_proxy it is made the
+        # choice (curl's NO_PROXY is part of the environment), not the default.
+        bypasser: Layer = "default"
+        if bypass is not None:
+            bypasser = "service" if bypass[0] == "proxy.no_proxy" else "env"
         return ProxyDecision(
             target_url=target_url,
             proxy=None,
-            layer="default",
+            layer=bypasser,
             source=bypass[0] if bypass else None,
             no_proxy_match=bypass[1] if bypass else None,
             trace=tuple(trace),

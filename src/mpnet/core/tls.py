@@ -5,8 +5,8 @@ No file reads: whether the system has a trust store is passed in by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mpnet.core.proxy import Layer, TraceEntry
@@ -27,8 +27,21 @@ class TLSSetting:
     origin: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyCASetting:
+    """``proxy_ssl: {ca_bundle: PATH}``: the PEM bundle an ``https://`` proxy's own certificate
+    is checked against, apart from the exchanges' (curl's ``--proxy-cacert``). ``origin`` says
+    where it was written (``mpnet.yaml:4 proxy_ssl``)."""
+
+    ca_bundle: str
+    origin: str = ""
+
+
 CAKind = Literal["file", "dir", "system", "certifi", "none"]
 
+
+#: Starts the ``reason`` of :meth:`TLSDecision.for_proxy`, so messages can say "proxy CA".
+PROXY_CA_REASON = "proxy CA from "
 
 #: TLS layers are traced exactly like proxy layers.
 TLSTraceEntry = TraceEntry
@@ -40,6 +53,11 @@ class TLSDecision:
 
     ``ca`` is a path, ``"system"`` or ``"certifi"`` (``None`` when verification is off).
     ``warnings`` is never empty when ``verify`` is False: every surface shows it.
+
+    ``proxy_ca`` is the PEM bundle an ``https://`` proxy's own certificate is checked against
+    (curl's ``--proxy-cacert``: ``--proxy-ca-bundle`` or ``proxy_ssl.ca_bundle``), chosen by
+    ``proxy_ca_layer`` (``proxy_ca_origin`` names the setting); None means the proxy is checked
+    like the target. :meth:`for_proxy` is the policy of the proxy's handshake.
     """
 
     verify: bool
@@ -49,11 +67,37 @@ class TLSDecision:
     reason: str
     trace: tuple[TLSTraceEntry, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+    proxy_ca: str | None = None
+    proxy_ca_layer: Layer | None = None
+    proxy_ca_origin: str = ""
+
+    def for_proxy(self) -> TLSDecision:
+        """The policy of an ``https://`` proxy's own TLS handshake: verify against
+        ``proxy_ca`` when one was given (whatever the target's policy, as curl's
+        ``--proxy-cacert`` is apart from ``--insecure``), else this same decision."""
+        if self.proxy_ca is None:
+            return self
+        layer: Layer = self.proxy_ca_layer or "cli"
+        return TLSDecision(
+            verify=True,
+            ca=self.proxy_ca,
+            ca_kind="file",
+            layer=layer,
+            reason=f"{PROXY_CA_REASON}{self.proxy_ca_origin or layer + ' layer'}",
+        )
+
+    def proxy_store(self) -> str:
+        """Words for the store that checks an https proxy's certificate."""
+        if self.proxy_ca is not None:
+            origin = self.proxy_ca_origin or f"{self.proxy_ca_layer} layer"
+            return f"the proxy CA bundle {self.proxy_ca} (from {origin})"
+        return f"the target's store ({store_words(self)})"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON ``ssl`` shape ``{"verify", "ca", "layer", "reason"}`` (docs/architecture.md,
-        "JSON contract") plus warnings and the trace of the layers consulted."""
-        return {
+        "JSON contract") plus warnings and the trace of the layers consulted; ``proxy_ca`` and
+        its layer when one is set."""
+        shape: dict[str, Any] = {
             "verify": self.verify,
             "ca": self.ca,
             "layer": self.layer,
@@ -61,6 +105,37 @@ class TLSDecision:
             "warnings": list(self.warnings),
             "trace": [entry.to_dict() for entry in self.trace],
         }
+        if self.proxy_ca is not None:
+            shape["proxy_ca"] = {
+                "ca": self.proxy_ca,
+                "layer": self.proxy_ca_layer,
+                "origin": self.proxy_ca_origin,
+            }
+        return shape
+
+
+def store_words(decision: TLSDecision) -> str:
+    """``CA bundle /x.pem (cli layer)``, ``system trust store``, ``verification off``..."""
+    if not decision.verify:
+        return "verification off"
+    if decision.ca_kind == "file":
+        return f"CA bundle {decision.ca} ({decision.layer} layer)"
+    if decision.ca_kind == "dir":
+        return f"CA directory {decision.ca} ({decision.layer} layer)"
+    if decision.ca_kind == "certifi":
+        return "certifi's CA bundle"
+    return "system trust store"
+
+
+def with_proxy_ca(
+    decision: TLSDecision, layers: Sequence[tuple[Layer, str | None, str]]
+) -> TLSDecision:
+    """``decision`` with the proxy CA of the highest layer in ``layers`` that names one
+    (``(layer, path or None, origin)``, highest first); unchanged when none does."""
+    for layer, path, origin in layers:
+        if path:
+            return replace(decision, proxy_ca=path, proxy_ca_layer=layer, proxy_ca_origin=origin)
+    return decision
 
 
 def resolve_tls(

@@ -47,7 +47,7 @@ from mpnet.errors import (
     UsageError,
 )
 from mpnet.net.tls import context_for, describe_tls, start_tls
-from mpnet.net.tunnel import authority, open_tunnel
+from mpnet.net.tunnel import authority, open_tunnel, proxy_tls
 
 SECURE_SCHEMES = {"https": 443, "wss": 443}
 PLAIN_SCHEMES = {"http": 80, "ws": 80}
@@ -232,6 +232,7 @@ async def dial(
     timeout: float,
     alpn: Sequence[str] | None = None,
     timings: PhaseTimings | None = None,
+    tunnel: bool = True,
 ) -> DialedConnection:
     """Open a connection to ``url``'s host as ``proxy`` and ``tls`` decide, timing each phase.
 
@@ -243,6 +244,11 @@ async def dial(
         alpn: ALPN protocols to offer, e.g. ``["http/1.1"]``.
         timings: filled in as phases complete; a new one is made when omitted. Pass your own to
             keep the completed phases when dial fails.
+        tunnel: False for a plain http:// request through an HTTP(S) proxy, sent in absolute
+            form (``GET http://host/path``) as curl, urllib and aiohttp do: the connection then
+            ends at the proxy, with no CONNECT. An ``https://`` proxy's own TLS handshake is
+            then the ``proxy`` phase; an ``http://`` proxy has no ``proxy`` phase. Ignored for
+            SOCKS proxies and direct connections.
 
     Raises:
         UsageError: ``url`` is not a ws/wss/http/https URL.
@@ -255,14 +261,22 @@ async def dial(
     :func:`mpnet.net.prepare.prepare_network`.
     """
     target = parse_target(url)
+    forward = not tunnel and proxy.proxy is not None and not proxy.proxy.is_socks
+    if forward and target.secure:
+        raise UsageError(
+            f"invalid URL {url!r}: only http:// and ws:// go through a proxy unwrapped"
+        )
     ssl_context = context_for(tls, alpn=tuple(alpn or ())) if target.secure else None
-    # An https:// proxy's certificate is checked by the same policy as the target's.
+    # An https:// proxy's certificate is checked against the proxy's own trust store: the
+    # target's, unless --proxy-ca-bundle / proxy_ssl named another (TLSDecision.for_proxy).
     https_proxy = proxy.proxy is not None and proxy.proxy.scheme == "https"
-    proxy_context = context_for(tls) if https_proxy else None
+    proxy_context = context_for(tls.for_proxy()) if https_proxy else None
     progress = _Progress(timings if timings is not None else PhaseTimings())
     try:
         async with asyncio.timeout(timeout):
-            return await _dial(target, proxy.proxy, tls, ssl_context, proxy_context, progress)
+            return await _dial(
+                target, proxy.proxy, tls, ssl_context, proxy_context, progress, forward=forward
+            )
     except MpnetError as exc:
         release_frames(exc)
         raise
@@ -321,6 +335,8 @@ async def _dial(
     ssl_context: ssl.SSLContext | None,
     proxy_context: ssl.SSLContext | None,
     progress: _Progress,
+    *,
+    forward: bool = False,
 ) -> DialedConnection:
     loop = asyncio.get_running_loop()
     connect_host, connect_port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
@@ -352,7 +368,13 @@ async def _dial(
     writer: asyncio.StreamWriter | None = None
     try:
         reader, writer = await asyncio.open_connection(sock=sock)
-        if proxy is not None:
+        if proxy is not None and forward:
+            # Absolute form: the request goes to the proxy itself; only an https:// proxy
+            # has a handshake of its own before it.
+            if proxy_context is not None:
+                with progress.step(Phase.PROXY):
+                    await proxy_tls(writer, proxy, proxy_context)
+        elif proxy is not None:
             with progress.step(Phase.PROXY):
                 await open_tunnel(
                     reader,

@@ -18,6 +18,7 @@ not HTTP/1.x, ``closed`` for an answer cut short.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -34,9 +35,17 @@ import h11
 
 from mpnet import __version__
 from mpnet.core.proxy import ProxyDecision
-from mpnet.core.proxy_url import redact_url_text
+from mpnet.core.proxy_url import ProxyURL, redact_url_text
 from mpnet.core.tls import TLSDecision
-from mpnet.errors import ConnectError, Phase, ProbeError, ProbeTimeout, ProtocolError, UsageError
+from mpnet.errors import (
+    ConnectError,
+    Phase,
+    ProbeError,
+    ProbeTimeout,
+    ProtocolError,
+    ProxyAuthError,
+    UsageError,
+)
 from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target, release_frames
 from mpnet.net.tls import HTTP_ALPN
 
@@ -136,8 +145,12 @@ async def timed_request(
 
     ``dns``, ``tcp``, ``proxy`` and ``tls`` come from :func:`~mpnet.net.dial.dial`; ``http`` is
     the time from the last request byte handed to the kernel to the first response byte. The
-    connection is closed afterwards (``Connection: close``); redirects are not followed. Plain
-    http targets go through an HTTP proxy by CONNECT, like https ones.
+    connection is closed afterwards (``Connection: close``); redirects are not followed. A plain
+    http target goes through an HTTP(S) proxy in absolute form (``GET http://host:port/path``,
+    with ``Proxy-Authorization`` when the proxy URL has credentials), as curl, urllib and
+    aiohttp send it, not by CONNECT (which proxies such as Squid allow to port 443 only): there
+    is then no ``proxy`` phase for an ``http://`` proxy, and the proxy's own answer (a 407, a
+    403, a 502 when it cannot reach the target) is the HTTP answer.
 
     Args:
         method: e.g. ``GET``.
@@ -157,6 +170,8 @@ async def timed_request(
         DNSError, ConnectError, ProxyError, TLSError: from dialing.
         ProtocolError: kind ``invalid_http`` (malformed answer), ``closed`` (the peer hung up
             before the answer was complete), ``invalid_encoding`` (bad gzip/deflate).
+        ProxyAuthError: a plain http request sent to a proxy in absolute form was answered
+            407 (phase ``http``; status, headers and body kept).
         ProbeTimeout: the budget ran out; ``phase`` says where.
 
     Every ProbeError raised carries ``.phases``: the phases that completed before it.
@@ -164,7 +179,10 @@ async def timed_request(
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise UsageError(f"invalid URL {url!r}: timed_request needs an http or https URL")
-    request = _build_request(method, url, headers=headers, json_body=json_body)
+    forward = forwarded_through(proxy, url)
+    request = _build_request(
+        method, url, headers=headers, json_body=json_body, proxy=proxy.proxy if forward else None
+    )
     timings = timings if timings is not None else PhaseTimings()
     try:
         response = await _timed_exchange(url, request, proxy, tls, timeout, timings, max_body)
@@ -174,6 +192,11 @@ async def timed_request(
         # The error is kept; the closed connection in its traceback's frames need not be.
         release_frames(exc)
         raise
+    if forward and response.status == 407 and proxy.proxy is not None:
+        # Only the proxy sends 407; as for CONNECT, it is the proxy asking, not the target.
+        auth_error = _forwarded_auth_error(response, proxy.proxy)
+        auth_error.phases = timings.to_dict()
+        raise auth_error
     observer = response_observer.get()
     if observer is not None:
         observer(response)
@@ -191,7 +214,15 @@ async def _timed_exchange(
 ) -> TimedResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    conn = await dial(url, proxy=proxy, tls=tls, timeout=timeout, alpn=HTTP_ALPN, timings=timings)
+    conn = await dial(
+        url,
+        proxy=proxy,
+        tls=tls,
+        timeout=timeout,
+        alpn=HTTP_ALPN,
+        timings=timings,
+        tunnel=not request.forwarded,
+    )
     try:
         remaining = deadline - loop.time()
         try:
@@ -218,6 +249,20 @@ async def _timed_exchange(
         await conn.aclose()
 
 
+def _forwarded_auth_error(response: TimedResponse, proxy: ProxyURL) -> ProxyAuthError:
+    """A proxy's 407 to an absolute-form request: the same error as its 407 to CONNECT, in
+    the ``http`` phase where it was answered."""
+    given = "rejected the credentials of" if proxy.username else "wants credentials for"
+    shown = f"{response.status} {response.reason}".strip()
+    return ProxyAuthError(
+        f"proxy {proxy.redacted()} {given} {redact_url_text(response.url)}: {shown}",
+        phase=Phase.HTTP,
+        status=response.status,
+        headers=response.headers,
+        body=response.body,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     """A request ready to go: its bytes, and the h11 client that wrote them (it knows the
@@ -225,10 +270,23 @@ class _Request:
 
     raw: bytes
     client: h11.Connection
+    forwarded: bool = False
+
+
+def forwarded_through(proxy: ProxyDecision, url: str) -> bool:
+    """True when a request to ``url`` goes to ``proxy`` in absolute form rather than through a
+    CONNECT tunnel: a plain http:// URL and an HTTP or HTTPS proxy."""
+    chosen = proxy.proxy
+    return chosen is not None and not chosen.is_socks and urlsplit(url).scheme.lower() == "http"
 
 
 def _build_request(
-    method: str, url: str, *, headers: Mapping[str, str] | None, json_body: Any
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None,
+    json_body: Any,
+    proxy: ProxyURL | None = None,
 ) -> _Request:
     parts = urlsplit(url)
     target = parse_target(url)
@@ -244,6 +302,9 @@ def _build_request(
     def put(name: str, value: str) -> None:
         fields[name.lower()] = (name, value)
 
+    if proxy is not None:
+        # Absolute form (RFC 9112 3.2.2): the proxy reads the target from the request line.
+        path = f"http://{authority}{path}"
     put("Host", authority)
     put("User-Agent", USER_AGENT)
     put("Accept", "*/*")
@@ -261,6 +322,9 @@ def _build_request(
         put(name, value)
     if body or method.upper() in ("POST", "PUT", "PATCH"):
         put("Content-Length", str(len(body)))
+    if proxy is not None and proxy.username is not None:
+        secret = f"{proxy.username}:{proxy.password or ''}".encode()
+        put("Proxy-Authorization", f"Basic {base64.b64encode(secret).decode('ascii')}")
     if not _TOKEN.fullmatch(method):
         raise UsageError(f"invalid HTTP method {method!r}")
     client = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
@@ -285,7 +349,7 @@ def _build_request(
         raise UsageError("request headers and path must be latin-1 text") from None
     except h11.LocalProtocolError as exc:
         raise UsageError(f"invalid HTTP request to {redact_url_text(url)}: {exc}") from None
-    return _Request(raw=raw, client=client)
+    return _Request(raw=raw, client=client, forwarded=proxy is not None)
 
 
 async def _exchange(
@@ -530,6 +594,7 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "USER_AGENT",
     "TimedResponse",
+    "forwarded_through",
     "header_lookup",
     "parse_json",
     "response_observer",

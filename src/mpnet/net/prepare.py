@@ -41,6 +41,9 @@ def prepare_network(tls_decisions: Iterable[TLSDecision]) -> None:
     for decision in dict.fromkeys(tls_decisions):
         context_for(decision)
         context_for(decision, alpn=HTTP_ALPN)
+        if decision.proxy_ca is not None:
+            # Loaded even when no https:// proxy is chosen: a bad path is bad input.
+            context_for(decision.for_proxy())
 
 
 __all__ = ["prepare_network"]

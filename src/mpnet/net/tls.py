@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from mpnet.core.proxy_url import ProxyURL
 from mpnet.core.result import TLSInfo
-from mpnet.core.tls import TLSDecision
+from mpnet.core.tls import PROXY_CA_REASON, TLSDecision
 from mpnet.errors import ConfigError, Phase, TLSError
 
 #: ALPN offered by the timed HTTP/1.1 exchange.
@@ -92,6 +92,14 @@ async def start_tls(
         await writer.start_tls(context, server_hostname=host)
     except ssl.SSLError as exc:
         raise tls_error(exc, f"{host}{where}", phase=Phase.TLS) from exc
+    except TypeError as exc:
+        # Python 3.11's asyncio, TLS inside an https:// proxy's TLS: a refused handshake makes
+        # the outer transport call SSLProtocol._abort(exc), which takes no argument; the
+        # handshake's own error is the TypeError's context.
+        refused = exc.__context__
+        if isinstance(refused, ssl.SSLError):
+            raise tls_error(refused, f"{host}{where}", phase=Phase.TLS) from refused
+        raise
     except (OSError, asyncio.IncompleteReadError) as exc:
         raise TLSError(
             f"TLS handshake with {host}{where} failed: the connection was closed "
@@ -237,6 +245,11 @@ def build_ssl_context(decision: TLSDecision, *, alpn: list[str] | None = None) -
         else:
             ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except (OSError, ssl.SSLError) as exc:
+        if decision.reason.startswith(PROXY_CA_REASON):
+            origin = decision.reason.removeprefix(PROXY_CA_REASON)
+            raise ConfigError(
+                f"cannot load proxy CA {decision.ca} ({origin}): {_ca_problem(exc)}"
+            ) from exc
         where = f" (chosen by {decision.layer} layer)" if decision.layer != "default" else ""
         raise ConfigError(f"cannot load CA {decision.ca}{where}: {_ca_problem(exc)}") from exc
     return ctx

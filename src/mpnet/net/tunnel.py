@@ -66,10 +66,7 @@ async def open_tunnel(
     """
     try:
         if proxy_context is not None:
-            try:
-                await writer.start_tls(proxy_context, server_hostname=proxy.host)
-            except ssl.SSLError as exc:
-                raise tls_error(exc, f"proxy {proxy.host}", phase=Phase.PROXY) from exc
+            await proxy_tls(writer, proxy, proxy_context)
         if proxy.is_socks:
             await _socks_handshake(reader, writer, proxy, host, port)
         else:
@@ -80,6 +77,26 @@ async def open_tunnel(
         raise ProxyDenied(
             f"proxy {proxy.redacted()} closed the connection during the "
             f"{'SOCKS' if proxy.is_socks else 'CONNECT'} handshake to {target}",
+            kind="proxy_closed",
+        ) from exc
+
+
+async def proxy_tls(
+    writer: asyncio.StreamWriter, proxy: ProxyURL, proxy_context: ssl.SSLContext
+) -> None:
+    """The TLS handshake with an ``https://`` proxy itself (phase ``proxy``).
+
+    Raises:
+        TLSError: the proxy's certificate was refused or the handshake failed.
+        ProxyDenied: the proxy closed the connection during the handshake.
+    """
+    try:
+        await writer.start_tls(proxy_context, server_hostname=proxy.host)
+    except ssl.SSLError as exc:
+        raise tls_error(exc, f"proxy {proxy.host}", phase=Phase.PROXY) from exc
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise ProxyDenied(
+            f"proxy {proxy.redacted()} closed the connection during its TLS handshake",
             kind="proxy_closed",
         ) from exc
 
@@ -121,12 +138,52 @@ async def _http_connect(
             headers=headers,
             body=body,
         )
+    if _could_not_reach(status, headers):
+        # Squid's ERR_CONNECT_FAIL / ERR_DNS_FAIL, a 502 Bad Gateway: the proxy tried and
+        # failed to reach the target; it did not deny access.
+        squid = _field(headers, "x-squid-error")
+        raise ProxyDenied(
+            f"proxy {proxy.redacted()} could not reach {target}: {shown}"
+            + (f" ({squid})" if squid else ""),
+            kind="proxy_upstream",
+            status=status,
+            headers=headers,
+            body=body,
+        )
     raise ProxyDenied(
         f"proxy {proxy.redacted()} refused CONNECT {target}: {shown}",
         status=status,
         headers=headers,
         body=body,
     )
+
+
+#: Squid's X-Squid-Error names that mean it could not reach the target.
+SQUID_UPSTREAM_ERRORS = frozenset(
+    {
+        "ERR_CONNECT_FAIL",
+        "ERR_DNS_FAIL",
+        "ERR_READ_TIMEOUT",
+        "ERR_LIFETIME_EXP",
+        "ERR_GATEWAY_FAILURE",
+        "ERR_CANNOT_FORWARD",
+        "ERR_READ_ERROR",
+        "ERR_ZERO_SIZE_OBJECT",
+    }
+)
+
+
+def _field(headers: dict[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name), "")
+
+
+def _could_not_reach(status: int, headers: dict[str, str]) -> bool:
+    """A CONNECT refusal that says the proxy could not reach the target (502/503/504, or a
+    Squid upstream error name), rather than that its policy denies it."""
+    squid = _field(headers, "x-squid-error").split(" ", 1)[0].upper()
+    if squid:
+        return squid in SQUID_UPSTREAM_ERRORS
+    return status in (502, 503, 504)
 
 
 def _header_fields(head: bytes) -> dict[str, str]:
@@ -241,4 +298,5 @@ __all__ = [
     "REFUSAL_BODY_WAIT",
     "authority",
     "open_tunnel",
+    "proxy_tls",
 ]

@@ -20,6 +20,7 @@ from rich.text import Text
 from mpnet.core.libraries import LIBRARIES, CaseConflict
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.proxy_url import REDACTED, parse_proxy_url, redact_url_text
+from mpnet.core.tls import TLSDecision, store_words
 from mpnet.errors import MpnetError
 
 VERDICT_STYLE = {
@@ -41,6 +42,9 @@ class ProxyExplanation:
     decision: ProxyDecision
     libraries: Mapping[str, str] = field(default_factory=dict)
     conflicts: tuple[CaseConflict, ...] = ()
+    #: The TLS decision of the same connection: which store checks the exchange, and which an
+    #: https:// proxy's own certificate (None: not shown).
+    tls: TLSDecision | None = None
 
     @property
     def mpnet_verdict(self) -> str:
@@ -65,6 +69,18 @@ def _normalised(verdict: str) -> str:
         return verdict
 
 
+def trust_stores(proxy: ProxyDecision, tls: TLSDecision | None) -> dict[str, str | None] | None:
+    """``{"exchange": ..., "proxy": ...}``: the store that verifies the exchange's certificate
+    and the one that verifies an ``https://`` proxy's (None when the proxy has no TLS)."""
+    if tls is None:
+        return None
+    https_proxy = proxy.proxy is not None and proxy.proxy.scheme == "https"
+    return {
+        "exchange": store_words(tls),
+        "proxy": tls.proxy_store() if https_proxy else None,
+    }
+
+
 def explain_dict(exchange: str | None, targets: Sequence[ProxyExplanation]) -> dict[str, Any]:
     """``{"exchange", "targets": [{"target", "url", "decision", "trace", "libraries"}]}``."""
     return {
@@ -83,6 +99,7 @@ def explain_dict(exchange: str | None, targets: Sequence[ProxyExplanation]) -> d
                 "trace": [entry.to_dict() for entry in t.decision.trace],
                 "libraries": {name: t.libraries.get(name) for name in LIBRARIES},
                 "env_conflicts": [conflict.to_dict() for conflict in t.conflicts],
+                "stores": trust_stores(t.decision, t.tls),
             }
             for t in targets
         ],
@@ -188,6 +205,12 @@ def explain_table(exchange: str | None, targets: Sequence[ProxyExplanation]) -> 
         parts.append(Text(title, style="italic"))
         parts.append(Fitted([True, False], functools.partial(_layers, t)))
         parts.append(indented(_decision_line(t.decision)))
+        stores = trust_stores(t.decision, t.tls)
+        if stores is not None:
+            line = f"  TLS: the exchange is verified against the {stores['exchange']}"
+            if stores["proxy"] is not None:
+                line += f"; the https proxy against {stores['proxy']}"
+            parts.append(indented(Text(line)))
         if t.conflicts:
             parts.append(_conflicts_table(t.conflicts))
         if t.libraries:

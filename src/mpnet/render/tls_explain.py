@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from mpnet.core.tls import TLSDecision
+from mpnet.core.tls import TLSDecision, store_words
 
 VERDICT_STYLE = {"won": "bold green", "shadowed": "yellow", "unset": "dim"}
 
@@ -32,6 +32,13 @@ def tls_explain_dict(
                 },
                 "trace": [entry.to_dict() for entry in d.trace],
                 "warnings": list(d.warnings),
+                # Which store checks the exchange's certificate, and which an https:// proxy's.
+                "stores": {"exchange": store_words(d), "proxy": d.proxy_store()},
+                "proxy_ca": (
+                    {"ca": d.proxy_ca, "layer": d.proxy_ca_layer, "origin": d.proxy_ca_origin}
+                    if d.proxy_ca is not None
+                    else None
+                ),
             }
             for target, url, d in targets
         ],
@@ -56,6 +63,7 @@ def tls_explain_table(
         parts.append(table)
         policy = f"verify against {d.ca}" if d.verify else "[bold red]verification OFF[/]"
         parts.append(Text.from_markup(f"  policy: {policy} — {d.layer} layer: {d.reason}"))
+        parts.append(Text(f"  an https:// proxy's certificate: verified against {d.proxy_store()}"))
         for warning in d.warnings:
             parts.append(Text(f"  warning: {warning}", style="bold red"))
         parts.append(Text(""))

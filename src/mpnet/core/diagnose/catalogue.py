@@ -50,6 +50,7 @@ HINT_FIELDS = frozenset(
         "location",
         "not_after",
         "no_proxy",
+        "s_client",
     }
 )
 
@@ -144,9 +145,15 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "ask the proxy's admin to allow-list {host}:{port}: many proxies allow CONNECT "
                 "to port 443 only; " + _SEE_PROXY
             ),
-            upstream=(
-                "the proxy itself cannot reach {host}:{port} (its DNS or egress): ask its admin, "
-                "or compare with `mpnet probe {exchange} --no-proxy`"
+        ),
+        _code(
+            "PROXY_UPSTREAM",
+            "error",
+            "the proxy could not reach the exchange (it answered for it: 502/503/504)",
+            default=(
+                "the proxy itself cannot reach {host}:{port} (its DNS, route or firewall, or "
+                "the exchange refusing the proxy's address): ask its admin, or compare with "
+                "`mpnet probe {exchange} --no-proxy`"
             ),
         ),
         _code(
@@ -188,10 +195,15 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "(one exchange: `exchanges.{exchange}.ssl.ca_bundle`)"
             ),
             inspection=(
-                "get the inspection root CA from your IT team (`openssl s_client -showcerts "
-                "-connect {host}:{port} -servername {host}` shows the chain) and trust it with "
+                "get the inspection root CA from your IT team ({s_client} shows the chain) and "
+                "trust it with "
                 "`--ca-bundle PATH` or `ssl.ca_bundle` (one exchange: "
                 "`exchanges.{exchange}.ssl.ca_bundle`)"
+            ),
+            proxy=(
+                "trust the proxy's own CA apart from the exchanges': `--proxy-ca-bundle PATH` "
+                "or `proxy_ssl.ca_bundle` in the config file (curl's --proxy-cacert); "
+                "{s_client} shows its chain"
             ),
             public=(
                 "the trust store in use lacks this CA or the server omits an intermediate: "
@@ -230,8 +242,7 @@ CATALOGUE: Mapping[str, FindingCode] = {
             inspection=(
                 "a TLS-inspecting proxy or firewall whose CA this machine trusts is answering "
                 "for {host} with a certificate for another name: ask its admin to exempt {host} "
-                "(`openssl s_client -connect {host}:{port} -servername {host}` shows the "
-                "certificate)"
+                "({s_client} shows the certificate)"
             ),
         ),
         _code(
@@ -239,8 +250,8 @@ CATALOGUE: Mapping[str, FindingCode] = {
             "error",
             "the TLS handshake failed before certificates were checked",
             default=(
-                "see where it breaks with `openssl s_client -connect {host}:{port} -servername "
-                "{host}`; a middlebox filtering by SNI resets handshakes like this"
+                "see where it breaks with {s_client}; a middlebox filtering by SNI resets "
+                "handshakes like this"
             ),
             plaintext=(
                 "the port speaks plain text, not TLS: use http:// or ws:// if that is intended, "
@@ -290,6 +301,10 @@ CATALOGUE: Mapping[str, FindingCode] = {
             not_websocket=(
                 "the path answers plain HTTP: check `websocket.url`, and whether a proxy in "
                 "between strips the Upgrade header (`mpnet probe {exchange} --no-proxy`)"
+            ),
+            from_proxy=(
+                "the proxy answered, not the exchange: read its error page or logs, and compare "
+                "with `mpnet probe {exchange} --no-proxy`; " + _SEE_PROXY
             ),
         ),
         _code(
@@ -411,7 +426,7 @@ CATALOGUE: Mapping[str, FindingCode] = {
             default="retry with a larger `--timeout`",
             tls=(
                 "a middlebox filtering by SNI often drops handshakes silently: compare with "
-                "`openssl s_client -connect {host}:{port} -servername {host}`"
+                "{s_client}"
             ),
             http=(
                 "the server or the proxy accepted the request but is slow: retry with a larger "

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from mpnet.core.diagnose.catalogue import CATALOGUE, hint_text
 from mpnet.core.proxy import ProxyDecision
-from mpnet.core.proxy_url import REDACTED, redact_url_text
+from mpnet.core.proxy_url import REDACTED, ProxyURL, redact_url_text
 from mpnet.core.result import Finding, ProbeResult
 
 _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
@@ -66,6 +66,7 @@ class _Context:
             "proxy_scheme": proxy.scheme if proxy else "?",
             "origin": proxy_origin(decision),
             "setting": _proxy_setting(decision, self.exchange),
+            "s_client": s_client_command(self.host, self.port, proxy),
         }
         values.update(extra)
         return values
@@ -105,6 +106,35 @@ def _host_port(url: str) -> tuple[str, int | None]:
     if port is None:
         port = _DEFAULT_PORTS.get(parts.scheme.lower())
     return host, port
+
+
+def s_client_command(host: str, port: int | None, proxy: ProxyURL | None) -> str:
+    """The command that shows the certificate chain ``host`` presents, through ``proxy`` as
+    mpnet went: ``openssl s_client -proxy`` for an HTTP proxy (it speaks CONNECT); openssl has
+    no SOCKS and no TLS-to-the-proxy, so for those ``curl -v`` through the same proxy (it prints
+    the certificate's subject and issuer). Never a password: ``PASSWORD`` stands for it."""
+    where = f"{host}:{port if port is not None else 443}"
+    shown = f"[{host}]" if ":" in host else host
+    if proxy is None:
+        return f"`openssl s_client -showcerts -connect {where} -servername {host}`"
+    user = f"{proxy.username}:PASSWORD@" if proxy.username is not None else ""
+    if proxy.scheme == "http":
+        login = (
+            f" -proxy_user {proxy.username} -proxy_pass pass:PASSWORD"
+            if proxy.username is not None
+            else ""
+        )
+        return (
+            f"`openssl s_client -showcerts -connect {where} -servername {host} "
+            f"-proxy {proxy.host}:{proxy.port}{login}` (through the same proxy)"
+        )
+    what = "a SOCKS proxy" if proxy.is_socks else "TLS to an https:// proxy"
+    return (
+        f"`curl -v --proxy {proxy.scheme}://{user}{proxy.host}:{proxy.port} "
+        f"https://{shown}:{port if port is not None else 443}/` (through the same proxy: "
+        f"openssl s_client cannot use {what}; curl -v prints the server certificate's "
+        "subject and issuer)"
+    )
 
 
 def proxy_origin(decision: ProxyDecision) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 
-from mpnet.core.diagnose.context import _Context, proxy_origin
+from mpnet.core.diagnose.context import _Context, proxy_origin, s_client_command
 from mpnet.core.diagnose.sniff import (
     _CDN_REFERENCE,
     _cdn,
     _excerpt,
     _gist,
     _header,
+    _page_reason,
     _quote,
     looks_public_ca,
 )
@@ -29,7 +30,13 @@ _LOCAL_DNS_SCHEMES = ("socks4", "socks5")
 _STATUS_PHASES = ("http", "ws_upgrade", "bootstrap")
 
 
-_PROXY_HANDSHAKE_KINDS = ("proxy_auth", "proxy_denied", "proxy_closed", "proxy_protocol")
+_PROXY_HANDSHAKE_KINDS = (
+    "proxy_auth",
+    "proxy_denied",
+    "proxy_upstream",
+    "proxy_closed",
+    "proxy_protocol",
+)
 _TLS_KINDS = ("untrusted", "expired", "not_yet_valid", "hostname_mismatch", "handshake")
 
 
@@ -186,17 +193,12 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     if kind in _TLS_KINDS:  # an https:// proxy's own certificate
         return _tls_failure(ctx, error, of_proxy=True)
     handshake = "SOCKS" if proxy is not None and proxy.is_socks else "CONNECT"
-    if kind == "proxy_denied":
+    if kind in ("proxy_denied", "proxy_upstream"):
         code = error.status or _status_in(error.message)
+        if kind == "proxy_upstream" or _upstream_failure(error, code):
+            return _proxy_upstream(ctx, error, "the tunnel request to", code)
         status = f" (status {code})" if code else ""
         said = _proxy_said(error)
-        if code in (502, 503, 504):
-            return ctx.finding(
-                "PROXY_DENIED",
-                f"the proxy {name} (chosen by {origin}) answered the tunnel request to "
-                f"{ctx.hostport}{status}: it could not reach the target itself{said}",
-                "upstream",
-            )
         variant = "port" if ctx.port not in (443, None) else "default"
         return ctx.finding(
             "PROXY_DENIED",
@@ -223,6 +225,76 @@ def _proxy_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
             f"completed the {handshake} handshake for {ctx.hostport}",
         )
     return None
+
+
+#: Squid's error names (X-Squid-Error) that mean it could not reach the target, in words.
+_SQUID_UPSTREAM = {
+    "ERR_CONNECT_FAIL": "its connection to the target failed",
+    "ERR_DNS_FAIL": "it could not resolve the target's name",
+    "ERR_READ_TIMEOUT": "the target did not answer it in time",
+    "ERR_LIFETIME_EXP": "the target did not answer it in time",
+    "ERR_GATEWAY_FAILURE": "its next hop failed",
+    "ERR_CANNOT_FORWARD": "it could not forward the request (no route to the target)",
+    "ERR_READ_ERROR": "the target closed the connection on it",
+    "ERR_ZERO_SIZE_OBJECT": "the target answered it nothing",
+}
+#: The errno Squid appends (``ERR_CONNECT_FAIL 111``), as Linux names it.
+_ERRNO_WORDS = {
+    "101": "network unreachable",
+    "104": "connection reset",
+    "110": "connection timed out",
+    "111": "connection refused",
+    "113": "no route to host",
+}
+_UPSTREAM_STATUSES = (502, 503, 504)
+
+
+def _squid_error(error: ErrorInfo) -> tuple[str, str]:
+    """``("ERR_CONNECT_FAIL", "111")`` from X-Squid-Error, or empty strings."""
+    name, _, number = _header(error, "x-squid-error").strip().partition(" ")
+    return name.upper(), number.strip()
+
+
+def _upstream_failure(error: ErrorInfo, status: int | None) -> bool:
+    """Whether a proxy's answer says it could not reach the target (not that it refused)."""
+    name, _ = _squid_error(error)
+    if name:
+        return name in _SQUID_UPSTREAM
+    return status in _UPSTREAM_STATUSES
+
+
+def _from_proxy(error: ErrorInfo) -> bool:
+    """Whether an HTTP answer was written by a known proxy rather than the server behind it."""
+    server = _header(error, "server").lower()
+    return bool(_header(error, "x-squid-error")) or any(n in server for n in _PROXY_SERVERS)
+
+
+def _proxy_upstream(ctx: _Context, error: ErrorInfo, asked: str, status: int | None) -> Finding:
+    """PROXY_UPSTREAM: the proxy answered for a target it could not reach, with its reason."""
+    decision = ctx.result.proxy
+    name = decision.proxy.redacted() if decision.proxy else "the proxy"
+    details: list[str] = []
+    squid, number = _squid_error(error)
+    if squid in _SQUID_UPSTREAM:
+        why = _SQUID_UPSTREAM[squid]
+        errno_words = _ERRNO_WORDS.get(number)
+        details.append(f"{why}: {errno_words}" if errno_words else why)
+    details += [
+        f"{n}: {v}" for n in ("Server", "X-Squid-Error") if (v := _header(error, n.lower()))
+    ]
+    gist, reason = _gist(error.body), _page_reason(error.body)
+    if reason and not squid:
+        # mitmproxy and others put the reason under the heading (``<p>Connection refused</p>``).
+        details.append(f"page {gist!r}: {reason!r}" if gist and gist != reason else repr(reason))
+    elif gist:
+        details.append(f"page {gist!r}")
+    answered = f" with {status}" if status else ""
+    return ctx.finding(
+        "PROXY_UPSTREAM",
+        f"the proxy {name} (chosen by {proxy_origin(decision)}) could not reach "
+        f"{ctx.hostport}: it answered {asked} {ctx.host}{answered} itself"
+        + (f" ({'; '.join(details)})" if details else ""),
+    )
 
 
 def _evidence(error: ErrorInfo, headers: tuple[str, ...]) -> list[str]:
@@ -315,7 +387,12 @@ def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> 
             f"the certificate of the https proxy {proxy.redacted()} (chosen by "
             f"{proxy_origin(ctx.result.proxy)})"
         )
-        peer_fields: dict[str, object] = {"host": proxy.host, "port": proxy.port}
+        peer_fields: dict[str, object] = {
+            "host": proxy.host,
+            "port": proxy.port,
+            # The proxy's own certificate is fetched from the proxy itself, directly.
+            "s_client": s_client_command(proxy.host, proxy.port, None),
+        }
     else:
         peer_host, peer = ctx.host, f"{ctx.hostport}{ctx.via}"
         cert = f"the certificate for {peer}"
@@ -324,6 +401,11 @@ def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> 
     def finding(code: str, message: str, variant: str = "default") -> Finding:
         return ctx.finding(code, message, variant, **peer_fields)
 
+    if kind == "untrusted" and of_proxy and proxy is not None:
+        # The proxy's own CA: --proxy-ca-bundle, apart from the exchanges' store.
+        store = ctx.result.ssl.proxy_store()
+        message = f"{cert}{by} chains to no CA in {store}"
+        return finding("TLS_UNTRUSTED", message, "proxy")
     if kind == "untrusted":
         if issuer is None:
             message = f"{cert} chains to no CA in {_trust_store(ctx)}"
@@ -385,6 +467,13 @@ def _answer_failure(ctx: _Context, error: ErrorInfo) -> Finding | None:
     status = error.status
     if kind == "maintenance":
         return _maintenance(ctx, error)
+    if ctx.result.proxy.proxy is not None and _from_proxy(error):
+        # The proxy wrote this answer (Squid to an absolute-form request, mitmproxy after its
+        # CONNECT): a 502/503/504 says it could not reach the exchange, as for CONNECT.
+        if status is not None and _upstream_failure(error, status):
+            return _proxy_upstream(ctx, error, _ASKED.get(phase, "the request to"), status)
+        if phase == "ws_upgrade" and status not in (401, 407):
+            return _ws_rejected(ctx, error, from_proxy=True)
     for rule in (_geo_blocked, _rate_limited, _waf_blocked):
         found = rule(ctx, error, where)
         if found is not None:
@@ -465,7 +554,14 @@ def _waf_blocked(ctx: _Context, error: ErrorInfo, where: str) -> Finding | None:
     )
 
 
-def _ws_rejected(ctx: _Context, error: ErrorInfo) -> Finding:
+_ASKED = {
+    "http": "the REST request to",
+    "ws_upgrade": "the WebSocket upgrade to",
+    "bootstrap": "the token request to",
+}
+
+
+def _ws_rejected(ctx: _Context, error: ErrorInfo, *, from_proxy: bool = False) -> Finding:
     status = error.status
     location = _header(error, "location")
     gist = _gist(error.body)
@@ -473,6 +569,15 @@ def _ws_rejected(ctx: _Context, error: ErrorInfo) -> Finding:
     got = f"HTTP {status}" if status is not None else "an answer"
     moved = f" (Location: {location})" if location else ""
     message = f"the upgrade of {ctx.result.url} got {got}{moved} instead of 101{body}{ctx.via}"
+    if from_proxy:
+        said = "; ".join(
+            f"{n}: {v}" for n in ("Server", "X-Squid-Error") if (v := _header(error, n.lower()))
+        )
+        return ctx.finding(
+            "WS_UPGRADE_REJECTED",
+            f"{message}: the proxy answered, not the exchange ({said})",
+            "from_proxy",
+        )
     if status is not None and 300 <= status < 400 and location:
         return ctx.finding("WS_UPGRADE_REJECTED", message, "redirect", location=location)
     if status == 200:
@@ -501,10 +606,7 @@ def _http_error(ctx: _Context, error: ErrorInfo, where: str) -> Finding:
         details.append(f"body {gist!r}")
     got = f"{status}" if status is not None else "an unexpected status"
     message = f"{where} answered {got}" + (f" ({'; '.join(details)})" if details else "")
-    from_proxy = bool(_header(error, "x-squid-error")) or any(
-        name in server.lower() for name in _PROXY_SERVERS
-    )
-    if ctx.result.proxy.proxy is not None and from_proxy:
+    if ctx.result.proxy.proxy is not None and _from_proxy(error):
         return ctx.finding("HTTP_ERROR", message + ctx.via, "from_proxy")
     if status is not None and 300 <= status < 400 and location:
         return ctx.finding("HTTP_ERROR", message, "redirect", location=location)

@@ -43,6 +43,16 @@ def _gist(body: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_PAGE_HEADINGS = re.compile(r"<head\b.*?</head>|<title\b.*?</title>|<h1\b.*?</h1>", re.I | re.S)
+
+
+def _page_reason(body: str, limit: int = 160) -> str:
+    """What an error page says beyond its title and heading (mitmproxy's ``<p>Connection
+    refused</p>``), shortened; empty when it says nothing more."""
+    text = " ".join(html.unescape(_TAG.sub(" ", _PAGE_HEADINGS.sub(" ", body))).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _excerpt(body: str, marker: str, width: int = 60) -> str:
     """The text around ``marker`` in ``body`` (case-insensitive), tags stripped."""
     text = " ".join(html.unescape(_TAG.sub(" ", body)).split())
