@@ -502,12 +502,11 @@ CATALOGUE: Mapping[str, FindingCode] = {
             "TLS-inspecting proxy or firewall decrypts the connection (reported even when a "
             "trusted bundle makes it verify)",
             default=(
-                "whoever runs the inspecting proxy sees everything sent to {exchange} in clear: "
-                "API keys, signatures and every order, and a proxy that buffers or stalls "
-                "delays them; confirm with {s_client} (the issuer it shows is the proxy's CA, not "
-                "a public one), then ask the network team to exempt {host} from TLS inspection "
-                "(an SSL bypass rule), or route {exchange} around it with "
-                "`exchanges.{exchange}.proxy`"
+                "whoever runs the inspecting proxy can read everything sent to {exchange} (API "
+                "keys, signed requests, every order) and can hold it up; confirm with "
+                "{s_client}: the issuer is its CA, not a public one; then ask the network team "
+                "to exempt {host} from TLS inspection (an SSL bypass rule), or send {exchange} "
+                "by a route that is not inspected (`exchanges.{exchange}.proxy`)"
             ),
         ),
         _code(
