@@ -28,6 +28,8 @@ from mpnet.core.diagnose import (
     diagnose,
     diagnose_one,
     hint_text,
+    is_public_name,
+    issuer_kind,
     looks_public_ca,
 )
 from mpnet.core.proxy import ProxyDecision
@@ -55,6 +57,12 @@ def via(
 
 DIRECT = ProxyDecision(REST_URL, None, "default")
 VERIFY = TLSDecision(verify=True, ca="system", ca_kind="system", layer="default", reason="default")
+
+
+MITM_TLS = TLSInfo(version="TLSv1.3", cert_issuer="CN=mitmproxy, O=mitmproxy")
+CORP_BUNDLE = TLSDecision(
+    verify=True, ca="/etc/ssl/corp-root.pem", ca_kind="file", layer="cli", reason="--ca-bundle"
+)
 
 
 def result(
@@ -1234,6 +1242,111 @@ CASES = [
         "INSECURE_TLS",
         present=False,
     ),
+    # -- TLS inspection on a working connection (info) --------------------------------------
+    Case(
+        "intercepted-though-the-users-bundle-verifies-it",
+        result(tls=MITM_TLS, ssl=CORP_BUNDLE),
+        "TLS_INTERCEPTED",
+        message=[
+            "api.binance.com:443",
+            "'CN=mitmproxy, O=mitmproxy'",
+            "not a public CA",
+            "api.binance.com is a public name",
+            "the CA bundle /etc/ssl/corp-root.pem (from the cli layer) trusts that CA",
+        ],
+        hint=[
+            "API keys",
+            "`openssl s_client -showcerts -connect api.binance.com:443 "
+            "-servername api.binance.com`",
+            "exempt api.binance.com",
+            "`exchanges.binance.proxy`",
+        ],
+    ),
+    Case(
+        "intercepted-through-the-office-proxy-openssl-goes-the-same-way",
+        result(
+            target="ws",
+            proxy=via(CORP_PROXY),
+            tls=TLSInfo(cert_issuer="CN=Zscaler Intermediate Root CA, O=Zscaler Inc."),
+        ),
+        "TLS_INTERCEPTED",
+        message=[
+            "stream.binance.com:9443 via http://alice:***@proxy.corp:3128 (chosen by env "
+            "HTTPS_PROXY)",
+            "Zscaler",
+            "the system trust store trusts that CA",
+        ],
+        hint=[
+            "-connect stream.binance.com:9443 -servername stream.binance.com -proxy "
+            "proxy.corp:3128 -proxy_user alice -proxy_pass pass:PASSWORD` (through the same proxy)"
+        ],
+    ),
+    Case(
+        "intercepted-and-accepted-unchecked",
+        result(
+            tls=MITM_TLS,
+            ssl=TLSDecision(False, None, "none", "cli", "--insecure", warnings=("off",)),
+        ),
+        "TLS_INTERCEPTED",
+        message=["accepted unchecked: the cli layer turned verification off"],
+    ),
+    Case(
+        "intercepted-on-an-attempt-that-failed-after-tls",
+        result(
+            attempts=[
+                Attempt(
+                    ok=False,
+                    error=err("http", "http_status", status=500),
+                    tls=MITM_TLS,
+                )
+            ],
+            ssl=CORP_BUNDLE,
+        ),
+        "TLS_INTERCEPTED",
+        message=["'CN=mitmproxy, O=mitmproxy'"],
+    ),
+    *(
+        Case(
+            f"public-ca-is-no-interception-{issuer.split(',')[0]}",
+            result(tls=TLSInfo(cert_issuer=issuer)),
+            "TLS_INTERCEPTED",
+            present=False,
+        )
+        for issuer in (
+            "CN=R11, O=Let's Encrypt, C=US",
+            "CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc, C=US",
+            "CN=Amazon RSA 2048 M02, O=Amazon, C=US",
+        )
+    ),
+    *(
+        Case(
+            f"private-name-keeps-its-own-ca-{url}",
+            result(url=url, tls=MITM_TLS, ssl=CORP_BUNDLE),
+            "TLS_INTERCEPTED",
+            present=False,
+        )
+        for url in (
+            "https://127.0.0.1:8443/api/v3/ping",
+            "wss://[::1]:9443/ws",
+            "https://localhost:8443/x",
+            "https://lab.local/x",
+            "https://exchange-sim:8443/x",
+            "https://gw.corp.internal/x",
+        )
+    ),
+    Case(
+        "no-readable-issuer-says-nothing",
+        result(tls=TLSInfo(version="TLSv1.3", cert_issuer=None)),
+        "TLS_INTERCEPTED",
+        present=False,
+    ),
+    Case(
+        # The refused handshake is TLS_UNTRUSTED's (inspection variant) to explain, not this.
+        "refused-handshake-is-not-reported-twice",
+        result(err("tls", "untrusted", issuer="CN=mitmproxy, O=mitmproxy")),
+        "TLS_INTERCEPTED",
+        present=False,
+    ),
 ]
 
 
@@ -1252,10 +1365,11 @@ def test_findings(case: Case) -> None:
         assert text in finding.hint, f"{text!r} not in {finding.hint!r}"
     for text in case.not_message:
         assert text not in finding.message
-    # Independent of the catalogue's own table: the four advisory codes warn, the rest are errors.
-    assert finding.severity == ("warning" if case.code in WARNINGS else "error")
-    failed = case.result.error is not None
-    assert finding.severity == ("error" if failed and case.code not in WARNINGS else "warning")
+    # Independent of the catalogue's own table: the advisory codes warn, TLS_INTERCEPTED informs,
+    # the rest are errors; and an error finding only ever explains a failure.
+    assert finding.severity == expected_severity(case.code)
+    if finding.severity == "error":
+        assert case.result.error is not None
     # A finding explains the error line, never repeats it.
     if case.result.error is not None:
         assert case.result.error.message not in (finding.message, finding.hint)
@@ -1272,6 +1386,11 @@ WARNINGS = {
     "PING_UNANSWERED",
     "PROXY_WRITE_STALL",
 }
+INFOS = {"TLS_INTERCEPTED"}
+
+
+def expected_severity(code: str) -> str:
+    return "info" if code in INFOS else "warning" if code in WARNINGS else "error"
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.present], ids=lambda c: c.id)
@@ -1309,6 +1428,59 @@ def test_unknown_kind_explains_nothing_rather_than_repeating_the_error() -> None
 )
 def test_public_ca_heuristic(issuer: str, public: bool) -> None:
     assert looks_public_ca(issuer) is public
+
+
+@pytest.mark.parametrize(
+    ("issuer", "kind"),
+    [
+        ("CN=R11, O=Let's Encrypt, C=US", "public"),
+        ("CN=Amazon RSA 2048 M02, O=Amazon, C=US", "public"),
+        ("CN=mitmproxy, O=mitmproxy", "private"),
+        ("O=trustme v1.2.0, OU=Testing CA #abc", "private"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_issuer_kind(issuer: str | None, kind: str) -> None:
+    assert issuer_kind(issuer) == kind
+
+
+@pytest.mark.parametrize(
+    ("host", "public"),
+    [
+        ("api.binance.com", True),
+        ("API.Binance.COM.", True),
+        ("www.deribit.com", True),
+        ("api.exchange.example", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("[2001:db8::1]", False),
+        ("fe80::1%eth0", False),
+        ("localhost", False),
+        ("lab.localhost", False),
+        ("exchange-sim", False),
+        ("sim.local", False),
+        ("gw.corp.internal", False),
+        ("router.home.arpa", False),
+        ("nas.lan", False),
+        ("exchange.test", False),
+        ("localcorp.com", True),  # a suffix is a whole label, not a tail of one
+    ],
+)
+def test_public_name(host: str, public: bool) -> None:
+    assert is_public_name(host) is public
+
+
+def test_interception_is_reported_after_the_warnings_and_is_the_only_info() -> None:
+    """A verified connection re-signed by an inspecting CA that expires soon: the warning comes
+    first, then the info; neither is an error, so nothing calls the connection failed."""
+    tls = replace(MITM_TLS, cert_days_left=3, cert_not_after="2030-01-04T00:00:00Z")
+    findings = diagnose_one(result(tls=tls, ssl=CORP_BUNDLE))
+    assert [(f.code, f.severity) for f in findings] == [
+        ("CERT_EXPIRING", "warning"),
+        ("TLS_INTERCEPTED", "info"),
+    ]
+    assert findings[1].to_dict()["severity"] == "info"
 
 
 # -- clock skew ---------------------------------------------------------------------------------
@@ -1803,6 +1975,7 @@ REQUIRED_CODES = {
     "CLOCK_SKEW",
     "INSECURE_TLS",
     "PATH_DIVERGENCE",
+    "TLS_INTERCEPTED",
 }
 
 
@@ -1819,7 +1992,7 @@ def test_catalogue_covers_the_required_codes_and_every_code_is_tested() -> None:
 @pytest.mark.parametrize("code", sorted(CATALOGUE))
 def test_hint_templates_use_only_known_fields(code: str) -> None:
     entry = CATALOGUE[code]
-    assert entry.severity == ("warning" if code in WARNINGS else "error")
+    assert entry.severity == expected_severity(code)
     assert entry.meaning.strip()
     # Every code has a default hint, which an unknown variant falls back to.
     fields = {name: f"<{name}>" for name in HINT_FIELDS}
@@ -1966,5 +2139,5 @@ def test_diagnose_never_raises_nor_leaks_a_password(
             for password in passwords:
                 assert password not in finding.message
                 assert password not in finding.hint
-            assert finding.severity in ("error", "warning")
+            assert finding.severity in ("error", "warning", "info")
             assert finding.code in CATALOGUE

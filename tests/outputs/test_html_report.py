@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from mpnet.cli.app import get_app
 from mpnet.core.proxy import resolve_proxy
 from mpnet.core.result import PHASE_ORDER
-from mpnet.render.html import render_report_html, waterfall_svg
+from mpnet.render.html import findings_html, render_report_html, waterfall_svg
 
 REST = {"dns": 1.5, "tcp": 10.25, "tls": 20.5, "http": 30.75}
 WS = {
@@ -322,3 +322,19 @@ def test_phase_order_is_the_one_the_waterfall_draws() -> None:
     svg = parse(waterfall_svg({"http": 1.0, "dns": 1.0, "custom": 1.0, "tcp": 1.0}))
     drawn = [e.attrs["data-phase"] for e in svg.with_attr("data-phase")]
     assert drawn == [p for p in PHASE_ORDER if p in ("dns", "tcp", "http")] + ["custom"]
+
+
+def test_findings_mark_each_severity_in_its_own_class() -> None:
+    html = findings_html(
+        [
+            {"code": code, "message": "m", "hint": "h", "severity": severity}
+            for code, severity in (
+                ("GEO_BLOCKED", "error"),
+                ("CLOCK_SKEW", "warning"),
+                ("TLS_INTERCEPTED", "info"),
+            )
+        ]
+    )
+    assert '<li class="info" data-code="TLS_INTERCEPTED"><span class="info">ℹ info' in html
+    assert '<li class="warning" data-code="CLOCK_SKEW"><span class="warn">⚠ warning' in html
+    assert '<li class="error" data-code="GEO_BLOCKED"><span class="bad">✗ error' in html

@@ -175,3 +175,33 @@ def test_clock_offset_and_feed_lag_in_the_test_case_text() -> None:
     out = junit_xml(report(result("okx", "rest", (rest,)), result("okx", "ws", (ws,))))
     assert "clock offset (ms): +1500.0 ±11.0 (rest.server_time" in out
     assert "feed lag (ms): p50 250.0 p95 250.0 max 250.0 (uncorrected; 1 messages)" in out
+
+
+INTERCEPTED = Finding(
+    code="TLS_INTERCEPTED",
+    message="issued by 'CN=mitmproxy', which is not a public CA",
+    hint="ask the network team to exempt the host from TLS inspection",
+    severity="info",
+)
+
+
+def test_an_info_finding_fails_no_case_and_explains_no_failure() -> None:
+    rep = report(
+        result("okx", "rest", (ok_attempt(REST_PHASES),), findings=(INTERCEPTED,)),
+        # A failure no rule explained: the info finding must not stand in for its cause.
+        result(
+            "okx",
+            "ws",
+            (failed_attempt(WS_PHASES, phase="first_message", kind="mystery", message="odd"),),
+            findings=(INTERCEPTED,),
+        ),
+    )
+    suite = parse(rep)
+    assert suite.get("failures") == "1"
+    found = cases(suite)
+    assert found["okx", "rest"].find("failure") is None
+    assert "info TLS_INTERCEPTED: " in (found["okx", "rest"].findtext("system-out") or "")
+    failure = found["okx", "ws"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "first_message: odd"
+    assert "info TLS_INTERCEPTED: " in (failure.text or "")

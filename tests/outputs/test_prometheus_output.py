@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -18,7 +19,7 @@ from report_builders import (
     via_proxy,
 )
 
-from mpnet.core.result import Attempt, Finding, ProbeReport
+from mpnet.core.result import Attempt, ErrorInfo, Finding, ProbeReport, TLSInfo
 from mpnet.render.prometheus import METRICS, prometheus_text
 
 Sample = tuple[str, dict[str, str], float]
@@ -202,3 +203,67 @@ def test_websocket_upgrade_status(attempt: Attempt, status: int | None) -> None:
     found = samples(report(result("okx", "ws", (attempt,))))
     codes = [v for n, lab, v in found if n == "mpnet_probe_http_status_code"]
     assert codes == ([] if status is None else [status])
+
+
+def issuer_attempt(issuer: str | None) -> Attempt:
+    return Attempt(
+        ok=True, phases=dict(REST_PHASES), status=200, tls=TLSInfo("TLSv1.3", cert_issuer=issuer)
+    )
+
+
+ISSUERS = report(
+    result("binance", "rest", (issuer_attempt("CN=R11, O=Let's Encrypt, C=US"),)),
+    result("binance", "ws", (issuer_attempt("CN=mitmproxy, O=mitmproxy"),)),
+    result("okx", "rest", (issuer_attempt(None),)),
+    # A refused handshake names the issuer it refused: the exchange's certificate was seen.
+    result(
+        "okx",
+        "ws",
+        (
+            Attempt(
+                ok=False,
+                phases={"tcp": 1.0},
+                error=ErrorInfo(
+                    "tls", "untrusted", "certificate verify failed", issuer="CN=Zscaler Root CA"
+                ),
+            ),
+        ),
+    ),
+    result("bybit", "rest", (failed_attempt({"dns": 1.0}, phase="tcp", kind="refused"),)),
+)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "target", "kind"),
+    [
+        ("binance", "rest", "public"),
+        ("binance", "ws", "private"),
+        ("okx", "rest", "unknown"),
+        ("okx", "ws", "private"),
+    ],
+)
+def test_tls_info_names_the_issuers_kind(exchange: str, target: str, kind: str) -> None:
+    found = samples(ISSUERS)
+    info = [
+        lab
+        for n, lab, _ in found
+        if n == "mpnet_probe_tls_info" and (lab["exchange"], lab["target"]) == (exchange, target)
+    ]
+    assert info == [{"exchange": exchange, "target": target, "issuer_kind": kind}]
+    assert value(found, "mpnet_probe_tls_info", **info[0]) == 1
+
+
+def test_no_tls_info_without_a_certificate_and_never_the_issuer_itself() -> None:
+    assert "mpnet_probe_tls_info" not in names_for(samples(ISSUERS), "bybit", "rest")
+    text = prometheus_text(ISSUERS)
+    assert "mitmproxy" not in text and "Zscaler" not in text
+
+
+def test_tls_info_carries_the_route_when_routes_are_compared() -> None:
+    routed = report(
+        replace(result("binance", "rest", (issuer_attempt("CN=mitmproxy"),)), route="office"),
+        replace(result("binance", "rest", (issuer_attempt("CN=R11"),)), route="direct"),
+    )
+    found = samples(routed)
+    kinds = {lab["route"]: lab["issuer_kind"] for n, lab, _ in found if n == "mpnet_probe_tls_info"}
+    assert kinds == {"office": "private", "direct": "public"}

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from mpnet.cli.app import get_app
 from mpnet.cli.serve_cmd import DEFAULT_LISTEN
+from mpnet.core.result import Attempt, TLSInfo
 from mpnet.render.prometheus import prometheus_text
 from mpnet.serve.app import probe_parameters
 
@@ -98,6 +99,27 @@ def test_a_report_with_every_kind_of_series_passes_promtool() -> None:
         result("binance", "ws", (failed_attempt({"dns": 1.0}, phase="tcp", kind="refused"),)),
     )
     checked = promtool(prometheus_text(rep, timeout_s=10.0))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@needs_promtool
+def test_tls_info_of_every_issuer_kind_passes_promtool() -> None:
+    def seen(issuer: str | None) -> Attempt:
+        return Attempt(ok=True, phases={"tls": 3.0}, tls=TLSInfo("TLSv1.3", cert_issuer=issuer))
+
+    rep = report(
+        result("okx", "rest", (seen("CN=R11, O=Let's Encrypt"),)),
+        result("okx", "ws", (seen("CN=mitmproxy, O=mitmproxy"),)),
+        result("binance", "rest", (seen(None),)),
+    )
+    text = prometheus_text(rep)
+    kinds = {
+        dict(labels)["issuer_kind"]
+        for name, labels in samples(text)
+        if name == "mpnet_probe_tls_info"
+    }
+    assert kinds == {"public", "private", "unknown"}
+    checked = promtool(text)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

@@ -121,7 +121,9 @@ class TLSInfo:
 @dataclass(frozen=True, slots=True)
 class Finding:
     """A diagnosis: ``code`` is stable (GEO_BLOCKED), ``message`` shows the evidence,
-    ``hint`` says what to do. ``severity`` is ``error`` (explains a failure) or ``warning``."""
+    ``hint`` says what to do. ``severity`` is ``error`` (explains a failure), ``warning`` or
+    ``info`` (a fact about a working connection, such as TLS inspection); only an ``error``
+    explains a failure, and none of them sets the exit code, which follows ``ok``."""
 
     code: str
     message: str

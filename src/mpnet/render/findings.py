@@ -26,6 +26,7 @@ from mpnet.core.result import Finding, ProbeResult
 SEVERITY_MARKS = {
     "error": ("error", "✗", "bold red"),
     "warning": ("warning", "!", "bold yellow"),
+    "info": ("info", "i", "bold blue"),
 }
 
 

@@ -23,7 +23,9 @@ from typing import Any
 from mpnet.core.result import PHASE_ORDER
 from mpnet.render.waterfall import DETACHED_PHASES, PHASE_LABELS
 
-SEVERITY_MARKS = {"error": ("✗", "error"), "warning": ("⚠", "warning")}
+SEVERITY_MARKS = {"error": ("✗", "error"), "warning": ("⚠", "warning"), "info": ("ℹ", "info")}
+#: The CSS class of each severity's mark (colour) in a findings list.
+_SEVERITY_CLASS = {"error": "bad", "warning": "warn", "info": "info"}
 
 #: The stylesheet every mpnet page shares (the report, the exporter's status page, the
 #: latency-over-time page). Colours are variables so dark mode and print only swap values.
@@ -54,10 +56,12 @@ background:var(--card)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.1rem .8rem;margin:.2rem 0}
 dt{color:var(--mut)}dd{margin:0;overflow-wrap:anywhere}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}
-.warn{color:var(--warn);font-weight:600}.mut{color:var(--mut)}
+.warn{color:var(--warn);font-weight:600}.info{color:var(--tls);font-weight:600}
+.mut{color:var(--mut)}
 .findings{list-style:none;padding:0;margin:.3rem 0}
 .findings li{border-left:4px solid var(--bad);padding:.2rem .6rem;margin:.3rem 0;
 background:var(--bg)}.findings li.warning{border-left-style:dashed;border-left-color:var(--warn)}
+.findings li.info{border-left-style:dotted;border-left-color:var(--tls)}
 .hint{margin:.15rem 0 0}.hint b{color:var(--mut)}
 svg{display:block;max-width:100%;height:auto}
 svg text{fill:var(--fg);font:11px ui-monospace,SFMono-Regular,Menlo,monospace}
@@ -473,7 +477,7 @@ def findings_html(findings: Sequence[Any]) -> str:
     for finding in (_mapping(f) for f in findings):
         severity = str(finding.get("severity") or "error")
         symbol, word = SEVERITY_MARKS.get(severity, SEVERITY_MARKS["error"])
-        cls = "warn" if severity == "warning" else "bad"
+        cls = _SEVERITY_CLASS.get(severity, "bad")
         items.append(
             f'<li class="{esc(severity)}" data-code="{esc(finding.get("code", ""))}">'
             f'<span class="{cls}">{symbol} {word} <code>{esc(finding.get("code", ""))}</code>'
@@ -675,7 +679,8 @@ def render_report_html(
         + "".join(result_section(r, i, decisions=not shared) for i, r in enumerate(results))
         + "<footer>Phases: DNS lookup, TCP connect, proxy handshake, TLS handshake, HTTP first "
         "byte or WebSocket upgrade, first data message; the ping round trip is measured on the "
-        "open connection. ✗ marks a failure, ⚠ a warning. Proxy passwords are shown as ***."
+        "open connection. ✗ marks a failure, ⚠ a warning, ℹ a fact to know (TLS inspection). "
+        "Proxy passwords are shown as ***."
         "</footer>"
     )
     title = f"mpnet report {report.get('started_at', '')}" + (f" {host}" if host else "")

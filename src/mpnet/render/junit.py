@@ -3,8 +3,8 @@
 The shape is the one CI reporters read (GitHub test-reporter actions, GitLab
 ``artifacts:reports:junit``, Jenkins): ``classname`` is the exchange, ``name`` the target, a
 failed probe carries a ``<failure>`` whose message names the phase and the likely cause, and the
-full error, findings and hints as its text. Warning findings on a success never fail the case;
-they go to ``<system-out>`` with the phase timings.
+full error, findings and hints as its text. Warning and info findings on a success never fail the
+case; they go to ``<system-out>`` with the phase timings.
 """
 
 from __future__ import annotations
@@ -99,11 +99,13 @@ def _format_seconds(seconds: float) -> str:
 
 
 def _main_finding(result: ProbeResult) -> Finding | None:
-    """The finding that explains the failure: the first error-severity one, else the first."""
-    for finding in result.findings:
-        if finding.severity == "error":
-            return finding
-    return result.findings[0] if result.findings else None
+    """The finding that explains the failure: the first error-severity one, else the first
+    warning; an info finding (TLS_INTERCEPTED) states a fact and explains no failure."""
+    for severity in ("error", "warning"):
+        for finding in result.findings:
+            if finding.severity == severity:
+                return finding
+    return None
 
 
 def _failure_message(result: ProbeResult) -> str:

@@ -2,7 +2,8 @@
 
 Every series carries ``exchange`` and ``target`` (``rest`` | ``ws``); no label is ever built from
 credentials, only from profile names and fixed vocabularies (phase names, layer names, proxy
-schemes, finding codes), so a scrape cannot leak a secret and label cardinality stays bounded.
+schemes, finding codes, issuer kinds), so a scrape cannot leak a secret and label cardinality
+stays bounded.
 Two exceptions, both bounded: when routes are compared (``--via``, ``route=``), every series also
 carries ``route``, the route's name (a config name, ``direct``, or a proxy URL with its password
 masked); ``mpnet_probe_edge_info`` carries the CDN and its point of presence, checked to be short
@@ -27,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mpnet.core.clock import epoch_seconds
+from mpnet.core.diagnose import issuer_kind
 from mpnet.core.result import PHASE_ORDER, Attempt, ProbeReport, ProbeResult, percentile
 
 #: (name, HELP text, extra labels) of every metric, in exposition order.
@@ -58,6 +60,13 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "mpnet_probe_tls_verify",
         "1 when the server certificate was verified, 0 when verification was turned off.",
         (),
+    ),
+    (
+        "mpnet_probe_tls_info",
+        "Always 1: who issued the server's certificate. issuer_kind is public (a public web CA), "
+        "private (any other CA: a TLS-inspecting proxy's on an exchange's public name) or "
+        "unknown (not readable); no series when no certificate was seen.",
+        ("issuer_kind",),
     ),
     (
         "mpnet_probe_proxy_info",
@@ -256,6 +265,9 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
     if expiry is not None:
         yield "mpnet_probe_tls_cert_expiry_timestamp_seconds", (), expiry
     yield "mpnet_probe_tls_verify", (), 1.0 if result.ssl.verify else 0.0
+    seen, issuer = _certificate_issuer(result)
+    if seen:
+        yield "mpnet_probe_tls_info", (issuer_kind(issuer),), 1.0
     yield "mpnet_probe_proxy_info", (result.proxy.layer, result.proxy.scheme or "direct"), 1.0
     for code, count in sorted(Counter(f.code for f in result.findings).items()):
         yield "mpnet_probe_findings", (code,), float(count)
@@ -290,6 +302,18 @@ def _samples(result: ProbeResult) -> Iterable[tuple[str, tuple[str, ...], float]
             yield "mpnet_probe_feed_lag_p95_seconds", (), _seconds(feed.lag_ms.p95)
             yield "mpnet_probe_feed_lag_max_seconds", (), _seconds(feed.lag_ms.max)
             yield "mpnet_probe_feed_lag_corrected", (), 1.0 if feed.corrected else 0.0
+
+
+def _certificate_issuer(result: ProbeResult) -> tuple[bool, str | None]:
+    """Whether the exchange's certificate was seen, and its issuer: from the handshake that
+    completed, else from the one that refused it (the exchange's, not an https proxy's own)."""
+    tls = result.tls
+    if tls is not None:
+        return True, tls.cert_issuer
+    error = result.error
+    if error is not None and str(error.phase) == "tls" and error.issuer:
+        return True, error.issuer
+    return False, None
 
 
 def _seconds(ms: float) -> float:

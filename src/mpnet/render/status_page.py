@@ -164,6 +164,7 @@ def status_page_html(
         "[&amp;target=rest|ws]</code> answers with metrics for Prometheus, add "
         "<code>&amp;debug=true</code> for the JSON report or <code>&amp;format=html</code> "
         "for this page's picture of it; “kept probe” shows the one kept here. ✗ marks a "
-        "failure, ⚠ a warning; proxy passwords are shown as ***.</footer>"
+        "failure, ⚠ a warning, ℹ a fact to know (TLS inspection); proxy passwords are shown as "
+        "***.</footer>"
     )
     return page("mpnet exporter", body, head_extra=head)

@@ -4,7 +4,8 @@ A finding explains an error line rather than repeating it: ``message`` carries t
 (status, header values, issuer, clock offset, the proxy and the layer that chose it) and ``hint``
 the action (a flag, a config key, a command). Failures get ``error`` findings; healthy probes can
 still carry ``warning`` findings (clock skew, a certificate about to expire, verification off,
-REST and WebSocket leaving by different paths).
+REST and WebSocket leaving by different paths) and ``info`` ones (TLS_INTERCEPTED: a public name
+answered with a certificate from a private CA, an inspecting proxy), which change no exit code.
 
 Every hint is written once, in :data:`CATALOGUE` (code -> variants -> template), so renderers and
 the docs can list them. Nothing here does I/O or reads the clock: pass ``now`` to let a
@@ -28,10 +29,11 @@ from mpnet.core.clock import ClockTolerances
 from mpnet.core.diagnose.catalogue import CATALOGUE, HINT_FIELDS, FindingCode, Severity, hint_text
 from mpnet.core.diagnose.context import _Context, proxy_origin
 from mpnet.core.diagnose.failure_rules import CLOCK_CARRIED, _explain
-from mpnet.core.diagnose.sniff import looks_public_ca
+from mpnet.core.diagnose.sniff import IssuerKind, issuer_kind, looks_public_ca
 from mpnet.core.diagnose.warning_rules import (
     CERT_EXPIRY_WARNING_DAYS,
     DEFAULT_RECV_WINDOW_MS,
+    PRIVATE_NAME_SUFFIXES,
     SIGNED_AHEAD_LIMIT_MS,
     SLOW_CONSUMER_SHARE,
     STALL_WINDOW_MS,
@@ -43,6 +45,8 @@ from mpnet.core.diagnose.warning_rules import (
     _path_divergence,
     _ping_unanswered,
     _proxy_write_stalls,
+    _tls_intercepted,
+    is_public_name,
 )
 from mpnet.core.result import Finding, ProbeResult
 
@@ -52,15 +56,19 @@ __all__ = [
     "CLOCK_CARRIED",
     "DEFAULT_RECV_WINDOW_MS",
     "HINT_FIELDS",
+    "PRIVATE_NAME_SUFFIXES",
     "SIGNED_AHEAD_LIMIT_MS",
     "SLOW_CONSUMER_SHARE",
     "STALL_WINDOW_MS",
     "UNSTALLED_MAX_MS",
     "FindingCode",
+    "IssuerKind",
     "Severity",
     "diagnose",
     "diagnose_one",
     "hint_text",
+    "is_public_name",
+    "issuer_kind",
     "looks_public_ca",
     "proxy_origin",
 ]
@@ -101,7 +109,7 @@ def diagnose_one(
     now: float | None = None,
     tolerances: ClockTolerances | None = None,
 ) -> tuple[Finding, ...]:
-    """The findings of one result alone: failures explained first, then warnings."""
+    """The findings of one result alone: failures explained first, then warnings and infos."""
     secrets = _passwords([result])
     stalls = tuple(finding for _, finding in _proxy_write_stalls([result], secrets))
     return _diagnose_one(result, now, secrets, tolerances or ClockTolerances()) + stalls
@@ -147,6 +155,7 @@ def _diagnose_one(
         _feed_lagging(ctx, tolerances.feed_lag_ms),
         _cert_expiring(ctx, now),
         _insecure_tls(ctx),
+        _tls_intercepted(ctx),
     ):
         if warning is not None:
             findings.append(warning)

@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+#: ``error`` explains a failure; ``warning`` flags a working connection that will fail or mislead
+#: (the exit code does not change); ``info`` states a fact about a working connection a trader
+#: should know (it changes no exit code, fails no JUnit case and marks no target as failed).
+Severity = Literal["error", "warning", "info"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +493,20 @@ CATALOGUE: Mapping[str, FindingCode] = {
                 "the certificate comes from a TLS-inspecting proxy: tell its admin; after "
                 "{not_after} connections fail with TLS_EXPIRED (re-check with "
                 "`mpnet probe {exchange}`)"
+            ),
+        ),
+        _code(
+            "TLS_INTERCEPTED",
+            "info",
+            "the exchange's certificate comes from a private CA, not a public one: a "
+            "TLS-inspecting proxy or firewall decrypts the connection (reported even when a "
+            "trusted bundle makes it verify)",
+            default=(
+                "whoever runs the inspecting proxy can read everything sent to {exchange} (API "
+                "keys, signed requests, every order) and can hold it up; confirm with "
+                "{s_client}: the issuer is its CA, not a public one; then ask the network team "
+                "to exempt {host} from TLS inspection (an SSL bypass rule), or send {exchange} "
+                "by a route that is not inspected (`exchanges.{exchange}.proxy`)"
             ),
         ),
         _code(

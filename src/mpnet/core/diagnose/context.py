@@ -77,6 +77,17 @@ class _Context:
         return _make_finding(code, message, variant, self.fields(**extra), self.secrets)
 
 
+def _trust_store(ctx: _Context) -> str:
+    """The trust store a verified connection checked its chain against, in words."""
+    ssl = ctx.result.ssl
+    if ssl.ca_kind in ("file", "dir"):
+        what = "bundle" if ssl.ca_kind == "file" else "directory"
+        return f"the CA {what} {ssl.ca} (from the {ssl.layer} layer)"
+    if ssl.ca_kind == "certifi":
+        return "certifi's CA bundle"
+    return "the system trust store"
+
+
 def _make_finding(
     code: str, message: str, variant: str, fields: Mapping[str, object], secrets: Sequence[str]
 ) -> Finding:

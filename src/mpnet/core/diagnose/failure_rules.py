@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mpnet.core.diagnose.context import _Context, proxy_origin, s_client_command
+from mpnet.core.diagnose.context import _Context, _trust_store, proxy_origin, s_client_command
 from mpnet.core.diagnose.sniff import (
     _CDN_REFERENCE,
     _cdn,
@@ -359,16 +359,6 @@ def _proxy_auth(ctx: _Context, error: ErrorInfo) -> Finding:
     return ctx.finding(
         "PROXY_AUTH_REQUIRED", f"the proxy {proxy.redacted()} {answer}; {sent}{asked}", variant
     )
-
-
-def _trust_store(ctx: _Context) -> str:
-    ssl = ctx.result.ssl
-    if ssl.ca_kind in ("file", "dir"):
-        what = "bundle" if ssl.ca_kind == "file" else "directory"
-        return f"the CA {what} {ssl.ca} (from the {ssl.layer} layer)"
-    if ssl.ca_kind == "certifi":
-        return "certifi's CA bundle"
-    return "the system trust store"
 
 
 def _tls_failure(ctx: _Context, error: ErrorInfo, *, of_proxy: bool = False) -> Finding | None:

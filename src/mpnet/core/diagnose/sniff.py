@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Literal
 
 from mpnet.core.result import ErrorInfo
 
@@ -139,3 +140,14 @@ def looks_public_ca(issuer: str) -> bool:
     return any(name in lowered for name in _PUBLIC_CA_NAMES) or bool(
         _PUBLIC_CA_SHORT.search(issuer)
     )
+
+
+IssuerKind = Literal["public", "private", "unknown"]
+
+
+def issuer_kind(issuer: str | None) -> IssuerKind:
+    """``public`` when :func:`looks_public_ca` recognises the issuer, ``private`` when it does
+    not (a corporate or inspecting CA), ``unknown`` when no issuer could be read."""
+    if not issuer:
+        return "unknown"
+    return "public" if looks_public_ca(issuer) else "private"

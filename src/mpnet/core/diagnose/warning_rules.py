@@ -1,10 +1,12 @@
 """Warning rules: what a healthy-looking result still tells (clock skew, feed lag, a
-certificate about to expire, verification off, an unanswered ping), and across results
-(REST and WebSocket leaving by different paths, a proxy's write stalls).
+certificate about to expire, verification off, an unanswered ping, a connection re-signed by an
+inspecting proxy), and across results (REST and WebSocket leaving by different paths, a proxy's
+write stalls).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -14,7 +16,13 @@ from mpnet.core.clock import (
     SOURCE_PONG,
     ClockEstimate,
 )
-from mpnet.core.diagnose.context import _TARGET_LABEL, _Context, _make_finding, proxy_origin
+from mpnet.core.diagnose.context import (
+    _TARGET_LABEL,
+    _Context,
+    _make_finding,
+    _trust_store,
+    proxy_origin,
+)
 from mpnet.core.diagnose.sniff import _quote, looks_public_ca
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.result import Attempt, Finding, ProbeResult
@@ -204,6 +212,65 @@ def _cert_expiring(ctx: _Context, now: float | None) -> Finding | None:
         + (f", not after {tls.cert_not_after}" if tls.cert_not_after else ""),
         variant,
         not_after=not_after,
+    )
+
+
+#: Names that are not public DNS names: a private CA there is its owner's own, not an inspecting
+#: proxy (RFC 6761's localhost, test and invalid, RFC 6762's local, RFC 8375's home.arpa,
+#: ICANN's internal, and the lan / corp suffixes of home and office networks).
+PRIVATE_NAME_SUFFIXES = (
+    "localhost",
+    "local",
+    "internal",
+    "home.arpa",
+    "lan",
+    "corp",
+    "test",
+    "invalid",
+)
+
+
+def is_public_name(host: str) -> bool:
+    """True for a DNS name a public CA could certify: not an IP literal, not a single label
+    (``localhost``, a LAN host) and not under :data:`PRIVATE_NAME_SUFFIXES`."""
+    name = host.strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        return False
+    if "." not in name:
+        return False
+    return not any(
+        name == suffix or name.endswith("." + suffix) for suffix in PRIVATE_NAME_SUFFIXES
+    )
+
+
+def _tls_intercepted(ctx: _Context) -> Finding | None:
+    """TLS_INTERCEPTED (info) when a public name answered with a certificate no public CA issued.
+
+    An exchange's public name is certified by a public CA; a private issuer there means a
+    TLS-inspecting proxy or firewall (mitmproxy, Zscaler, a FortiGate) re-signed the connection.
+    Reported even when it verified: a user who added the inspection CA to their bundle (or the
+    system store) made it verify, but the proxy still reads and can hold every request.
+    """
+    tls = ctx.result.tls
+    if tls is None or not tls.cert_issuer:
+        return None
+    issuer = tls.cert_issuer
+    if looks_public_ca(issuer) or not is_public_name(ctx.host):
+        return None
+    ssl = ctx.result.ssl
+    if ssl.verify:
+        accepted = f"it verified because {_trust_store(ctx)} trusts that CA"
+    else:
+        accepted = f"it was accepted unchecked: the {ssl.layer} layer turned verification off"
+    return ctx.finding(
+        "TLS_INTERCEPTED",
+        f"the certificate for {ctx.hostport}{ctx.via} is issued by {issuer!r}, which is not a "
+        f"public CA, though {ctx.host} is a public name: a TLS-inspecting proxy or firewall "
+        f"decrypts and re-signs this connection; {accepted}",
     )
 
 
