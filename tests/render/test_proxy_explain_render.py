@@ -51,8 +51,18 @@ def test_dict_is_json_and_complete() -> None:
     text = json.dumps(doc)
     assert "pw0rd99" not in text
     (target,) = doc["targets"]
-    assert set(target) == {"target", "url", "decision", "trace", "libraries", "env_conflicts"}
+    assert set(target) == {
+        "target",
+        "url",
+        "decision",
+        "trace",
+        "libraries",
+        "env_conflicts",
+        "stores",
+    }
     assert target["env_conflicts"] == []
+    # No TLS decision given here: no store to name.
+    assert target["stores"] is None
     assert set(target["decision"]) == {"proxy", "scheme", "layer", "source", "no_proxy_match"}
     assert list(target["libraries"]) == list(LIBRARIES)
     assert len(target["trace"]) == 5

@@ -82,7 +82,8 @@ def trust_stores(proxy: ProxyDecision, tls: TLSDecision | None) -> dict[str, str
 
 
 def explain_dict(exchange: str | None, targets: Sequence[ProxyExplanation]) -> dict[str, Any]:
-    """``{"exchange", "targets": [{"target", "url", "decision", "trace", "libraries"}]}``."""
+    """``{"exchange", "targets": [{"target", "url", "decision", "trace", "libraries",
+    "env_conflicts", "stores"}]}``."""
     return {
         "exchange": exchange,
         "targets": [
