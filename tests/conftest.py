@@ -78,3 +78,12 @@ def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 @pytest.fixture(autouse=True)
 def _no_dns_queries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every soak test is also slow (pyproject's markers say so): one that forgets the `slow`
+    mark still leaves the default command for CI's second step. Runs before `-m` deselects."""
+    for item in items:
+        if item.get_closest_marker("soak") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
