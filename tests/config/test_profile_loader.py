@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mpnet.config.profiles import (
+    ProfileSet,
     load_profile_file,
     load_profiles,
     parse_profile_text,
@@ -29,6 +30,13 @@ SHIPPED = {
     "bitfinex",
     "bitmex",
 }
+
+
+@pytest.fixture(scope="module")
+def shipped() -> ProfileSet:
+    """The shipped profiles, loaded once for the parametrized tests that only read them."""
+    return load_profiles()
+
 
 MINIMAL = """\
 name: demo
@@ -252,8 +260,8 @@ def test_error_match_and_status_endpoint_load() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_every_shipped_profile_recognises_errors(name: str) -> None:
-    spec = load_profiles().get(name).websocket
+def test_every_shipped_profile_recognises_errors(name: str, shipped: ProfileSet) -> None:
+    spec = shipped.get(name).websocket
     assert spec is not None and spec.error_match is not None, name
 
 
@@ -266,9 +274,9 @@ def test_every_shipped_profile_recognises_errors(name: str) -> None:
     ],
 )
 def test_status_endpoints_name_their_operational_answer(
-    name: str, path: str, operational: object
+    name: str, path: str, operational: object, shipped: ProfileSet
 ) -> None:
-    rest = load_profiles().get(name).rest
+    rest = shipped.get(name).rest
     assert rest is not None
     assert rest.health.path == path
     assert rest.health.status_endpoint and rest.health.expect_json == operational
@@ -455,8 +463,8 @@ TIME_FIELDS = {
 
 
 @pytest.mark.parametrize("name", sorted(TIME_FIELDS))
-def test_every_shipped_profile_names_its_time_fields(name: str) -> None:
-    profile = load_profiles().get(name)
+def test_every_shipped_profile_names_its_time_fields(name: str, shipped: ProfileSet) -> None:
+    profile = shipped.get(name)
     assert profile.rest is not None and profile.websocket is not None
     rest, event, pong = TIME_FIELDS[name]
     server_time = profile.rest.server_time

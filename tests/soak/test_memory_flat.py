@@ -39,7 +39,8 @@ from mpnet.probe.plan import build_plan
 from mpnet.probe.watch_runner import WatchRunner
 from mpnet.serve.app import build_app, make_runner
 
-pytestmark = pytest.mark.soak
+# Deselected by the default command; .ci/run runs it with the other slow tests (-m slow).
+pytestmark = [pytest.mark.soak, pytest.mark.slow]
 
 #: okx: REST + WebSocket; kucoin: a bootstrap request before its WebSocket; binance: ping frames.
 EXCHANGES = ("okx", "kucoin", "binance")
