@@ -350,3 +350,36 @@ async def test_a_feed_waits_out_the_wait_and_its_turn_instead_of_skipping() -> N
     await gate.wait_turn(target)  # the next one keeps the profile's spacing
     assert slept == [5.0, 0.25]
     assert gate.skip(target) is None
+
+
+@pytest.mark.parametrize(
+    ("phase", "spaced"),
+    [("dns", False), ("tcp", False), ("proxy", False), ("tls", True), ("http", True)],
+)
+async def test_an_attempt_that_never_reached_the_exchange_gives_its_turn_back(
+    phase: str, spaced: bool
+) -> None:
+    """No address, no connection, or no tunnel from the proxy: nothing was sent, so the next
+    attempt need not keep the exchange's distance. From TLS on the exchange saw something."""
+    from mpnet.core.result import Attempt, ErrorInfo
+    from mpnet.probe.pacing import RateGate
+
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    gate = RateGate(clock=lambda: now[0], sleep=sleep)
+    server = Exchange(port=9)  # never contacted: the attempts are made up
+    [target] = plan_for(profile_for(server, "{requests_per_s: 0.25}"), count=1).targets
+
+    async def failed() -> Attempt:
+        now[0] += 0.5  # the attempt took half a second
+        error = ErrorInfo(phase=phase, kind="test", message=f"failed at {phase}")
+        return Attempt(ok=False, error=error)
+
+    await gate.attempt(target, failed)
+    await gate.attempt(target, failed)
+    assert slept == ([3.5] if spaced else [])

@@ -48,6 +48,7 @@ Profile schema (one YAML file per exchange; see ``profiles/*.yaml``)::
     rate_limit:                         # optional: the public limit mpnet stays under
       requests_per_s: 1                 # REST requests and WebSocket connections (with their
                                         #   bootstrap) to this exchange start >= 1/N s apart
+                                        #   (one that failed at dns/tcp/proxy sent nothing)
       weight_header: X-MBX-USED-WEIGHT-1M   # optional, with weight_limit: stop sending once the
       weight_limit: 6000                #   header reports 90 % of the limit, until the window
       weight_window_s: 60               #   (default 60 s, aligned to the clock) resets

@@ -189,9 +189,18 @@ class ExchangeBudget:
             return now
         return max(now, self._last_sent + self.limit.spacing_s)
 
-    def sent(self, *, now: float) -> None:
-        """A request to the exchange starts now."""
+    def sent(self, *, now: float) -> float:
+        """A request to the exchange starts now; returns the start it succeeds, for
+        :meth:`unsent`."""
+        previous = self._last_sent
         self._last_sent = max(self._last_sent, now)
+        return previous
+
+    def unsent(self, *, at: float, previous: float) -> None:
+        """The request started ``at`` never reached the exchange (no address, no connection,
+        the proxy refused): it does not count, unless another has started since."""
+        if self._last_sent == at:
+            self._last_sent = previous
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

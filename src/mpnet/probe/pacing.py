@@ -11,7 +11,8 @@ ExchangeBudget` (the decisions are pure and live there); this module only sleeps
   with ``skipped`` set, at once (there is nothing to wait for).
 * Otherwise requests to one exchange start at least ``1 / rate_limit.requests_per_s`` apart
   (the profile's public limit), and attempts of one target at least ``interval`` apart
-  (``mpnet probe --interval``).
+  (``mpnet probe --interval``). An attempt that failed before reaching the exchange (at
+  ``dns``, ``tcp`` or ``proxy``) gives its turn back: it sent the exchange nothing.
 * The answers an attempt receives (every :func:`~mpnet.net.exchange.timed_request` answer, the
   KuCoin bootstrap included, and a refused WebSocket upgrade) are read for Retry-After and
   weight headers.
@@ -35,6 +36,10 @@ from mpnet.probe.plan import ProbeTarget
 
 if TYPE_CHECKING:
     from mpnet.net.exchange import TimedResponse
+
+#: Phases whose failure means no request reached the exchange: no address, no connection, or the
+#: proxy did not open the tunnel (an answer from the proxy is not one from the exchange).
+_BEFORE_THE_EXCHANGE = frozenset({str(Phase.DNS), str(Phase.TCP), str(Phase.PROXY)})
 
 
 class RateGate:
@@ -105,12 +110,15 @@ class RateGate:
         if skip is not None:
             return Attempt(ok=False, skipped=skip)
         async with semaphore if semaphore is not None else contextlib.nullcontext():
-            skip = await self._exchange_turn(target, budget)
-            if skip is not None:
-                return Attempt(ok=False, skipped=skip)
+            turn = await self._exchange_turn(target, budget)
+            if isinstance(turn, Skip):
+                return Attempt(ok=False, skipped=turn)
             with self.observing(target):
                 attempt = await run()
         if attempt.error is not None:
+            if attempt.error.phase in _BEFORE_THE_EXCHANGE:
+                # Nothing reached the exchange: the next request need not keep its distance.
+                budget.unsent(at=turn[0], previous=turn[1])
             self._note_refusal(budget, attempt.error)
         return attempt
 
@@ -124,7 +132,7 @@ class RateGate:
                 # Not under the exchange's lock: attempts of other targets still skip at once.
                 await self._sleep(remaining)
                 continue
-            if await self._exchange_turn(target, budget) is None:
+            if not isinstance(await self._exchange_turn(target, budget), Skip):
                 return
 
     @contextlib.contextmanager
@@ -172,8 +180,11 @@ class RateGate:
                 await self._sleep(delay)
         self._target_starts[key] = self._clock()
 
-    async def _exchange_turn(self, target: ProbeTarget, budget: ExchangeBudget) -> Skip | None:
-        """Wait for the exchange's next request slot; take it, or say why not (a wait began)."""
+    async def _exchange_turn(
+        self, target: ProbeTarget, budget: ExchangeBudget
+    ) -> Skip | tuple[float, float]:
+        """Wait for the exchange's next request slot and take it (its start, and the start it
+        succeeds), or say why not (a wait began)."""
         lock = self._locks.setdefault(id(budget), asyncio.Lock())
         async with lock:
             while True:
@@ -183,8 +194,7 @@ class RateGate:
                     return skip
                 delay = budget.next_send(now=now) - now
                 if delay <= 0:
-                    budget.sent(now=now)
-                    return None
+                    return now, budget.sent(now=now)
                 await self._sleep(delay)
 
     def _note_refusal(self, budget: ExchangeBudget, error: ErrorInfo) -> None:
