@@ -383,3 +383,44 @@ async def test_an_attempt_that_never_reached_the_exchange_gives_its_turn_back(
     await gate.attempt(target, failed)
     await gate.attempt(target, failed)
     assert slept == ([3.5] if spaced else [])
+
+
+async def test_a_turn_given_back_wakes_the_attempt_waiting_for_it() -> None:
+    """The exchange's REST attempt fails at DNS while its WebSocket attempt waits out the
+    spacing: the waiting one goes at once instead of sleeping the whole spacing for nothing."""
+    import asyncio
+
+    from mpnet.core.result import Attempt, ErrorInfo
+    from mpnet.probe.pacing import RateGate
+
+    asked: list[float] = []
+
+    async def sleep_forever(seconds: float) -> None:
+        asked.append(seconds)  # only a turn given back can end this wait
+        await asyncio.Event().wait()
+
+    gate = RateGate(sleep=sleep_forever)
+    server = Exchange(port=9)  # never contacted: the attempts are made up
+    [target] = plan_for(profile_for(server, "{requests_per_s: 0.25}"), count=1).targets
+    first_running = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def fails_at_dns() -> Attempt:
+        first_running.set()
+        await release_first.wait()
+        return Attempt(ok=False, error=ErrorInfo(phase="dns", kind="nxdomain", message="x"))
+
+    async def succeeds() -> Attempt:
+        return Attempt(ok=True)
+
+    first = asyncio.create_task(gate.attempt(target, fails_at_dns))
+    await first_running.wait()
+    second = asyncio.create_task(gate.attempt(target, succeeds))
+    while not asked:  # the second is now waiting for its turn
+        await asyncio.sleep(0)
+    release_first.set()
+    # A guard against a hang, not a timing assertion: without the wake-up it never ends.
+    async with asyncio.timeout(10):
+        assert (await second).ok
+    await first
+    assert len(asked) == 1 and asked[0] > 3.9

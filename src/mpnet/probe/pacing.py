@@ -40,6 +40,17 @@ if TYPE_CHECKING:
 #: Phases whose failure means no request reached the exchange: no address, no connection, or the
 #: proxy did not open the tunnel (an answer from the proxy is not one from the exchange).
 _BEFORE_THE_EXCHANGE = frozenset({str(Phase.DNS), str(Phase.TCP), str(Phase.PROXY)})
+#: The same for a KuCoin-style bootstrap request, which fails in phase ``bootstrap``: its kinds.
+_NOT_CONNECTED_KINDS = frozenset(
+    {"nxdomain", "no_resolver", "refused", "unreachable", "proxy_unreachable", "proxy_refused"}
+)
+
+
+def _never_reached(error: ErrorInfo) -> bool:
+    """Whether the attempt that failed with ``error`` sent the exchange nothing."""
+    if error.phase in _BEFORE_THE_EXCHANGE:
+        return True
+    return error.phase == str(Phase.BOOTSTRAP) and error.kind in _NOT_CONNECTED_KINDS
 
 
 class RateGate:
@@ -64,6 +75,7 @@ class RateGate:
         self._budgets: dict[tuple[str, str | None], ExchangeBudget] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._target_starts: dict[tuple[str, str, str | None], float] = {}
+        self._returned: dict[int, asyncio.Event] = {}
 
     def budget(self, target: ProbeTarget) -> ExchangeBudget:
         """The state of ``target``'s exchange (made on first use from its profile).
@@ -116,9 +128,11 @@ class RateGate:
             with self.observing(target):
                 attempt = await run()
         if attempt.error is not None:
-            if attempt.error.phase in _BEFORE_THE_EXCHANGE:
-                # Nothing reached the exchange: the next request need not keep its distance.
+            if _never_reached(attempt.error):
+                # Nothing reached the exchange: the next request need not keep its distance
+                # (one already waiting for its turn looks again now).
                 budget.unsent(at=turn[0], previous=turn[1])
+                self._given_back(budget).set()
             self._note_refusal(budget, attempt.error)
         return attempt
 
@@ -195,7 +209,23 @@ class RateGate:
                 delay = budget.next_send(now=now) - now
                 if delay <= 0:
                     return now, budget.sent(now=now)
-                await self._sleep(delay)
+                await self._sleep_unless_given_back(delay, budget)
+
+    def _given_back(self, budget: ExchangeBudget) -> asyncio.Event:
+        return self._returned.setdefault(id(budget), asyncio.Event())
+
+    async def _sleep_unless_given_back(self, delay: float, budget: ExchangeBudget) -> None:
+        """Sleep ``delay``, or less if an attempt gives its turn back meanwhile."""
+        given_back = self._given_back(budget)
+        given_back.clear()
+        sleeping = asyncio.ensure_future(self._sleep(delay))
+        waiting = asyncio.ensure_future(given_back.wait())
+        try:
+            await asyncio.wait((sleeping, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, waiting):
+                task.cancel()
+            await asyncio.gather(sleeping, waiting, return_exceptions=True)
 
     def _note_refusal(self, budget: ExchangeBudget, error: ErrorInfo) -> None:
         """A refused WebSocket upgrade (or any refusal the answer hook did not see)."""
