@@ -100,13 +100,15 @@ COVERAGE_PAUSED = frozenset(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every soak test is also slow (pyproject's markers say so): one that forgets the `slow`
-    mark still leaves the default command for CI's second step. Runs before `-m` deselects.
+    """Every soak test and every browser test is also slow (pyproject's markers say so): one
+    that forgets the `slow` mark still leaves the default command for CI's second step (which
+    installs chromium for the browser tests). Runs before `-m` deselects.
     Tests in COVERAGE_PAUSED get `no_cover` when coverage runs (pytest-cov fails on the mark
     under --no-cov)."""
     pause = getattr(config.pluginmanager.get_plugin("_cov"), "cov_controller", None) is not None
     for item in items:
-        if item.get_closest_marker("soak") and not item.get_closest_marker("slow"):
+        long_kind = item.get_closest_marker("soak") or item.get_closest_marker("browser")
+        if long_kind and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
         if pause and item.nodeid.split("::")[0] in COVERAGE_PAUSED:
             item.add_marker(pytest.mark.no_cover)

@@ -120,6 +120,8 @@ def test_probe_all_fits_80_columns_with_the_unit_and_no_cut_figure(narrow: str) 
     assert "TLS:   verify against" in narrow
 
 
+# Slow (a second whole lab run; the 80-column tests run the same table): CI's second step runs it.
+@pytest.mark.slow
 def test_probe_all_at_140_columns_shows_every_phase_and_the_clock(tmp_path: Path) -> None:
     done = run("probe", "--lab", "--all", env={"COLUMNS": "140"}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

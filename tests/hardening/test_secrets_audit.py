@@ -545,6 +545,8 @@ def _run_child(
     )
 
 
+# Slow (a child process per command and layer, a hardening sweep): CI's second step runs it.
+@pytest.mark.slow
 def test_child_processes_with_debug_mask_the_password(
     pproxy: dict[str, str], tmp_path: Path
 ) -> None:
@@ -606,6 +608,9 @@ def test_child_processes_with_debug_mask_the_password(
             assert b"Traceback" in done.stderr, done.stderr.decode()[-2000:]
 
 
+# Slow (a serve child process; test_serve_scrapes_hide_the_password checks the same in
+# process): CI's second step runs it.
+@pytest.mark.slow
 def test_serve_child_process_scrapes_hide_the_password(
     pproxy: dict[str, str], tmp_path: Path
 ) -> None:

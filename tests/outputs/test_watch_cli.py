@@ -144,6 +144,8 @@ def test_a_steady_feed_is_ok_and_exits_0(tmp_path) -> None:
     ), lines
 
 
+# Slow (test_ctrl_c_prints_summary_and_exits_130 interrupts the same run): CI's second step runs it.
+@pytest.mark.slow
 def test_ctrl_c_closes_the_feeds_and_exits_130(tmp_path) -> None:
     process = MpnetProcess("watch", "deribit", "--lab", "--interval", "0.2", cwd=str(tmp_path))
     try:

@@ -227,6 +227,9 @@ def test_a_refusal_through_the_cdn_names_its_edge(world: World) -> None:
     assert [f["code"] for f in result["findings"]] == ["WAF_BLOCKED"]
 
 
+# Slow (a whole CLI run over three routes; tests/config/test_config_routes.py checks the
+# names): CI's second step runs it.
+@pytest.mark.slow
 def test_a_named_route_from_the_config_file(world: World, tmp_path: Path) -> None:
     config = tmp_path / "mpnet.yaml"
     config.write_text(
