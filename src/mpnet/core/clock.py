@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from statistics import median as _median
 from typing import Any
 
 #: Units a profile's time field may be written in.
@@ -688,14 +689,6 @@ def summarize_feed(
 def _nearest_rank(ordered: Sequence[float], q: float) -> float:
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _skipped_list(skipped: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:

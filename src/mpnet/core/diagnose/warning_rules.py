@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from statistics import median as _median
 
 from mpnet.core.clock import (
     LAG_GROWTH_MS,
@@ -451,14 +452,6 @@ def _stall_evidence(result: ProbeResult, phase: str, results: Sequence[ProbeResu
         f"{took}{strays}, while {path_phase} over the same proxy took {_median_of(path)} and "
         f"{phase} on the direct path {_median_of(direct)}"
     )
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _median_of(values: Sequence[float]) -> str:
