@@ -269,6 +269,19 @@ async def test_attempts_without_a_monitor_report_no_loop_lag() -> None:
     assert attempt.started_at is not None and attempt.window_ns is not None
 
 
+def _rest_plan(lab: Lab, *, concurrency: int, count: int = 1) -> ProbePlan:
+    """The REST targets of ``lab``'s exchanges, trusting its CA."""
+    return build_plan(
+        lab.profiles(),
+        config=ConfigFile(),
+        options=NetworkOptions(ca_bundle=lab.ca_file),
+        env={},
+        ws=False,
+        concurrency=concurrency,
+        count=count,
+    )
+
+
 async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
     monkeypatch: pytest.MonkeyPatch, open_windows: list[int]
 ) -> None:
@@ -298,14 +311,7 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
     async with Lab(
         [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
     ) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            ws=False,
-            concurrency=6,
-        )
+        plan = _rest_plan(lab, concurrency=6)
         report = await engine.run_probes(plan)
     assert report.ok
     assert dialing[1] <= 2
@@ -324,15 +330,7 @@ async def test_one_set_up_at_a_time_from_dns_to_the_first_answer(
     monkeypatch.setattr(engine, "FAST_PHASE", 5.0)  # every lab phase is "fast" here
     names = ("okx", "deribit", "binance", "bybit", "kraken", "gate")
     async with Lab([KNOWN.get(n) for n in names], tls=True) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            ws=False,
-            concurrency=6,
-            count=2,
-        )
+        plan = _rest_plan(lab, concurrency=6, count=2)
         report = await engine.run_probes(plan)
     assert report.ok
     # From each attempt's start to its HTTP answer (the sum of its phases, dns to http).
@@ -355,14 +353,7 @@ async def test_a_slow_phase_hands_the_slot_on(monkeypatch: pytest.MonkeyPatch) -
     async with Lab(
         [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
     ) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            ws=False,
-            concurrency=4,
-        )
+        plan = _rest_plan(lab, concurrency=4)
         report = await engine.run_probes(plan)
     assert report.ok
     spans = sorted(a.window_ns for r in report.results for a in r.attempts if a.window_ns)
