@@ -8,6 +8,7 @@ pytest would collect a module-level ``test_connectivity`` as a test)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -618,3 +619,48 @@ def test_net_does_not_read_the_configuration() -> None:
             if any(name.startswith(("mpnet.config", "mpnet.client")) for name in names):
                 offenders.append(path.name)
     assert offenders == []
+
+
+@pytest.mark.parametrize("answer", ["short_body", "stalled_body"])
+async def test_a_session_body_that_fails_raises_mpnets_error(
+    nm: NetworkConnectionManager, answer: str
+) -> None:
+    """Reading the body happens after the request returned (outside the middleware): a body
+    cut short, or one that stops coming until the session's timeout, is mpnet's error too."""
+    from mpnet.errors import ProbeError
+
+    done = asyncio.Event()
+    handlers: list[asyncio.Future[None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        handlers.append(finished)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            await writer.drain()
+            if answer == "stalled_body":
+                await done.wait()  # until the test is over
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            finished.set_result(None)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        session = await nm.create_http_session("s", url=url, proxy=None, timeout=0.5)
+        async with session.get(url) as response:
+            assert response.status == 200
+            with pytest.raises(ProbeError) as caught:
+                await response.read()
+        assert not isinstance(caught.value, aiohttp.ClientError)
+        assert caught.value.phase.value == "http"
+    finally:
+        done.set()
+        await nm.close_all()
+        server.close()
+        # The handlers finish closing on this loop, not after it (a ResourceWarning later).
+        async with asyncio.timeout(5):
+            await asyncio.gather(*handlers)

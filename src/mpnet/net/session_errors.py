@@ -2,10 +2,11 @@
 errors, so that a request on a session of :class:`~mpnet.net.sessions.HTTPSessionManager` (and so
 of ``create_http_session``) fails the way every other mpnet call does.
 
-What it cannot reach: aiohttp raises a session's total timeout (``asyncio.TimeoutError``) and
-errors while reading a body after the middleware has returned, and it retries an idempotent
-request once on ``ServerDisconnectedError`` / ``ClientOSError`` from a reused keep-alive
-connection only when it sees those errors itself, so they pass through untouched.
+Errors while reading a body come after the middleware has returned: the session's response
+class (:func:`response_class`) translates those raised by ``read()`` (and so ``text()`` and
+``json()``). What neither reaches: reads from ``response.content`` directly, and the
+``ServerDisconnectedError`` / ``ClientOSError`` of a reused keep-alive connection, which aiohttp
+answers by retrying an idempotent request once and so must see itself.
 :func:`mpnet.net.retry.request_with_retry` maps all of them.
 """
 
@@ -50,3 +51,24 @@ def error_translator(proxy: ProxyURL | None) -> ClientMiddlewareType:
             ) from exc
 
     return translate_errors
+
+
+def response_class(proxy: ProxyURL | None) -> type[aiohttp.ClientResponse]:
+    """The response class of a session whose requests go through ``proxy`` (None: direct): its
+    ``read()`` (which ``text()`` and ``json()`` use) raises mpnet's errors, not aiohttp's."""
+    import aiohttp
+
+    from mpnet.net.translate import is_network_error, translate_client_error
+
+    class TranslatingResponse(aiohttp.ClientResponse):
+        async def read(self) -> bytes:
+            try:
+                return await super().read()
+            except Exception as exc:
+                if not is_network_error(exc):
+                    raise
+                raise translate_client_error(
+                    exc, url=str(self.url), proxy=proxy, phase=Phase.HTTP
+                ) from exc
+
+    return TranslatingResponse

@@ -180,7 +180,7 @@ def _build_session(
 ) -> aiohttp.ClientSession:
     import aiohttp
 
-    from mpnet.net.session_errors import error_translator
+    from mpnet.net.session_errors import error_translator, response_class
 
     # The shared context of this policy: no CA bundle is loaded per session.
     ssl_context = context_for(tls)
@@ -218,6 +218,7 @@ def _build_session(
         trust_env=False,
         trace_configs=[attempt_trace_config()],
         middlewares=(error_translator(chosen),),
+        response_class=response_class(chosen),
     )
 
 
