@@ -611,3 +611,21 @@ async def test_a_cancelled_run_leaves_no_window_open(monkeypatch: pytest.MonkeyP
         await asyncio.sleep(0.005)
         assert len(seen) == 2 and all(m is outer for m in seen)  # ours, then the run's
         assert outer._open == set() and outer._closing == []
+
+
+async def test_a_first_step_timed_outside_a_measure_block_still_passes_the_slot_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KuCoin's bootstrap request is timed by the engine, not through a measure block: a slot
+    whose attempt reports no phase at all is still handed on once its first step waits, not
+    held for the whole CONNECT_SLOT_HOLD."""
+    monkeypatch.setattr(engine, "FAST_PHASE", 0.001)
+    monkeypatch.setattr(engine, "CONNECT_SLOT_HOLD", 60.0)
+    connecting = asyncio.Semaphore(1)
+    slot = await engine._ConnectSlot.take(connecting, "ws_upgrade")
+    try:
+        # A guard against a hang, not a timing assertion: only FAST_PHASE can free it this soon.
+        async with asyncio.timeout(10):
+            await connecting.acquire()
+    finally:
+        slot.release()

@@ -282,6 +282,9 @@ class _ConnectSlot:
         self._phase_timer: asyncio.TimerHandle | None = None
         if semaphore is not None:
             self._timer = asyncio.get_running_loop().call_later(CONNECT_SLOT_HOLD, self.release)
+            # The attempt's first step starts now, measured or not (KuCoin's bootstrap request
+            # is timed by the engine, not through a measure block).
+            self._arm(FAST_PHASE)
 
     @classmethod
     async def take(cls, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> _ConnectSlot:
@@ -292,14 +295,8 @@ class _ConnectSlot:
     def phase_started(self, phase: str) -> None:
         """A phase starts: it has :data:`FAST_PHASE` (a handshake :data:`FAST_HANDSHAKE`) to
         end before the slot passes on."""
-        if self._semaphore is None:
-            return
-        if self._phase_timer is not None:
-            self._phase_timer.cancel()
-        limit = FAST_PHASE
-        if phase in _HANDSHAKE_PHASES:
-            limit = max(FAST_PHASE, FAST_HANDSHAKE)
-        self._phase_timer = asyncio.get_running_loop().call_later(limit, self.release)
+        handshake = phase in _HANDSHAKE_PHASES
+        self._arm(max(FAST_PHASE, FAST_HANDSHAKE) if handshake else FAST_PHASE)
 
     def phase_ended(self, phase: str) -> None:
         """A phase has its figure: the set-up is done, or its next step starts now (the HTTP
@@ -307,7 +304,15 @@ class _ConnectSlot:
         if phase == self._setup_ends_with:
             self.release()
         else:
-            self.phase_started("")
+            self._arm(FAST_PHASE)
+
+    def _arm(self, limit: float) -> None:
+        """The step starting now has ``limit`` seconds before the slot passes on."""
+        if self._semaphore is None:
+            return
+        if self._phase_timer is not None:
+            self._phase_timer.cancel()
+        self._phase_timer = asyncio.get_running_loop().call_later(limit, self.release)
 
     def release(self) -> None:
         semaphore, self._semaphore = self._semaphore, None
