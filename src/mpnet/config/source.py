@@ -192,8 +192,10 @@ def _scalar(node: yaml.Node, doc: YamlDocument) -> Any:
         return node  # a complex key; rejected by the caller
     loader = _CONSTRUCTOR
     # One constructor for every scalar (making a loader per value was most of the parse time);
-    # it remembers what it built, so forget that first.
+    # it remembers what it built, and the nodes a failed construction left half-done: forget
+    # both first, so that no earlier document's nodes are kept or consulted.
     loader.constructed_objects.clear()
+    loader.recursive_objects.clear()
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
