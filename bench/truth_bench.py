@@ -16,7 +16,14 @@ costs what it costs on a real host), this prints:
    trust only the lab CA here: curl reads its CA file inside its TLS phase, mpnet before any clock.
    Goal: within 1 ms.
 
-Run: ``python bench/truth_bench.py [--count 5] [--runs 20]``. Everything is on 127.0.0.1.
+Where the machine has two CPUs or more, the lab and the proxies (the far side: exchanges and
+relays run on other hosts) are pinned to the last CPU and mpnet and curl to the others. On one
+shared core the lab's answer preempts the prober inside its own ``send`` (waking a process on
+the same CPU runs it there at once), which is the lab's cost, not the network's; ``--no-pin``
+measures that setting too.
+
+Run: ``python bench/truth_bench.py [--count 5] [--runs 20] [--no-pin]``. Everything is on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -40,6 +47,25 @@ from typing import Any
 PHASES = ("dns", "tcp", "proxy", "tls", "http", "ws_upgrade", "first_message", "ping_rtt")
 GOAL_MS = 1.0
 
+#: CPUs for the far side (lab, proxies) and for the near side (mpnet, curl); None: not pinned.
+PINS: dict[str, set[int] | None] = {"far": None, "near": None}
+
+
+def pin_cpus() -> str:
+    """Split this process's CPUs: the last for the far side, the rest for mpnet and curl."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return "not pinned (one CPU)"
+    PINS["far"], PINS["near"] = {cpus[-1]}, set(cpus[:-1])
+    return f"lab and proxies on CPU {cpus[-1]}, mpnet and curl on CPU {sorted(cpus[:-1])}"
+
+
+def _pinned(side: str) -> Any:
+    cpus = PINS[side]
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
 
 # -- the world: lab, trust bundle, proxies -------------------------------------------------------
 
@@ -52,6 +78,7 @@ def lab_process() -> Iterator[tuple[str, str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_pinned("far"),
     )
     try:
         profiles = ca = None
@@ -95,6 +122,7 @@ def pproxy(listen: str) -> Iterator[None]:
         [sys.executable, "-m", "pproxy", "-l", listen],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_pinned("far"),
     )
     port = int(listen.rsplit(":", 1)[1])
     try:
@@ -119,6 +147,7 @@ def mpnet_json(*args: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
         check=False,
+        preexec_fn=_pinned("near"),
     )
     if not done.stdout.strip():
         raise SystemExit(f"truth_bench: mpnet printed nothing: {done.stderr.strip()[:300]}")
@@ -159,6 +188,7 @@ def curl_times(url: str, ca: str, proxy: list[str]) -> dict[str, float] | None:
         text=True,
         check=False,
         env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+        preexec_fn=_pinned("near"),
     )
     if done.returncode != 0:
         return None
@@ -279,7 +309,11 @@ def main() -> None:
     parser.add_argument(
         "--runs-only", action="store_true", help="sections 1 to 3 only (no curl comparison)"
     )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the lab and mpnet share every CPU"
+    )
     args = parser.parse_args()
+    print("CPUs:", "not pinned (--no-pin)" if args.no_pin else pin_cpus())
     if shutil.which("curl") is None:
         print("truth_bench: curl is not installed; the outside reference is skipped")
 

@@ -46,6 +46,7 @@ from mpnet.errors import (
     ProxyUnreachable,
     UsageError,
 )
+from mpnet.net.stamps import stamp_arrivals
 from mpnet.net.tls import context_for, describe_tls, start_tls
 from mpnet.net.tunnel import authority, open_tunnel, proxy_tls
 
@@ -537,6 +538,7 @@ async def _connect_tcp(
             # Nagle plus delayed ACK adds ~40 ms to small writes through proxies
             # (bench/proxy_write_stall.py shows it).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stamp_arrivals(sock)
             await loop.sock_connect(sock, sockaddr)
         except OSError as exc:
             sock.close()

@@ -50,6 +50,7 @@ from mpnet.errors import (
 from mpnet.net.dial import AddressReport, PhaseTimings, address_family, address_observer
 from mpnet.probe.bootstrap import _bootstrap, _preview
 from mpnet.probe.conversation import _Conversation, _ping_warning
+from mpnet.probe.looplag import attempt_window
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
 
@@ -204,11 +205,14 @@ async def run_attempt(
     """
     slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
     window = None
+    window_token = None
     family_token = address_family.set(SOCKET_FAMILIES.get(target.family or "", socket.AF_UNSPEC))
     observer_token = None
     try:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         window = monitor.open_window() if monitor is not None else None
+        # Everything that works for this attempt runs in this context: its waits are its lag.
+        window_token = attempt_window.set(window)
         progress = _Progress(
             timeout, on_phase_end=slot.phase_ended, on_phase_start=slot.phase_started
         )
@@ -239,6 +243,8 @@ async def run_attempt(
     finally:
         if observer_token is not None:
             address_observer.reset(observer_token)
+        if window_token is not None:
+            attempt_window.reset(window_token)
         address_family.reset(family_token)
         slot.release()
         if monitor is not None and window is not None:

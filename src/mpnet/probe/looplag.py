@@ -29,13 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
+import os
 import selectors
 import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from mpnet.net.stamps import arrival_ns
 
 #: Seconds between ticks.
 DEFAULT_INTERVAL = 0.001
@@ -47,40 +52,222 @@ DEFAULT_CAPACITY = 4096
 STALL_FLOOR_MS = 0.5
 
 
-class BusySelector(selectors.DefaultSelector):
-    """The platform's default selector, recording when the loop was not waiting in it.
+#: A stretch shorter than this delayed nothing worth a figure; the selector does not check it.
+MIN_STALL_NS = 50_000
+_SCHEDSTAT = "/proc/thread-self/schedstat"
 
-    Between two ``select`` calls the loop runs callbacks: a stretch during which an answer that
-    arrives waits. A ``select`` that timed out with nothing ready but returned later than its
-    (millisecond-rounded) timeout means the process was not given a CPU in time: an answer would
-    have waited as long. Both are passed to ``listener(start_ns, end_ns)``, with the time the
-    recording itself took added to :attr:`cost_ns`.
+#: The lag window of the attempt whose work runs in this context: the engine sets it around an
+#: attempt, and every callback and task that works for the attempt (its connection's
+#: transports, its tasks) inherits it, so a stall is billed to the attempt whose work waited.
+attempt_window: contextvars.ContextVar[LagWindow | None] = contextvars.ContextVar(
+    "mpnet_attempt_window", default=None
+)
+
+#: ``listener(start_ns, end_ns, owner)``: something waited from start to end; ``owner`` is the
+#: window of the attempt it worked for, None when that cannot be told (it counts for all).
+StallListener = Callable[[int, int, "LagWindow | None"], None]
+
+
+def _run_delay_reader() -> Callable[[], int] | None:
+    """Nanoseconds the calling thread has spent runnable but waiting for a CPU, read from
+    ``/proc/thread-self/schedstat`` (Linux), or None where the kernel does not say."""
+    try:
+        fd = os.open(_SCHEDSTAT, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+    def read() -> int:
+        return int(os.pread(fd, 64, 0).split()[1])
+
+    try:
+        read()
+    except (OSError, IndexError, ValueError):
+        os.close(fd)
+        return None
+    weakref.finalize(read, os.close, fd)
+    return read
+
+
+def _owner(handle: object) -> LagWindow | None:
+    """The attempt window in the context a callback runs in (None: no attempt's, or unknown)."""
+    context = getattr(handle, "_context", None)
+    if isinstance(context, contextvars.Context):
+        return context.get(attempt_window)
+    return None
+
+
+def _key_owner(key: selectors.SelectorKey, events: int) -> LagWindow | None:
+    # asyncio registers (reader handle, writer handle) as the key's data.
+    data = key.data
+    if not isinstance(data, tuple) or len(data) != 2:
+        return None
+    return _owner(data[0] if events & selectors.EVENT_READ else data[1])
+
+
+class BusySelector(selectors.DefaultSelector):
+    """The platform's default selector, recording when something the loop had to run waited.
+
+    Waiting is what can be billed to a phase: an answer from the network that the loop noticed
+    late, or a callback (a task woken by an answer) that ran late. Between two ``select`` calls
+    the loop runs callbacks; a stretch of that is a stall only for what waited in it:
+
+    - an answer that arrived during the stretch (a zero-timeout poll at its end finds it ready),
+      from the time the kernel stamped it (:mod:`mpnet.net.stamps`), else the stretch's start;
+      a socket that became writable, from when the loop began to watch it;
+    - callbacks queued during the stretch and not yet run, from when the first was queued
+      (:func:`new_event_loop`'s loop reports ``call_soon`` through :meth:`queued`);
+    - the callbacks of one wait's answers, each after the first waiting for those before it
+      (the loop reports through :meth:`waited`).
+
+    An attempt's own work (its TLS handshake's crypto, parsing its answer) is not a stall:
+    nothing waited for it. A wait the kernel ended with answers ready while the thread was
+    runnable without a CPU (``run_delay`` in ``/proc/thread-self/schedstat``) is a stall of that
+    length. Where the kernel does not say, a timed wait that came back later than its
+    (millisecond-rounded) timeout counts instead: the process was not given a CPU in time, and an
+    answer would have waited as long.
+
+    Each stall goes to ``listener`` with the window of the attempt that waited (the
+    :data:`attempt_window` of the waiting callback's context). The recording's own time is added
+    to :attr:`cost_ns`.
     """
 
-    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        run_delay: Callable[[], int] | bool | None = True,
+    ) -> None:
         super().__init__()
         self._clock = clock
+        self._run_delay: Callable[[], int] | None
+        self._run_delay = _run_delay_reader() if run_delay is True else run_delay or None
         #: When the loop came back from its last wait (None before the first one).
         self.busy_since: int | None = None
-        self.listener: Callable[[int, int], None] | None = None
+        #: Per owner, when its first callback still waiting to run was queued.
+        self.queued_since: dict[LagWindow | None, int] = {}
+        #: fd -> when the loop began to wait for it to become writable (a connect, a full
+        #: send buffer).
+        self.watched_since: dict[int, int] = {}
+        self.listener: StallListener | None = None
         self.cost_ns = 0
+
+    def queued(self, owner: LagWindow | None) -> None:
+        """A callback working for ``owner`` was queued (the loop's ``call_soon``)."""
+        if self.listener is not None and owner not in self.queued_since:
+            self.queued_since[owner] = self._clock()
+
+    def waited(self, since_ns: int, owner: LagWindow | None) -> None:
+        """A callback returned by the last wait starts now, having waited since ``since_ns``."""
+        listener = self.listener
+        if listener is not None:
+            now = self._clock()
+            if now - since_ns >= MIN_STALL_NS:
+                listener(since_ns, now, owner)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         listener = self.listener
+        if listener is None:
+            self.queued_since.clear()
+            ready: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
+            self.busy_since = self._clock()
+            return ready
         entered = self._clock()
-        if listener is not None and self.busy_since is not None and entered > self.busy_since:
-            listener(self.busy_since, entered)
-        ready: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
+        if self.queued_since:
+            for owner, queued in self.queued_since.items():
+                if entered - queued >= MIN_STALL_NS:
+                    listener(queued, entered, owner)
+            self.queued_since.clear()
+        since = self.busy_since
+        if since is not None and entered - since >= MIN_STALL_NS:
+            ready = super().select(0)
+            if ready or timeout == 0:
+                returned = self._clock()
+                for key, events in ready:
+                    # It came during the stretch: when exactly, the kernel may say (an answer's
+                    # arrival), or the loop (a socket writable no sooner than it was watched).
+                    if events & selectors.EVENT_READ:
+                        came = arrival_ns(key.fd)
+                    else:
+                        came = self.watched_since.get(key.fd)
+                    start = since if came is None else max(since, came)
+                    listener(start, entered, _key_owner(key, events))
+                self.busy_since = returned
+                self.cost_ns += self._clock() - returned
+                return ready
+        delay_before = self._run_delay() if self._run_delay is not None else 0
+        ready = super().select(timeout)
         returned = self._clock()
         self.busy_since = returned
-        if listener is not None:
-            if not ready and timeout is not None and timeout > 0:
-                # The selectors round a timeout up to whole milliseconds (epoll, poll).
-                due = entered + math.ceil(timeout * 1e3) * 1_000_000
-                if returned > due:
-                    listener(due, returned)
-            self.cost_ns += self._clock() - returned
+        if self._run_delay is not None:
+            if ready:
+                waited = self._run_delay() - delay_before
+                if waited >= MIN_STALL_NS:
+                    for owner in {_key_owner(key, events) for key, events in ready}:
+                        listener(returned - waited, returned, owner)
+        elif not ready and timeout is not None and timeout > 0:
+            # The selectors round a timeout up to whole milliseconds (epoll, poll).
+            due = entered + math.ceil(timeout * 1e3) * 1_000_000
+            if returned > due:
+                listener(due, returned, None)
+        self.cost_ns += self._clock() - returned
         return ready
+
+
+def _fd_of(fileobj: Any) -> int:
+    return fileobj if isinstance(fileobj, int) else int(fileobj.fileno())
+
+
+class _WatchedLoop(asyncio.SelectorEventLoop):
+    """A selector event loop that tells its :class:`BusySelector` when callbacks wait.
+
+    Three of asyncio's private hooks (the same from 3.11 to 3.13) are extended: ``_add_writer``
+    and ``_remove_writer`` (when the loop began to watch a socket for writing) and
+    ``_process_events`` (the callbacks of one wait's answers). ``tests/probe/test_looplag.py``
+    fails if they move.
+    """
+
+    def __init__(self, selector: BusySelector) -> None:
+        super().__init__(selector)
+        self._busy = selector
+
+    def call_soon(  # type: ignore[override]
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        owner = context.get(attempt_window) if context is not None else attempt_window.get()
+        self._busy.queued(owner)
+        return super().call_soon(callback, *args, context=context)
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        if self._busy.listener is not None:
+            self._busy.watched_since[_fd_of(fd)] = time.perf_counter_ns()
+        return super()._add_writer(fd, callback, *args)  # type: ignore[misc]
+
+    def _remove_writer(self, fd: Any) -> bool:
+        self._busy.watched_since.pop(_fd_of(fd), None)
+        return bool(super()._remove_writer(fd))  # type: ignore[misc]
+
+    def _process_events(self, event_list: list[tuple[selectors.SelectorKey, int]]) -> None:
+        # The callbacks of one wait's answers run one after another: each after the first gets
+        # a marker before it that reports how long it waited.
+        busy = self._busy
+        returned = busy.busy_since
+        if len(event_list) < 2 or busy.listener is None or returned is None:
+            super()._process_events(event_list)  # type: ignore[misc]
+            return
+        ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
+        first = True
+        for key, events in event_list:
+            if not first:
+                marker = (returned, _key_owner(key, events))
+                ready.append(asyncio.Handle(busy.waited, marker, self))
+            count = len(ready)
+            super()._process_events([(key, events)])  # type: ignore[misc]
+            if len(ready) == count and not first:
+                ready.pop()  # no callback came of it: no marker either
+            elif len(ready) > count:
+                first = False
 
 
 _busy_selectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BusySelector] = (
@@ -92,7 +279,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new selector event loop whose waits and busy stretches a :class:`LoopLagMonitor` sees
     directly (no ticks). Use it where mpnet makes its own loop (the CLI)."""
     selector = BusySelector()
-    loop = asyncio.SelectorEventLoop(selector)
+    loop = _WatchedLoop(selector)
     _busy_selectors[loop] = selector
     return loop
 
@@ -283,11 +470,14 @@ class LoopLagMonitor:
         self._handle = self._loop.call_later(self.interval, self._tick, now + self._interval_ns)
         self._tick_cost_ns += self._clock() - now
 
-    def _observe(self, start_ns: int, end_ns: int) -> None:
-        """The loop could not notice an answer from ``start_ns`` to ``end_ns``
-        (:class:`BusySelector`'s listener)."""
-        for window in self._open:
-            self._observe_in(window, start_ns, end_ns)
+    def _observe(self, start_ns: int, end_ns: int, owner: LagWindow | None = None) -> None:
+        """Something working for ``owner`` (None: for any attempt) waited from ``start_ns`` to
+        ``end_ns`` (:class:`BusySelector`'s listener)."""
+        if owner is None:
+            for window in self._open:
+                self._observe_in(window, start_ns, end_ns)
+        elif owner in self._open:
+            self._observe_in(owner, start_ns, end_ns)
         if end_ns - start_ns >= self._floor_ns:
             self.stalls.append(Stall(start_ns, end_ns))
 
@@ -354,6 +544,7 @@ __all__ = [
     "LoopLagMonitor",
     "Stall",
     "acquire_shared_monitor",
+    "attempt_window",
     "new_event_loop",
     "release_shared_monitor",
     "shared_monitor",
