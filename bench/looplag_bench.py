@@ -3,8 +3,10 @@
 1. Cost: a loop-bound workload (round trips over a local socket pair, as a probe's reads and
    writes are) timed with and without the monitor running, interleaved, medians. Prints the
    ratio, and the monitor's own time per tick (its ``cost_ns``) as a share of the run.
-2. Accuracy: a stall of known length (``time.sleep`` on the loop) inside a window; prints the
-   measured lag against the true stall.
+2. Accuracy: a stall of known length (``time.sleep`` on the loop) inside a window, with an
+   answer for the window's attempt arriving as it begins; prints the measured lag against the
+   true stall. On mpnet's own loop also the same stall with nothing waiting (it should read 0:
+   the loop's own work delayed nobody).
 
 Run: ``python bench/looplag_bench.py [--rounds 7] [--trips 5000]``. Nothing leaves the machine.
 """
@@ -17,7 +19,14 @@ import socket
 import statistics
 import time
 
-from mpnet.probe.looplag import DEFAULT_INTERVAL, LoopLagMonitor, new_event_loop
+from mpnet.net.stamps import stamp_arrivals
+from mpnet.probe.looplag import (
+    DEFAULT_INTERVAL,
+    LagWindow,
+    LoopLagMonitor,
+    attempt_window,
+    new_event_loop,
+)
 
 
 async def _round_trips(trips: int) -> float:
@@ -68,26 +77,59 @@ async def _cost(rounds: int, trips: int, interval: float) -> None:
     print(f"  monitor's own work: {own}")
 
 
-async def _accuracy(rounds: int, interval: float) -> None:
-    print("accuracy: a blocking stall inside a window, measured lag / true stall (median)")
-    async with LoopLagMonitor(interval=interval) as monitor:
-        quiet = []
-        for _ in range(rounds):
-            await asyncio.sleep(0.005)
-            window = monitor.open_window()
-            await asyncio.sleep(0.005)  # the loop waits in its selector: nothing is delayed
-            quiet.append(await monitor.settle(window) or 0.0)
-        print(f"  quiet window     reads {statistics.median(quiet):.3f} ms (true: 0)")
-        for stall_ms in (2, 5, 10, 20, 50):
-            ratios = []
+async def _accuracy(rounds: int, interval: float, *, answered: bool) -> None:
+    """With ``answered``, an answer for the window's attempt arrives as each stall begins (what
+    the selector method bills); without, the stall is work with nothing waiting (what ticks
+    bill, and the selector method rightly does not)."""
+    what = "an answer waiting through a blocking stall" if answered else "a blocking stall"
+    print(f"accuracy: {what} inside a window, measured lag / true stall (median)")
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sender = socket.create_connection(server.getsockname())
+        receiver, _ = server.accept()
+    sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stamp_arrivals(receiver)
+    receiver.setblocking(False)
+
+    async def stall_in(window: LagWindow, stall_ms: float) -> None:
+        got: asyncio.Future[None] = loop.create_future()
+
+        def read() -> None:
+            loop.remove_reader(receiver)
+            receiver.recv(16)
+            got.set_result(None)
+
+        token = attempt_window.set(window)
+        try:
+            loop.add_reader(receiver, read)
+        finally:
+            attempt_window.reset(token)
+        await asyncio.sleep(0.002)
+        if answered:
+            sender.send(b"x")
+        time.sleep(stall_ms / 1000)
+        if not answered:
+            sender.send(b"x")
+        await got
+
+    with sender, receiver:
+        async with LoopLagMonitor(interval=interval) as monitor:
+            quiet = []
             for _ in range(rounds):
                 await asyncio.sleep(0.005)
                 window = monitor.open_window()
-                time.sleep(stall_ms / 1000)
-                await asyncio.sleep(0)
-                lag = await monitor.settle(window)
-                ratios.append((lag or 0.0) / stall_ms)
-            print(f"  {stall_ms:3d} ms stall  ratio {statistics.median(ratios):.2f}")
+                await asyncio.sleep(0.005)  # the loop waits in its selector: nothing is delayed
+                quiet.append(await monitor.settle(window) or 0.0)
+            print(f"  quiet window     reads {statistics.median(quiet):.3f} ms (true: 0)")
+            for stall_ms in (2, 5, 10, 20, 50):
+                ratios = []
+                for _ in range(rounds):
+                    await asyncio.sleep(0.005)
+                    window = monitor.open_window()
+                    await stall_in(window, stall_ms)
+                    lag = await monitor.settle(window)
+                    ratios.append((lag or 0.0) / stall_ms)
+                print(f"  {stall_ms:3d} ms stall  ratio {statistics.median(ratios):.2f}")
 
 
 def main() -> None:
@@ -100,11 +142,12 @@ def main() -> None:
     args = parser.parse_args()
     print("== a plain asyncio loop (a library user's): the monitor ticks")
     asyncio.run(_cost(args.rounds, args.trips, args.interval))
-    asyncio.run(_accuracy(args.rounds, args.interval))
+    asyncio.run(_accuracy(args.rounds, args.interval, answered=True))
     print("== a loop from looplag.new_event_loop() (every mpnet command): the selector reports")
     for body in (
         _cost(args.rounds, args.trips, args.interval),
-        _accuracy(args.rounds, args.interval),
+        _accuracy(args.rounds, args.interval, answered=True),
+        _accuracy(args.rounds, args.interval, answered=False),
     ):
         loop = new_event_loop()
         try:

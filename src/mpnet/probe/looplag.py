@@ -140,6 +140,7 @@ class BusySelector(selectors.DefaultSelector):
         self._clock = clock
         self._run_delay: Callable[[], int] | None
         self._run_delay = _run_delay_reader() if run_delay is True else run_delay or None
+        self._last_run_delay = self._run_delay() if self._run_delay is not None else 0
         #: When the loop came back from its last wait (None before the first one).
         self.busy_since: int | None = None
         #: Per owner, when its first callback still waiting to run was queued.
@@ -152,7 +153,7 @@ class BusySelector(selectors.DefaultSelector):
 
     def queued(self, owner: LagWindow | None) -> None:
         """A callback working for ``owner`` was queued (the loop's ``call_soon``)."""
-        if self.listener is not None and owner not in self.queued_since:
+        if owner not in self.queued_since:
             self.queued_since[owner] = self._clock()
 
     def waited(self, since_ns: int, owner: LagWindow | None) -> None:
@@ -193,14 +194,19 @@ class BusySelector(selectors.DefaultSelector):
                 self.busy_since = returned
                 self.cost_ns += self._clock() - returned
                 return ready
-        delay_before = self._run_delay() if self._run_delay is not None else 0
         ready = super().select(timeout)
         returned = self._clock()
         self.busy_since = returned
-        if self._run_delay is not None:
-            if ready:
-                waited = self._run_delay() - delay_before
-                if waited >= MIN_STALL_NS:
+        run_delay = self._run_delay
+        if run_delay is not None:
+            # Read only after a wait that slept (a wait that returned at once had no wake-up
+            # to be late for); run delay from before then is in the next reading, which bills
+            # it to that wait's answers: the conservative side.
+            if returned - entered >= MIN_STALL_NS:
+                now_delay = run_delay()
+                waited, self._last_run_delay = now_delay - self._last_run_delay, now_delay
+                if ready and waited >= MIN_STALL_NS:
+                    waited = min(waited, returned - since) if since is not None else waited
                     for owner in {_key_owner(key, events) for key, events in ready}:
                         listener(returned - waited, returned, owner)
         elif not ready and timeout is not None and timeout > 0:
@@ -210,6 +216,9 @@ class BusySelector(selectors.DefaultSelector):
                 listener(due, returned, None)
         self.cost_ns += self._clock() - returned
         return ready
+
+
+_process_events = asyncio.selector_events.BaseSelectorEventLoop._process_events  # type: ignore[attr-defined]
 
 
 def _fd_of(fileobj: Any) -> int:
@@ -235,8 +244,9 @@ class _WatchedLoop(asyncio.SelectorEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
-        owner = context.get(attempt_window) if context is not None else attempt_window.get()
-        self._busy.queued(owner)
+        busy = self._busy
+        if busy.listener is not None:
+            busy.queued(context.get(attempt_window) if context else attempt_window.get())
         return super().call_soon(callback, *args, context=context)
 
     def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
@@ -251,10 +261,13 @@ class _WatchedLoop(asyncio.SelectorEventLoop):
     def _process_events(self, event_list: list[tuple[selectors.SelectorKey, int]]) -> None:
         # The callbacks of one wait's answers run one after another: each after the first gets
         # a marker before it that reports how long it waited.
+        if len(event_list) < 2:
+            _process_events(self, event_list)
+            return
         busy = self._busy
         returned = busy.busy_since
-        if len(event_list) < 2 or busy.listener is None or returned is None:
-            super()._process_events(event_list)  # type: ignore[misc]
+        if busy.listener is None or returned is None:
+            _process_events(self, event_list)
             return
         ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
         first = True
