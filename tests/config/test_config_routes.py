@@ -172,7 +172,7 @@ _VALUES = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(routes=_VALUES, exchange_routes=_VALUES)
 def test_any_routes_block_loads_or_raises_a_located_config_error(
     routes: object, exchange_routes: object

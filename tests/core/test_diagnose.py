@@ -2124,7 +2124,7 @@ def results_st(draw: st.DrawFn) -> tuple[ProbeResult, str]:
 
 
 @pytest.mark.slow  # 150 drawn runs: a sweep, in CI's slow step
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(st.lists(results_st(), min_size=1, max_size=3), st.one_of(st.none(), st.floats()))
 def test_diagnose_never_raises_nor_leaks_a_password(
     drawn: list[tuple[ProbeResult, str]], now: float | None

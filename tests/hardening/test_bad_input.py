@@ -31,7 +31,8 @@ from mpnet.errors import (
     InvalidProxyURL,
 )
 
-SWEEP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# As many examples as the loaded profile says (tests/conftest.py: quick, or thorough in CI).
+SWEEP = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- proxy URLs ---------------------------------------------------------------------------------
 

@@ -116,8 +116,8 @@ def probe(
         int,
         typer.Option(
             "--concurrency",
-            help="Attempts in flight at once (at most 4 of them connecting at the same time, "
-            "so that TLS handshakes do not stall each other's clocks: docs/timing.md).",
+            help="Attempts in flight at once (one of them setting up its connection at a time "
+            "per route, so that no handshake stalls another's clocks: docs/timing.md).",
         ),
     ] = DEFAULT_CONCURRENCY,
     feed_window: Annotated[
