@@ -34,6 +34,7 @@ from mpnet.errors import (
     UsageError,
 )
 from mpnet.net.dial import PhaseTimings, dial, parse_target, parse_tcp_info_rtt_ms
+from mpnet.net.stamps import SO_TIMESTAMPNS
 
 LINUX = sys.platform.startswith("linux")
 
@@ -477,6 +478,26 @@ async def test_kernel_rtt_on_loopback(tls_material: TLSMaterial, echo_server: Ec
     rtt = conn.peer.tcp_rtt_kernel_ms
     assert isinstance(rtt, float)
     assert rtt >= 0
+
+
+@pytest.mark.skipif(not LINUX, reason="SO_TIMESTAMPNS is Linux's")
+async def test_dialed_sockets_ask_for_arrival_stamps(
+    tls_material: TLSMaterial, echo_server: EchoServer
+) -> None:
+    """The loop-lag monitor reads the kernel's arrival stamp of an answer that waited
+    (probe/looplag.py): every socket dial opens must ask for them."""
+    conn = await dial(
+        f"http://127.0.0.1:{echo_server.port}/",
+        proxy=direct_decision(),
+        tls=tls_material.verify_decision(),
+        timeout=10,
+    )
+    try:
+        sock = conn.writer.get_extra_info("socket")
+        assert SO_TIMESTAMPNS is not None
+        assert sock.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS) == 1
+    finally:
+        await conn.aclose()
 
 
 async def test_kernel_rtt_is_none_when_getsockopt_fails(

@@ -42,6 +42,7 @@ from mpnet.core.result import Attempt, ProbeReport
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import ConfigError
 from mpnet.lab import Lab
+from mpnet.probe.looplag import LagWindow, attempt_window, shared_monitor
 from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
 from mpnet.render.junit import junit_xml
 from mpnet.render.prometheus import prometheus_text
@@ -267,6 +268,27 @@ async def test_attempts_without_a_monitor_report_no_loop_lag() -> None:
         attempt = await engine.run_attempt(rest, 5.0)
     assert attempt.ok and attempt.loop_lag_ms is None and not attempt.uncertain
     assert attempt.started_at is not None and attempt.window_ns is not None
+
+
+async def test_an_attempts_work_runs_in_its_lag_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything an attempt does runs with its window as ``attempt_window``, so the monitor
+    bills a wait to the attempt whose answer waited; outside the attempt no window is set."""
+    seen: list[object] = []
+    real = engine._probe_rest
+
+    async def noting(target: ProbeTarget, progress: Any) -> Attempt:
+        seen.append(attempt_window.get())
+        return await real(target, progress)
+
+    monkeypatch.setattr(engine, "_probe_rest", noting)
+    async with lab_plan("okx") as plan, shared_monitor() as monitor:
+        rest = next(t for t in plan.targets if t.target == "rest")
+        attempt = await engine.run_attempt(rest, 5.0, monitor=monitor)
+        after = attempt_window.get()
+    assert attempt.ok
+    assert len(seen) == 1 and isinstance(seen[0], LagWindow)
+    assert seen[0].end_ns is not None  # closed with the attempt
+    assert after is None
 
 
 def _rest_plan(lab: Lab, *, concurrency: int, count: int = 1) -> ProbePlan:
