@@ -6,10 +6,13 @@ import ipaddress
 import os
 import socket
 import sys
+import weakref
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
+import typer.main
+import typer.testing
 from hypothesis import settings
 
 # Rich sizes mpnet's output from COLUMNS/LINES, and the tests read that output. Whoever started
@@ -19,11 +22,29 @@ from hypothesis import settings
 for _size in ("COLUMNS", "LINES"):
     os.environ.pop(_size, None)
 
-# The suite starts a few hundred `mpnet` processes. Where PYTHONDONTWRITEBYTECODE is set (this
-# machine's shell and CI set it), each of them compiles mpnet from source again, about 0.3 s of
-# CPU apiece on a fresh clone: let them, and the workers, keep their bytecode in __pycache__.
+# Where PYTHONDONTWRITEBYTECODE is set (this machine's shell and CI set it), every worker and
+# every `mpnet` process the tests start compiles mpnet (and the workers the rewritten test
+# modules) from source again, about 0.3 s of CPU apiece for mpnet on a fresh clone: let them keep
+# their bytecode in __pycache__.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+
+# Typer's test runner turns the app into a Click command at every invoke, evaluating every
+# annotation of every command again (typing.ForwardRef compiles each one): a profile of the suite
+# found that a large share of its CPU. mpnet's app is one module-level object whose commands do
+# not change once registered, so one Click command per app serves every invoke, as one `mpnet`
+# process builds it once.
+_click_commands: weakref.WeakKeyDictionary[typer.Typer, Any] = weakref.WeakKeyDictionary()
+
+
+def _click_command(app: typer.Typer) -> Any:
+    command = _click_commands.get(app)
+    if command is None:
+        command = _click_commands[app] = typer.main.get_command(app)
+    return command
+
+
+typer.testing._get_command = _click_command  # type: ignore[attr-defined]
 
 # Property sweeps: a quick pass in the README's command, the thorough one in CI's second step
 # (`.ci/run` passes --hypothesis-profile=thorough with every test selected).
