@@ -297,6 +297,34 @@ def test_a_callback_queued_behind_a_stall_waited_for_it() -> None:
     assert lag is not None and lag >= STALL_S * 1e3 * 0.95
 
 
+def test_a_callback_queued_with_an_empty_context_is_nobodys() -> None:
+    """A callback queued with its own (empty) context works for no attempt: its wait counts for
+    every window, not for the attempt that happened to queue it."""
+
+    async def body() -> float | None:
+        async with LoopLagMonitor() as monitor:
+            await asyncio.sleep(0.002)
+            queuing, other = monitor.open_window(), monitor.open_window()
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+
+            def work_then_stall() -> None:
+                loop.call_soon(done.set_result, None, context=contextvars.Context())
+                time.sleep(STALL_S)
+
+            token = attempt_window.set(queuing)
+            try:
+                loop.call_soon(work_then_stall)
+            finally:
+                attempt_window.reset(token)
+            await done
+            await monitor.settle(queuing)
+            return await monitor.settle(other)
+
+    lag = _on_busy_loop(body)
+    assert lag is not None and lag >= STALL_S * 1e3 * 0.95
+
+
 def test_answers_of_one_wait_each_wait_for_the_callbacks_before_them() -> None:
     """Two answers ready at once: whichever callback runs second waited for the first."""
 

@@ -16,13 +16,13 @@ own work is one timer callback per tick (a few microseconds, counted in :attr:`c
 the loop iteration that runs it; ``bench/looplag_bench.py`` measures what it adds to a run.
 
 On a loop made by :func:`new_event_loop` (every loop the CLI runs), the monitor needs no ticks:
-the loop's selector (:class:`BusySelector`) records each stretch the loop spent running
-callbacks between two waits, and each wait that the kernel ended later than its timeout asked
-(the process did not get a CPU in time). Those are exactly the delays an answer arriving from the
-network can suffer before its callback runs. Ticks cannot tell them from the selector's own
-millisecond rounding of a timer (a quiet loop's tick runs up to 1 ms late without any delay to
-I/O), so on such a loop the figures are both finer and cheaper. Other loops (a library user's,
-uvloop) fall back to ticks.
+the loop's selector (:class:`BusySelector`) and three of the loop's hooks record each wait of
+something the loop had to run (an answer that arrived while callbacks ran, from the kernel's
+arrival stamp; a queued callback; the process runnable without a CPU), and bill it to the
+attempt whose work waited (:data:`attempt_window`). An attempt's own work, with nothing waiting,
+is no stall. Ticks cannot tell waits from work, nor from the selector's own millisecond rounding
+of a timer (a quiet loop's tick runs up to 1 ms late without any delay to I/O), so on such a loop
+the figures are both finer and cheaper. Other loops (a library user's, uvloop) fall back to ticks.
 """
 
 from __future__ import annotations
@@ -156,6 +156,10 @@ class BusySelector(selectors.DefaultSelector):
         if owner not in self.queued_since:
             self.queued_since[owner] = self._clock()
 
+    def watching(self, fd: int) -> None:
+        """The loop began to wait for ``fd`` to become writable (its ``_add_writer``)."""
+        self.watched_since[fd] = self._clock()
+
     def waited(self, since_ns: int, owner: LagWindow | None) -> None:
         """A callback returned by the last wait starts now, having waited since ``since_ns``."""
         listener = self.listener
@@ -246,12 +250,15 @@ class _WatchedLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Handle:
         busy = self._busy
         if busy.listener is not None:
-            busy.queued(context.get(attempt_window) if context else attempt_window.get())
+            # An empty Context is falsy: test for None, or its callbacks would be billed to the
+            # caller's attempt.
+            owner = attempt_window.get() if context is None else context.get(attempt_window)
+            busy.queued(owner)
         return super().call_soon(callback, *args, context=context)
 
     def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
         if self._busy.listener is not None:
-            self._busy.watched_since[_fd_of(fd)] = time.perf_counter_ns()
+            self._busy.watching(_fd_of(fd))
         return super()._add_writer(fd, callback, *args)  # type: ignore[misc]
 
     def _remove_writer(self, fd: Any) -> bool:
