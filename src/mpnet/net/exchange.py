@@ -48,6 +48,7 @@ from mpnet.errors import (
 )
 from mpnet.net.dial import PeerInfo, PhaseTimings, dial, parse_target, release_frames
 from mpnet.net.tls import HTTP_ALPN
+from mpnet.net.tunnel import proxy_auth_error
 
 USER_AGENT = f"mpnet/{__version__}"
 #: Response heads larger than this are not HTTP a probe should believe.
@@ -252,14 +253,14 @@ async def _timed_exchange(
 def _forwarded_auth_error(response: TimedResponse, proxy: ProxyURL) -> ProxyAuthError:
     """A proxy's 407 to an absolute-form request: the same error as its 407 to CONNECT, in
     the ``http`` phase where it was answered."""
-    given = "rejected the credentials of" if proxy.username else "wants credentials for"
-    shown = f"{response.status} {response.reason}".strip()
-    return ProxyAuthError(
-        f"proxy {proxy.redacted()} {given} {redact_url_text(response.url)}: {shown}",
-        phase=Phase.HTTP,
+    return proxy_auth_error(
+        proxy,
+        redact_url_text(response.url),
+        f"{response.status} {response.reason}".strip(),
         status=response.status,
         headers=response.headers,
         body=response.body,
+        phase=Phase.HTTP,
     )
 
 

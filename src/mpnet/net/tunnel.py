@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
+from collections.abc import Mapping
 
 # Private python-socks names, on purpose: its public API (Proxy.connect, Proxy.from_url) opens
 # its own TCP connection and runs the SOCKS negotiation in the same call, so tcp and proxy could
@@ -81,6 +82,28 @@ async def open_tunnel(
         ) from exc
 
 
+def proxy_auth_error(
+    proxy: ProxyURL,
+    request: str,
+    shown: str,
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    phase: Phase | None = None,
+) -> ProxyAuthError:
+    """A proxy's 401 or 407 to ``request`` (``CONNECT host:port``, or the URL of an
+    absolute-form request): it wants credentials, or rejected the ones it was given."""
+    given = "rejected the credentials of" if proxy.username else "wants credentials for"
+    return ProxyAuthError(
+        f"proxy {proxy.redacted()} {given} {request}: {shown}",
+        phase=phase,
+        status=status,
+        headers=headers,
+        body=body,
+    )
+
+
 async def proxy_tls(
     writer: asyncio.StreamWriter, proxy: ProxyURL, proxy_context: ssl.SSLContext
 ) -> None:
@@ -131,12 +154,8 @@ async def _http_connect(
     body = await _read_refusal_body(reader, headers)
     if status in (401, 407):
         # tinyproxy answers wrong credentials with 401 instead of 407: both mean authentication.
-        given = "rejected the credentials of" if proxy.username else "wants credentials for"
-        raise ProxyAuthError(
-            f"proxy {proxy.redacted()} {given} CONNECT {target}: {shown}",
-            status=status,
-            headers=headers,
-            body=body,
+        raise proxy_auth_error(
+            proxy, f"CONNECT {target}", shown, status=status, headers=headers, body=body
         )
     if _could_not_reach(status, headers):
         # Squid's ERR_CONNECT_FAIL / ERR_DNS_FAIL, a 502 Bad Gateway: the proxy tried and
