@@ -21,6 +21,7 @@ from typing import TypeVar
 import pytest
 
 from mpnet.net.stamps import arrival_ns, stamp_arrivals
+from mpnet.probe import looplag
 from mpnet.probe.looplag import (
     BusySelector,
     LagWindow,
@@ -460,3 +461,68 @@ def test_two_monitors_on_one_busy_loop_the_second_ticks() -> None:
 
     first_ticks, second_ticks = _on_busy_loop(body)
     assert first_ticks == 0 and second_ticks > 0
+
+
+# -- only waits inside the attempt's phases count -------------------------------------------------
+
+
+def _phase_around_stall(*, stall_inside_a_phase: bool) -> float | None:
+    """An answer waits through a stall; the window's phases either cover the stall or end
+    before it and start after it (the stall falls between two phases)."""
+
+    async def body() -> float | None:
+        with _stamped_pair() as (sender, receiver):
+            async with LoopLagMonitor() as monitor:
+                window = monitor.open_window()
+                first = time.perf_counter_ns()
+                await asyncio.sleep(0.002)
+                if not stall_inside_a_phase:
+                    window.phase(first, time.perf_counter_ns())
+                await _answer_during_stall(receiver, sender, window)
+                second = time.perf_counter_ns()
+                await asyncio.sleep(0.002)
+                window.phase(first if stall_inside_a_phase else second, time.perf_counter_ns())
+                return await monitor.settle(window)
+
+    return _on_busy_loop(body)
+
+
+def test_a_wait_inside_a_phase_is_its_lag() -> None:
+    lag = _phase_around_stall(stall_inside_a_phase=True)
+    assert lag is not None and lag >= STALL_S * 1e3 * 0.95
+
+
+def test_a_wait_between_two_phases_is_not_their_lag() -> None:
+    """The wait delayed when the second phase started, not either figure."""
+    lag = _phase_around_stall(stall_inside_a_phase=False)
+    assert lag is not None and lag < STALL_S * 1e3 / 2
+
+
+def test_phases_that_touch_are_one_span_for_a_wait() -> None:
+    window = LagWindow(0)
+    window.waits = [(900, 1300)]
+    window.phase(0, 1000)
+    window.phase(1000, 2000)
+    # The wait straddles the border: 400 ns of it inside the joined phases, not 300 or 100.
+    assert window.phase_peak_ns() == 400
+
+
+def test_without_phases_or_kept_waits_the_whole_span_counts() -> None:
+    window = LagWindow(0)
+    window.waits = [(100, 200)]
+    assert window.phase_peak_ns() is None  # no phases reported
+    window.phase(0, 50)
+    window.waits = None  # ticks, or too many waits to keep
+    assert window.phase_peak_ns() is None
+
+
+def test_a_window_with_too_many_waits_counts_its_whole_span() -> None:
+    async def body() -> LagWindow:
+        async with LoopLagMonitor() as monitor:
+            window = monitor.open_window()
+            for index in range(looplag.MAX_WINDOW_WAITS + 1):
+                monitor._observe(window.start_ns + index, window.start_ns + index + 1, window)
+            return window
+
+    window = _on_busy_loop(body)
+    assert window.waits is None

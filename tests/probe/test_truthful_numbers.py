@@ -651,3 +651,60 @@ async def test_a_first_step_timed_outside_a_measure_block_still_passes_the_slot_
             await connecting.acquire()
     finally:
         slot.release()
+
+
+async def _window_of_one_attempt(
+    monkeypatch: pytest.MonkeyPatch, target_kind: str, timeout: float = 2.0, **faults: str
+) -> tuple[Attempt, LagWindow]:
+    """One okx attempt at ``target_kind`` ("rest" or "ws") under a monitor, and its window."""
+    seen: list[LagWindow] = []
+    real = engine._probe_rest if target_kind == "rest" else engine._probe_ws
+
+    async def noting(target: ProbeTarget, progress: Any) -> Attempt:
+        window = attempt_window.get()
+        assert isinstance(window, LagWindow)
+        seen.append(window)
+        return await real(target, progress)
+
+    monkeypatch.setattr(engine, "_probe_rest" if target_kind == "rest" else "_probe_ws", noting)
+    async with Lab([KNOWN.get("okx")], tls=True, faults=faults) as lab:
+        plan = build_plan(
+            lab.profiles(),
+            config=ConfigFile(),
+            options=NetworkOptions(ca_bundle=lab.ca_file),
+            env={},
+            timeout=timeout,
+        )
+        async with shared_monitor() as monitor:
+            target = next(t for t in plan.targets if t.target == target_kind)
+            attempt = await engine.run_attempt(target, timeout, monitor=monitor)
+    return attempt, seen[0]
+
+
+@pytest.mark.parametrize("target_kind", ["rest", "ws"])
+async def test_the_lag_window_knows_each_timed_phase(
+    monkeypatch: pytest.MonkeyPatch, target_kind: str
+) -> None:
+    """Each phase's span goes to the attempt's lag window as its figure is set, so a wait
+    between two phases (which delays the next one's start, not a figure) is not its lag."""
+    attempt, window = await _window_of_one_attempt(monkeypatch, target_kind)
+    assert attempt.ok and window.phases is not None
+    spans = sorted(window.phases)
+    assert len(spans) >= len(attempt.phases)
+    # Each figure has a span at least as long (engine phases span from their start: the ping
+    # from its slot); the WebSocket wrapper's own first_message (its first message of any kind)
+    # adds a span inside the engine's.
+    lengths = [(end - start) / 1e6 for start, end in spans]
+    for phase, figure in attempt.phases.items():
+        assert any(length >= figure - 0.01 for length in lengths), phase
+    assert window.start_ns <= spans[0][0] and spans[-1][1] <= (window.end_ns or 0)
+    # Set-up phases follow one another: dns, tcp, tls, then http or ws_upgrade.
+    set_up = spans[: len(attempt.phases) - (2 if target_kind == "ws" else 0)]
+    for (_, end), (start, _) in itertools.pairwise(set_up):
+        assert start >= end - 1000, "set-up phases run one after the other"
+
+
+async def test_a_failed_attempt_counts_its_whole_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The phase a failure cut has no span of its own: the whole window counts."""
+    attempt, window = await _window_of_one_attempt(monkeypatch, "ws", 0.5, okx="no_data")
+    assert not attempt.ok and window.phases is None

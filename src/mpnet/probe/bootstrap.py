@@ -35,7 +35,7 @@ async def _bootstrap(target: ProbeTarget, progress: _Progress) -> str:
         # A failed phase keeps the time spent until it failed, as PhaseTimings does.
         progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
         raise
-    progress.phases["bootstrap"] = answer.elapsed_ms
+    progress.timed("bootstrap", answer.elapsed_ms, started)
     return answer.url
 
 

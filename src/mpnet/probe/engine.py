@@ -206,6 +206,7 @@ async def run_attempt(
     slot = await _ConnectSlot.take(connecting, _setup_ends_with(target))
     window = None
     window_token = None
+    attempt_ok = False
     family_token = address_family.set(SOCKET_FAMILIES.get(target.family or "", socket.AF_UNSPEC))
     observer_token = None
     try:
@@ -221,6 +222,7 @@ async def run_attempt(
         progress.feed_window = max(0.0, feed_window)
         if monitor is not None and window is not None:
             progress.on_span_end = functools.partial(monitor.close, window)
+            progress.timings.on_phase_span = window.phase
         try:
             # The inner steps get the remaining budget and name their own phase on timeout;
             # this outer guard (a little later) covers the waits between them.
@@ -240,6 +242,7 @@ async def run_attempt(
         except ProbeError as exc:
             attempt = progress.failed(exc)
         ended_ns = progress.span_ended_ns or time.perf_counter_ns()
+        attempt_ok = attempt.ok
     finally:
         if observer_token is not None:
             address_observer.reset(observer_token)
@@ -250,6 +253,9 @@ async def run_attempt(
         if monitor is not None and window is not None:
             # Also when cancelled: a window left open would be checked at every tick.
             monitor.close(window)
+            if not attempt_ok:
+                # A failed attempt's phase in progress has no span: its whole span counts.
+                window.phases = None
     lag = await monitor.settle(window) if monitor is not None and window is not None else None
     return replace(
         attempt,
@@ -345,10 +351,18 @@ class _TrackedTimings(PhaseTimings):
         self.cut: str | None = None
         self._on_phase_end = on_phase_end
         self._on_phase_start = on_phase_start
+        #: ``(start_ns, end_ns)`` of each phase as its figure is set (the loop-lag window's).
+        self.on_phase_span: Callable[[int, int], None] | None = None
 
     def __setattr__(self, name: str, value: object) -> None:
         super().__setattr__(name, value)
         if value is not None and name in _PHASE_FIELDS:
+            on_phase_span = getattr(self, "on_phase_span", None)
+            if on_phase_span is not None and isinstance(value, float | int):
+                # The figure is set the moment its phase ends (measure, or the HTTP exchange at
+                # the first byte); a phase entered twice reads as one span of the sum: wider.
+                ended = time.perf_counter_ns()
+                on_phase_span(ended - round(value * 1e6), ended)
             on_phase_end = getattr(self, "_on_phase_end", None)
             if on_phase_end is not None:
                 on_phase_end(name)
@@ -410,6 +424,14 @@ class _Progress:
         self.addresses = report.addresses
         self.address = report.address
         self.connect_failures = tuple(ConnectFailure(a, why) for a, why in report.failures)
+
+    def timed(self, phase: str, ms: float, started_ns: int) -> None:
+        """One of the engine's own phases (bootstrap, first_message, ping_rtt) has its figure:
+        ``ms``, timed inside the span from ``started_ns`` to now (the span the loop-lag window
+        counts for it)."""
+        self.phases[phase] = ms
+        if self.timings.on_phase_span is not None:
+            self.timings.on_phase_span(started_ns, time.perf_counter_ns())
 
     def end_span(self) -> None:
         """End the attempt's timed span now (its loop-lag window closes with it)."""
@@ -688,14 +710,15 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         started = time.perf_counter_ns()
         await conversation.subscribe()
         first = await conversation.wait_for(spec.data_match, what="data message")
-        progress.phases["first_message"] = (time.perf_counter_ns() - started) / 1e6
+        progress.timed("first_message", (time.perf_counter_ns() - started) / 1e6, started)
         # From here on every data message is noted, the ping's wait included.
         feed = conversation.start_feed(first)
         warnings: tuple[ErrorInfo, ...] = ()
         if spec.ping is not None:
             progress.phase = Phase.PING_RTT
+            started = time.perf_counter_ns()
             try:
-                progress.phases["ping_rtt"] = await conversation.ping(progress.remaining())
+                progress.timed("ping_rtt", await conversation.ping(progress.remaining()), started)
             except ProbeError as exc:
                 # Data arrived, so the feed works: a ping without answer is a warning.
                 warnings = (_ping_warning(exc),)

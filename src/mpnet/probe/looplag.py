@@ -316,20 +316,59 @@ class Stall:
         return (self.end_ns - self.start_ns) / 1e6
 
 
-class LagWindow:
-    """The span of one attempt's clocks, and the longest stall seen overlapping it so far."""
+#: Waits a window keeps for :meth:`LagWindow.phase_peak_ns`; past that it counts its whole span.
+MAX_WINDOW_WAITS = 256
 
-    __slots__ = ("_settled", "end_ns", "peak_ns", "start_ns")
+
+class LagWindow:
+    """The span of one attempt's clocks, and the longest stall seen overlapping it so far.
+
+    Where the attempt reports its timed phases (:meth:`phase`, ``(start_ns, end_ns)`` each) and
+    the monitor knows each wait (the selector, not ticks), only a wait's overlap with a phase
+    counts (:meth:`phase_peak_ns`): a wait between two phases (the task that starts the next
+    phase, queued behind other work) delays when that phase starts, not its figure.
+    """
+
+    __slots__ = ("_settled", "end_ns", "peak_ns", "phases", "start_ns", "waits")
 
     def __init__(self, start_ns: int) -> None:
         self.start_ns = start_ns
         self.end_ns: int | None = None
         self.peak_ns = 0
         self._settled: asyncio.Future[None] | None = None
+        #: The attempt's timed phases so far; None: count the whole span.
+        self.phases: list[tuple[int, int]] | None = None
+        #: The waits billed to this window (selector only); None: not kept (ticks, or too many).
+        self.waits: list[tuple[int, int]] | None = None
 
     @property
     def peak_ms(self) -> float:
         return self.peak_ns / 1e6
+
+    def phase(self, start_ns: int, end_ns: int) -> None:
+        """A timed phase of the attempt ran from ``start_ns`` to ``end_ns``."""
+        if self.phases is None:
+            self.phases = []
+        self.phases.append((start_ns, end_ns))
+
+    def phase_peak_ns(self) -> int | None:
+        """The longest overlap of a kept wait with the attempt's phases (adjacent or overlapping
+        phases joined), or None when either is unknown (then :attr:`peak_ns` stands)."""
+        if self.phases is None or self.waits is None:
+            return None
+        joined: list[list[int]] = []
+        for start, end in sorted(self.phases):
+            if joined and start <= joined[-1][1]:
+                joined[-1][1] = max(joined[-1][1], end)
+            else:
+                joined.append([start, end])
+        peak = 0
+        for wait_start, wait_end in self.waits:
+            for start, end in joined:
+                overlap = min(wait_end, end) - max(wait_start, start)
+                if overlap > peak:
+                    peak = overlap
+        return peak
 
 
 class LoopLagMonitor:
@@ -429,6 +468,8 @@ class LoopLagMonitor:
     def open_window(self) -> LagWindow:
         """Start a window now: every stall from here until :meth:`settle` can count."""
         window = LagWindow(self._clock())
+        if self._selector is not None:
+            window.waits = []
         self._open.add(window)
         return window
 
@@ -462,6 +503,9 @@ class LoopLagMonitor:
             return None
         if not window._settled.done():
             await window._settled
+        in_phases = window.phase_peak_ns()
+        if in_phases is not None:
+            window.peak_ns = in_phases
         return window.peak_ms
 
     def lag_between(self, start_ns: int, end_ns: int) -> float:
@@ -505,9 +549,18 @@ class LoopLagMonitor:
     def _observe_in(window: LagWindow, start_ns: int, end_ns: int) -> None:
         # Only the part inside the window can delay what the window waits for.
         stop = end_ns if window.end_ns is None else min(end_ns, window.end_ns)
-        overlap = stop - max(start_ns, window.start_ns)
+        begin = max(start_ns, window.start_ns)
+        overlap = stop - begin
+        if overlap <= 0:
+            return
         if overlap > window.peak_ns:
             window.peak_ns = overlap
+        waits = window.waits
+        if waits is not None:
+            if len(waits) < MAX_WINDOW_WAITS:
+                waits.append((begin, stop))
+            else:
+                window.waits = None  # too many to keep: the whole span counts
 
     def _settle_closing(self) -> None:
         closing, self._closing = self._closing, []
