@@ -708,3 +708,25 @@ async def test_a_failed_attempt_counts_its_whole_span(monkeypatch: pytest.Monkey
     """The phase a failure cut has no span of its own: the whole window counts."""
     attempt, window = await _window_of_one_attempt(monkeypatch, "ws", 0.5, okx="no_data")
     assert not attempt.ok and window.phases is None
+
+
+async def test_the_ping_round_trip_takes_a_set_up_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No other attempt's handshake starts while a pong is due: the ping holds a set-up slot
+    of its route and gives it back."""
+    from mpnet.probe.conversation import _Conversation
+
+    connecting = asyncio.Semaphore(1)
+    held_during_ping: list[bool] = []
+    real = _Conversation.ping
+
+    async def noting(self: _Conversation, timeout: float) -> float:
+        held_during_ping.append(connecting.locked())
+        return await real(self, timeout)
+
+    monkeypatch.setattr(_Conversation, "ping", noting)
+    async with lab_plan("okx") as plan, shared_monitor() as monitor:
+        ws = next(t for t in plan.targets if t.target == "ws")
+        attempt = await engine.run_attempt(ws, 5.0, monitor=monitor, connecting=connecting)
+    assert attempt.ok and "ping_rtt" in attempt.phases
+    assert held_during_ping == [True]
+    assert not connecting.locked()  # given back

@@ -219,6 +219,7 @@ async def run_attempt(
         )
         observer_token = address_observer.set(progress.note_addresses)
         progress.monitor = monitor
+        progress.connecting = connecting
         progress.feed_window = max(0.0, feed_window)
         if monitor is not None and window is not None:
             progress.on_span_end = functools.partial(monitor.close, window)
@@ -415,6 +416,8 @@ class _Progress:
         self.feed: FeedRecord | None = None
         self.feed_window = 0.0
         self.monitor: LoopLagMonitor | None = None
+        # The route's set-up slots: the ping's round trip takes one too (see _probe_ws).
+        self.connecting: asyncio.Semaphore | None = None
         # The attempt's timed span ends before the feed window (its reading is not a phase).
         self.on_span_end: Callable[[], None] | None = None
         self.span_ended_ns: int | None = None
@@ -716,12 +719,19 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
         warnings: tuple[ErrorInfo, ...] = ()
         if spec.ping is not None:
             progress.phase = Phase.PING_RTT
+            # A round trip as short as a set-up step: it takes a set-up slot (and gives it back
+            # on the pong, or after FAST_PHASE), so no other attempt's handshake crypto starts
+            # while its pong is due (the lab's 13 feeds at once: median ping 0.56 to 0.63 ms
+            # against 0.76 to 1.02 without; serially 0.83).
+            slot = await _ConnectSlot.take(progress.connecting, "ping_rtt")
             started = time.perf_counter_ns()
             try:
                 progress.timed("ping_rtt", await conversation.ping(progress.remaining()), started)
             except ProbeError as exc:
                 # Data arrived, so the feed works: a ping without answer is a warning.
                 warnings = (_ping_warning(exc),)
+            finally:
+                slot.release()
         progress.end_span()
         await conversation.read_feed(feed)
         return replace(progress.succeeded(), warnings=warnings)
