@@ -126,7 +126,7 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "mpnet_probe_loop_lag_seconds",
-        "Longest event-loop stall that overlapped an attempt's timed span (the maximum over the "
+        "Longest event-loop stall that overlapped an attempt's timed phases (the maximum over the "
         "attempts). Above 0.001 the probe's timings are uncertain: they may include the wait.",
         (),
     ),
