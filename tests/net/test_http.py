@@ -783,6 +783,9 @@ async def test_proxy_407_is_translated_and_not_retried(
             await request_with_retry("GET", server.url("/json"), session=session, sleep=sleeps)
     assert sleeps.delays == []
     assert "wrong-password" not in str(caught.value)
+    # Worded as dial's CONNECT refusal is, with the proxy's answer kept as evidence.
+    assert "rejected the credentials of" in str(caught.value)
+    assert caught.value.status == 407
 
 
 async def test_socks_wrong_password_is_a_proxy_auth_error(

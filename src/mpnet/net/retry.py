@@ -38,6 +38,7 @@ from mpnet.net.dial import release_frames
 from mpnet.net.exchange import header_lookup, parse_json
 from mpnet.net.sessions import AttemptClock, HTTPSessionManager, session_info
 from mpnet.net.translate import is_network_error, translate_client_error
+from mpnet.net.tunnel import proxy_auth_error
 
 if TYPE_CHECKING:
     import aiohttp
@@ -216,8 +217,20 @@ async def request_with_retry(
         )
         if status == 407:
             history.append(record)
-            who = proxy.redacted() if proxy else "a proxy"
-            raise ProxyAuthError(f"{who} wants credentials for {redact_url_text(url)}: {status}")
+            shown = f"{status} {reason}".strip()
+            if proxy is None:
+                who = redact_url_text(url)
+                raise ProxyAuthError(f"a proxy wants credentials for {who}: {shown}")
+            # The same error, worded the same, as a CONNECT or an absolute-form request gets.
+            raise proxy_auth_error(
+                proxy,
+                redact_url_text(url),
+                shown,
+                status=status,
+                headers=headers,
+                body=body,
+                phase=Phase.HTTP,
+            )
         if last or not is_retryable_status(status):
             history.append(record)
             return RetryResponse(

@@ -26,6 +26,7 @@ from mpnet.errors import (
     UsageError,
 )
 from mpnet.net.tls import tls_error
+from mpnet.net.tunnel import authority, proxy_auth_error
 
 
 def _dns_kind(exc: BaseException | None) -> str:
@@ -65,7 +66,20 @@ def translate_client_error(
         who = proxy.redacted() if proxy else "the proxy"
         shown_status = f"{exc.status} {exc.message}".strip()
         if exc.status in (401, 407):
-            return ProxyAuthError(f"proxy {who} refused CONNECT to {host}: {shown_status}")
+            if proxy is None:
+                return ProxyAuthError(f"proxy {who} refused CONNECT to {host}: {shown_status}")
+            # Worded as dial's own CONNECT refusal, with the proxy's answer kept as evidence.
+            parts = urlsplit(url)
+            default_port = 443 if parts.scheme in ("https", "wss") else 80
+            return proxy_auth_error(
+                proxy,
+                f"CONNECT {authority(host, parts.port or default_port)}",
+                shown_status,
+                status=exc.status,
+                headers={k.lower(): v for k, v in (exc.headers or {}).items()},
+                body=b"",
+                phase=Phase.PROXY,
+            )
         return ProxyDenied(f"proxy {who} refused CONNECT to {host}: {shown_status}")
     if isinstance(exc, aiohttp_socks.ProxyConnectionError):
         return ProxyUnreachable(
