@@ -270,25 +270,42 @@ async def test_attempts_without_a_monitor_report_no_loop_lag() -> None:
     assert attempt.started_at is not None and attempt.window_ns is not None
 
 
-async def test_an_attempts_work_runs_in_its_lag_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Everything an attempt does runs with its window as ``attempt_window``, so the monitor
-    bills a wait to the attempt whose answer waited; outside the attempt no window is set."""
-    seen: list[object] = []
-    real = engine._probe_rest
+async def _window_of_one_attempt(
+    monkeypatch: pytest.MonkeyPatch, target_kind: str, timeout: float = 2.0, **faults: str
+) -> tuple[Attempt, LagWindow]:
+    """One okx attempt at ``target_kind`` ("rest" or "ws") under a monitor, and its window."""
+    seen: list[LagWindow] = []
+    real = engine._probe_rest if target_kind == "rest" else engine._probe_ws
 
     async def noting(target: ProbeTarget, progress: Any) -> Attempt:
-        seen.append(attempt_window.get())
+        window = attempt_window.get()
+        assert isinstance(window, LagWindow)
+        seen.append(window)
         return await real(target, progress)
 
-    monkeypatch.setattr(engine, "_probe_rest", noting)
-    async with lab_plan("okx") as plan, shared_monitor() as monitor:
-        rest = next(t for t in plan.targets if t.target == "rest")
-        attempt = await engine.run_attempt(rest, 5.0, monitor=monitor)
-        after = attempt_window.get()
+    monkeypatch.setattr(engine, "_probe_rest" if target_kind == "rest" else "_probe_ws", noting)
+    async with Lab([KNOWN.get("okx")], tls=True, faults=faults) as lab:
+        plan = build_plan(
+            lab.profiles(),
+            config=ConfigFile(),
+            options=NetworkOptions(ca_bundle=lab.ca_file),
+            env={},
+            timeout=timeout,
+        )
+        async with shared_monitor() as monitor:
+            target = next(t for t in plan.targets if t.target == target_kind)
+            attempt = await engine.run_attempt(target, timeout, monitor=monitor)
+    return attempt, seen[0]
+
+
+async def test_an_attempts_work_runs_in_its_lag_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything an attempt does runs with its window as ``attempt_window`` (the helper checks
+    it inside the attempt), so the monitor bills a wait to the attempt whose answer waited;
+    outside the attempt no window is set."""
+    attempt, window = await _window_of_one_attempt(monkeypatch, "rest")
     assert attempt.ok
-    assert len(seen) == 1 and isinstance(seen[0], LagWindow)
-    assert seen[0].end_ns is not None  # closed with the attempt
-    assert after is None
+    assert window.end_ns is not None  # closed with the attempt
+    assert attempt_window.get() is None
 
 
 def _rest_plan(lab: Lab, *, concurrency: int, count: int = 1) -> ProbePlan:
@@ -651,34 +668,6 @@ async def test_a_first_step_timed_outside_a_measure_block_still_passes_the_slot_
             await connecting.acquire()
     finally:
         slot.release()
-
-
-async def _window_of_one_attempt(
-    monkeypatch: pytest.MonkeyPatch, target_kind: str, timeout: float = 2.0, **faults: str
-) -> tuple[Attempt, LagWindow]:
-    """One okx attempt at ``target_kind`` ("rest" or "ws") under a monitor, and its window."""
-    seen: list[LagWindow] = []
-    real = engine._probe_rest if target_kind == "rest" else engine._probe_ws
-
-    async def noting(target: ProbeTarget, progress: Any) -> Attempt:
-        window = attempt_window.get()
-        assert isinstance(window, LagWindow)
-        seen.append(window)
-        return await real(target, progress)
-
-    monkeypatch.setattr(engine, "_probe_rest" if target_kind == "rest" else "_probe_ws", noting)
-    async with Lab([KNOWN.get("okx")], tls=True, faults=faults) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            timeout=timeout,
-        )
-        async with shared_monitor() as monitor:
-            target = next(t for t in plan.targets if t.target == target_kind)
-            attempt = await engine.run_attempt(target, timeout, monitor=monitor)
-    return attempt, seen[0]
 
 
 @pytest.mark.parametrize("target_kind", ["rest", "ws"])
