@@ -669,7 +669,7 @@ def summarize_feed(
     if lags:
         ordered = sorted(lag + shift for lag in lags)
         stats = LagStats(
-            p50=_nearest_rank(ordered, 50), p95=_nearest_rank(ordered, 95), max=ordered[-1]
+            p50=nearest_rank(ordered, 50), p95=nearest_rank(ordered, 95), max=ordered[-1]
         )
     return FeedSummary(
         messages=messages,
@@ -686,7 +686,9 @@ def summarize_feed(
     )
 
 
-def _nearest_rank(ordered: Sequence[float], q: float) -> float:
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty, sorted sequence: the one
+    definition every p50 / p95 mpnet shows uses (:func:`mpnet.core.result.percentile`)."""
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
 
@@ -714,6 +716,7 @@ __all__ = [
     "date_estimate",
     "date_sample",
     "estimate_clock",
+    "nearest_rank",
     "sample_clock",
     "stamp_seconds",
     "summarize_feed",

@@ -6,7 +6,6 @@ The JSON shape is the contract of docs/architecture.md ("JSON contract");
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from mpnet.core.clock import (
     date_estimate,
     date_sample,
     estimate_clock,
+    nearest_rank,
     summarize_feed,
 )
 from mpnet.core.edge import UNKNOWN_EDGE, Edge
@@ -285,9 +285,7 @@ class LatencyStats:
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return nearest_rank(sorted(values), q)
 
 
 def latency_stats(values: Sequence[float]) -> LatencyStats | None:
