@@ -719,3 +719,21 @@ async def test_the_ping_round_trip_takes_a_set_up_slot(monkeypatch: pytest.Monke
     assert attempt.ok and "ping_rtt" in attempt.phases
     assert held_during_ping == [True]
     assert not connecting.locked()  # given back
+
+
+def test_a_phase_measured_twice_reports_each_span() -> None:
+    """Each measure block reports its own span; the time between two blocks of one phase is in
+    neither (from the summed figure alone, the second span would reach back into it)."""
+    timings = engine._TrackedTimings()
+    spans: list[tuple[int, int]] = []
+    timings.on_phase_span = lambda start, end: spans.append((start, end))
+    with timings.measure("dns"):
+        time.sleep(0.002)
+    gap_started = time.perf_counter_ns()
+    time.sleep(0.01)
+    gap_ended = time.perf_counter_ns()
+    with timings.measure("dns"):
+        time.sleep(0.002)
+    assert len(spans) == 2
+    assert spans[0][1] <= gap_started and spans[1][0] >= gap_ended
+    assert timings.dns is not None and timings.dns >= 4.0  # the figure still adds up

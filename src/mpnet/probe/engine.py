@@ -354,16 +354,22 @@ class _TrackedTimings(PhaseTimings):
         self._on_phase_start = on_phase_start
         #: ``(start_ns, end_ns)`` of each phase as its figure is set (the loop-lag window's).
         self.on_phase_span: Callable[[int, int], None] | None = None
+        #: ``(phase, started_ns)`` of the measure block running now: it reports its own span.
+        self._measuring: tuple[str, int] | None = None
 
     def __setattr__(self, name: str, value: object) -> None:
         super().__setattr__(name, value)
         if value is not None and name in _PHASE_FIELDS:
             on_phase_span = getattr(self, "on_phase_span", None)
             if on_phase_span is not None and isinstance(value, float | int):
-                # The figure is set the moment its phase ends (measure, or the HTTP exchange at
-                # the first byte); a phase entered twice reads as one span of the sum: wider.
                 ended = time.perf_counter_ns()
-                on_phase_span(ended - round(value * 1e6), ended)
+                measuring = self._measuring
+                if measuring is not None and measuring[0] == name:
+                    on_phase_span(measuring[1], ended)
+                else:
+                    # Set directly the moment the phase ends (the HTTP exchange, at the first
+                    # byte): it ran for its figure up to now.
+                    on_phase_span(ended - round(value * 1e6), ended)
             on_phase_end = getattr(self, "_on_phase_end", None)
             if on_phase_end is not None:
                 on_phase_end(name)
@@ -374,8 +380,12 @@ class _TrackedTimings(PhaseTimings):
         self.cut = name
         if self._on_phase_start is not None:
             self._on_phase_start(name)
-        with PhaseTimings.measure(self, phase):
-            yield
+        self._measuring = (name, time.perf_counter_ns())
+        try:
+            with PhaseTimings.measure(self, phase):
+                yield
+        finally:
+            self._measuring = None
         # Reached only when the body ended normally.
         self.cut = None
 
