@@ -1026,6 +1026,13 @@ CASES = [
         hint=["websocket.ping"],
     ),
     Case(
+        # A report read back may name any phase; braces in it are text, not a format field.
+        "timeout-in-a-phase-named-with-braces",
+        result(err("{hostport}", "timeout")),
+        "TIMEOUT",
+        message=["time ran out in phase {hostport}"],
+    ),
+    Case(
         "proxy-timeout-is-not-generic-timeout",
         result(err("proxy", "timeout"), proxy=via(CORP_PROXY)),
         "TIMEOUT",
@@ -1235,6 +1242,13 @@ CASES = [
         ),
         "INSECURE_TLS",
         hint=["`--insecure`"],
+    ),
+    Case(
+        # A report read back may name any layer; braces in it are text, not a format field.
+        "insecure-from-a-layer-named-with-braces",
+        result(ssl=TLSDecision(False, None, "none", "{exchange}", "read back", warnings=("off",))),
+        "INSECURE_TLS",
+        hint=["the {exchange} layer's setting"],
     ),
     Case(
         "verified-is-not-insecure",

@@ -742,7 +742,13 @@ _TIMEOUT_WHAT = {
 
 
 def _timeout(ctx: _Context, phase: str) -> Finding:
-    what = _TIMEOUT_WHAT.get(phase, "time ran out in phase " + phase)
-    message = what.format(hostport=ctx.hostport, url=ctx.result.url) + ctx.via
+    template = _TIMEOUT_WHAT.get(phase)
+    # Only the templates are formatted: a phase read from a report may hold any text ("{").
+    what = (
+        template.format(hostport=ctx.hostport, url=ctx.result.url)
+        if template is not None
+        else "time ran out in phase " + phase
+    )
+    message = what + ctx.via
     variant = "http" if phase == "bootstrap" else phase
     return ctx.finding("TIMEOUT", message, variant)

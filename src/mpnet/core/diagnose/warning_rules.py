@@ -297,8 +297,12 @@ def _insecure_tls(ctx: _Context) -> Finding | None:
     if ssl.verify:
         return None
     reason = f": {ssl.reason}" if ssl.reason else ""
-    setting = _INSECURE_SETTING.get(ssl.layer, f"the {ssl.layer} layer's setting").format(
-        exchange=ctx.exchange
+    template = _INSECURE_SETTING.get(ssl.layer)
+    # Only the templates are formatted: a layer read from a report may hold any text ("{").
+    setting = (
+        template.format(exchange=ctx.exchange)
+        if template is not None
+        else f"the {ssl.layer} layer's setting"
     )
     return ctx.finding(
         "INSECURE_TLS",
