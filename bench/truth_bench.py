@@ -16,7 +16,8 @@ costs what it costs on a real host), this prints:
    late), and how many attempts that rate alone puts over 1 ms.
 4. The same endpoint through curl's ``-w`` timings as the outside reference, direct and through a
    local HTTP proxy and a SOCKS5 proxy (pproxy): mpnet's tcp / proxy+tls / http against curl's
-   connect / appconnect / starttransfer differences, medians of the same number of runs. Both
+   connect / appconnect / starttransfer differences, medians of the same number of runs (in four
+   rounds, mpnet's then curl's, so that the machine's drift reaches both). Both
    trust only the lab CA and have it loaded before the compared transfers (curl keeps its parsed
    CA file between the transfers of one invocation; its first transfer, which reads the file inside
    the TLS phase, is dropped). curl's TLS session cache is off (``--no-sessionid``): every mpnet
@@ -449,20 +450,36 @@ def main() -> None:
             )
         )
         for label, mpnet_route, curl_route, listen in routes:
+            mpnet_rows: list[dict[str, float]] = []
+            curl_rows: list[dict[str, float]] = []
             with pproxy(listen) if listen else _nothing():
-                report = mpnet_json(
-                    "--profiles",
-                    profiles,
-                    "--ca-bundle",
-                    lab_ca,
-                    *mpnet_route,
-                    "--no-ws",
-                    "-n",
-                    str(args.runs),
-                    args.exchange,
-                )
-                curl_rows = curl_times(url, lab_ca, curl_route, args.runs)
-            print_curl(label, mpnet_route_times(report), curl_rows)
+                # In rounds, mpnet then curl, so that a drift of the machine's speed during
+                # the sitting reaches both sides alike.
+                for chunk in _chunks(args.runs, ROUNDS):
+                    report = mpnet_json(
+                        "--profiles",
+                        profiles,
+                        "--ca-bundle",
+                        lab_ca,
+                        *mpnet_route,
+                        "--no-ws",
+                        "-n",
+                        str(chunk),
+                        args.exchange,
+                    )
+                    mpnet_rows += mpnet_route_times(report)
+                    curl_rows += curl_times(url, lab_ca, curl_route, chunk)
+            print_curl(label, mpnet_rows, curl_rows)
+
+
+#: Rounds of the curl comparison per route (mpnet's runs, then curl's, in each).
+ROUNDS = 4
+
+
+def _chunks(total: int, rounds: int) -> list[int]:
+    """``total`` split into ``rounds`` near-equal positive parts (fewer when total is small)."""
+    rounds = max(1, min(rounds, total))
+    return [total // rounds + (1 if i < total % rounds else 0) for i in range(rounds)]
 
 
 @contextmanager
