@@ -721,6 +721,32 @@ async def test_the_ping_round_trip_takes_a_set_up_slot(monkeypatch: pytest.Monke
     assert not connecting.locked()  # given back
 
 
+async def test_a_ping_goes_without_a_slot_that_does_not_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another attempt holds the route's only slot through the whole ping: the ping waits
+    PING_SLOT_WAIT, then goes on without it, and does not give back a slot it never had (a
+    loaded machine took the ping's whole budget waiting before: 'no answer during ping_rtt')."""
+    from mpnet.probe.conversation import _Conversation
+
+    monkeypatch.setattr(engine, "PING_SLOT_WAIT", 0.01)
+    connecting = asyncio.Semaphore(1)
+    real = _Conversation.subscribe
+
+    async def another_attempt_takes_the_slot(self: _Conversation) -> None:
+        await connecting.acquire()  # the set-up has given it back by now
+        await real(self)
+
+    monkeypatch.setattr(_Conversation, "subscribe", another_attempt_takes_the_slot)
+    async with lab_plan("okx") as plan, shared_monitor() as monitor:
+        ws = next(t for t in plan.targets if t.target == "ws")
+        attempt = await engine.run_attempt(ws, 5.0, monitor=monitor, connecting=connecting)
+    assert attempt.ok and "ping_rtt" in attempt.phases and not attempt.warnings
+    assert connecting.locked()  # still the other attempt's
+    connecting.release()
+    assert not connecting.locked()
+
+
 def test_a_phase_measured_twice_reports_each_span() -> None:
     """Each measure block reports its own span; the time between two blocks of one phase is in
     neither (from the summed figure alone, the second span would reach back into it)."""

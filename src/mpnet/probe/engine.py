@@ -79,6 +79,8 @@ FAST_HANDSHAKE = 0.005
 _HANDSHAKE_PHASES = frozenset({"tls", "proxy"})
 #: Seconds an attempt may hold its connecting slot at most, however many fast phases it has.
 CONNECT_SLOT_HOLD = 0.5
+#: Seconds a ping waits for a set-up slot at most before it goes without one (see _probe_ws).
+PING_SLOT_WAIT = 0.05
 #: Phases the engine times itself, around net/'s calls.
 ENGINE_PHASES = frozenset({"bootstrap", "first_message", "ping_rtt"})
 #: ``-4`` / ``-6`` (a target's ``family``) as the socket family dial() resolves with.
@@ -300,9 +302,25 @@ class _ConnectSlot:
             self._arm(FAST_PHASE)
 
     @classmethod
-    async def take(cls, semaphore: asyncio.Semaphore | None, setup_ends_with: str) -> _ConnectSlot:
+    async def take(
+        cls,
+        semaphore: asyncio.Semaphore | None,
+        setup_ends_with: str,
+        *,
+        within: float | None = None,
+    ) -> _ConnectSlot:
+        """Wait for a slot; with ``within``, at most that many seconds, after which the caller
+        goes on without one (a slot that does not come means a busy loop, which the loop-lag
+        monitor measures, not a reason to fail)."""
         if semaphore is not None:
-            await semaphore.acquire()
+            if within is None:
+                await semaphore.acquire()
+            else:
+                try:
+                    async with asyncio.timeout(within):
+                        await semaphore.acquire()
+                except TimeoutError:
+                    return cls(None, setup_ends_with)
         return cls(semaphore, setup_ends_with)
 
     def phase_started(self, phase: str) -> None:
@@ -733,7 +751,12 @@ async def _probe_ws(target: ProbeTarget, progress: _Progress) -> Attempt:
             # on the pong, or after FAST_PHASE), so no other attempt's handshake crypto starts
             # while its pong is due (the lab's 13 feeds at once: median ping 0.56 to 0.63 ms
             # against 0.76 to 1.02 without; serially 0.83).
-            slot = await _ConnectSlot.take(progress.connecting, "ping_rtt")
+            # Never at the cost of the ping: the wait is short and eats little of the budget.
+            slot = await _ConnectSlot.take(
+                progress.connecting,
+                "ping_rtt",
+                within=min(PING_SLOT_WAIT, progress.remaining() / 4),
+            )
             started = time.perf_counter_ns()
             try:
                 progress.timed("ping_rtt", await conversation.ping(progress.remaining()), started)
