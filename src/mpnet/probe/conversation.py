@@ -31,8 +31,9 @@ FEED_CLOSE_RESERVE = 0.5
 #: Messages a feed window reads at most (it ends early past them): a firehose's lags are known
 #: well before, and its raw messages are held until the window ends.
 MAX_FEED_MESSAGES = 50_000
-#: Messages decoded between two yields to the loop after a feed window (about a millisecond).
-FEED_DECODE_SLICE = 64
+#: Nanoseconds of decoding between two yields to the loop after a feed window: an answer
+#: for another attempt that arrives meanwhile waits about this long at most.
+FEED_DECODE_SLICE_NS = 250_000
 
 
 #: A pattern no message matches (:func:`mpnet.core.match.matches` compares it by equality).
@@ -91,10 +92,11 @@ class _Conversation:
                         while len(pending) < MAX_FEED_MESSAGES:
                             raw = await recv()
                             pending.append((now(), raw))
-        ended_ns = time.perf_counter_ns()
+        ended_ns = yielded_ns = time.perf_counter_ns()
         for index, (received_at, raw) in enumerate(pending):
-            if index % FEED_DECODE_SLICE == FEED_DECODE_SLICE - 1:
+            if time.perf_counter_ns() - yielded_ns >= FEED_DECODE_SLICE_NS:
                 await asyncio.sleep(0)
+                yielded_ns = time.perf_counter_ns()
                 if time.monotonic() > progress.deadline:
                     # Never at the cost of the attempt: what is left is said, not guessed.
                     feed.recorder.skip(
