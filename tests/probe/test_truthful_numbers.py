@@ -763,3 +763,37 @@ def test_a_phase_measured_twice_reports_each_span() -> None:
     assert len(spans) == 2
     assert spans[0][1] <= gap_started and spans[1][0] >= gap_ended
     assert timings.dns is not None and timings.dns >= 4.0  # the figure still adds up
+
+
+async def test_a_feed_window_is_decoded_in_slices_of_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the window, decoding yields to the loop whenever FEED_DECODE_SLICE_NS of it has
+    passed, however few the messages (the 64-message slices let 40 lab messages run as one
+    1.4 ms stall): with a slice of 0, the loop runs between every two decodes."""
+    import mpnet.probe.conversation as conversation
+
+    monkeypatch.setattr(conversation, "FEED_DECODE_SLICE_NS", 0)
+    iterations = [0]
+    seen_at_decode: list[int] = []
+    real = conversation.decode_message
+
+    def noting(raw: Any, *, compression: Any = None) -> Any:
+        seen_at_decode.append(iterations[0])
+        return real(raw, compression=compression)
+
+    monkeypatch.setattr(conversation, "decode_message", noting)
+
+    async def count_iterations() -> None:
+        while True:
+            iterations[0] += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_iterations())
+    try:
+        async with lab_plan("okx") as plan, shared_monitor() as monitor:
+            ws = next(t for t in plan.targets if t.target == "ws")
+            attempt = await engine.run_attempt(ws, 5.0, monitor=monitor, feed_window=0.3)
+    finally:
+        counter.cancel()
+    assert attempt.ok and attempt.feed is not None and attempt.feed.messages >= 3
+    after_window = seen_at_decode[-attempt.feed.messages :]
+    assert all(b > a for a, b in itertools.pairwise(after_window)), after_window
