@@ -219,8 +219,8 @@ async def request_with_retry(
             history.append(record)
             shown = f"{status} {reason}".strip()
             if proxy is None:
-                who = redact_url_text(url)
-                raise ProxyAuthError(f"a proxy wants credentials for {who}: {shown}")
+                shown_url = redact_url_text(url)
+                raise ProxyAuthError(f"a proxy wants credentials for {shown_url}: {shown}")
             # The same error, worded the same, as a CONNECT or an absolute-form request gets.
             raise proxy_auth_error(
                 proxy,

@@ -26,7 +26,6 @@ from mpnet.errors import (
     UsageError,
 )
 from mpnet.net.tls import tls_error
-from mpnet.net.tunnel import authority, proxy_auth_error
 
 
 def _dns_kind(exc: BaseException | None) -> str:
@@ -68,7 +67,10 @@ def translate_client_error(
         if exc.status in (401, 407):
             if proxy is None:
                 return ProxyAuthError(f"proxy {who} refused CONNECT to {host}: {shown_status}")
-            # Worded as dial's own CONNECT refusal, with the proxy's answer kept as evidence.
+            # Worded as dial's own CONNECT refusal, with the proxy's answer kept as evidence
+            # (imported here, as aiohttp is: importing this module stays free of python-socks).
+            from mpnet.net.tunnel import authority, proxy_auth_error
+
             parts = urlsplit(url)
             default_port = 443 if parts.scheme in ("https", "wss") else 80
             return proxy_auth_error(
