@@ -500,6 +500,28 @@ async def test_dialed_sockets_ask_for_arrival_stamps(
         await conn.aclose()
 
 
+@pytest.mark.skipif(not LINUX, reason="SO_TIMESTAMPNS is Linux's")
+def test_prepare_network_keeps_the_kernels_stamping_switched_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first socket asking for stamps switches the host's stamping on, the last closing
+    switches it off, each time from a kernel worker that takes mpnet's CPU: 0.1 ms inside every
+    serial attempt's tcp phase (bench/stamp_toggle_bench.py). prepare_network, which runs
+    before any clock, holds one socket with stamps on for good."""
+    import mpnet.net.stamps as stamps
+    from mpnet.net.prepare import prepare_network
+
+    monkeypatch.setattr(stamps, "_holder", None)
+    prepare_network([])
+    holder = stamps._holder
+    assert holder is not None
+    assert SO_TIMESTAMPNS is not None
+    assert holder.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS) == 1
+    prepare_network([])
+    assert stamps._holder is holder  # once per process, not once per run
+    holder.close()
+
+
 async def test_kernel_rtt_is_none_when_getsockopt_fails(
     monkeypatch: pytest.MonkeyPatch, echo_server: EchoServer
 ) -> None:

@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Iterable
 
 from mpnet.core.tls import TLSDecision
+from mpnet.net.stamps import keep_stamping
 from mpnet.net.tls import HTTP_ALPN, context_for
 
 #: Modules an attempt may need; imported here so no attempt pays for the import.
@@ -31,13 +32,15 @@ _MODULES = (
 
 
 def prepare_network(tls_decisions: Iterable[TLSDecision]) -> None:
-    """Import every module an attempt may need and build the SSL context of each decision.
+    """Import every module an attempt may need, build the SSL context of each decision, and
+    switch the kernel's receive stamping on for good (:func:`~mpnet.net.stamps.keep_stamping`).
 
     Raises:
         ConfigError: a decision's CA bundle cannot be loaded (names the path).
     """
     for name in _MODULES:
         importlib.import_module(name)
+    keep_stamping()
     for decision in dict.fromkeys(tls_decisions):
         context_for(decision)
         context_for(decision, alpn=HTTP_ALPN)

@@ -6,10 +6,19 @@ when the answer arrived, the wait is billed to the phase, and the loop-lag monit
 busy stretch (the answer may have arrived at its start); with one, the wait is known to the
 microsecond. On Linux, ``SO_TIMESTAMPNS`` makes the kernel stamp each packet a socket receives;
 a ``MSG_PEEK`` read of one byte returns the stamp of the first byte waiting, without taking it.
+
+Asking for stamps is cheap only while some socket of the host already has them on: the first
+one to ask (and the last one to close) makes the kernel switch its stamping on (off) for every
+socket, patching its own code from a worker thread that takes the CPU mpnet runs on. One
+attempt at a time, each attempt's ``setsockopt`` cost 0.08 to 0.14 ms inside its ``tcp`` phase,
+and the worker's run came after it as run delay (``bench/stamp_toggle_bench.py``).
+:func:`keep_stamping` holds one socket with stamps on for the life of the process, so the
+switch happens once, before any clock runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import socket
 import struct
@@ -57,4 +66,29 @@ def stamp_arrivals(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
 
-__all__ = ["SO_TIMESTAMPNS", "arrival_ns", "stamp_arrivals"]
+#: The socket :func:`keep_stamping` holds (None until then, or where it could not be made).
+_holder: socket.socket | None = None
+
+
+def keep_stamping() -> None:
+    """Keep the kernel's receive stamping switched on for the rest of the process: one UDP
+    socket, bound to nothing, that never sends or receives, with stamps on. Call it before any
+    clock runs (:func:`mpnet.net.prepare.prepare_network` does); later calls do nothing. Best
+    effort: where it fails, each socket's ``setsockopt`` may pay for the switch."""
+    global _holder
+    if _holder is not None or SO_TIMESTAMPNS is None:
+        return
+    try:
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        return
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        holder.close()
+        return
+    _holder = holder
+    atexit.register(holder.close)
+
+
+__all__ = ["SO_TIMESTAMPNS", "arrival_ns", "keep_stamping", "stamp_arrivals"]
