@@ -114,8 +114,9 @@ class BusySelector(selectors.DefaultSelector):
     - an answer that arrived during the stretch (a zero-timeout poll at its end finds it ready),
       from the time the kernel stamped it (:mod:`mpnet.net.stamps`), else the stretch's start;
       a socket that became writable, from when the loop began to watch it;
-    - callbacks queued during the stretch and not yet run, from when the first was queued
-      (:func:`new_event_loop`'s loop reports ``call_soon`` through :meth:`queued`);
+    - a queued callback (a task woken by an answer), from when it was queued to when it ran,
+      less the time the callbacks of its own attempt ran in between (:func:`new_event_loop`'s
+      loop queues each ``call_soon`` through :meth:`run_queued`);
     - the callbacks of one wait's answers, each after the first waiting for those before it
       (the loop reports through :meth:`waited`).
 
@@ -143,18 +144,40 @@ class BusySelector(selectors.DefaultSelector):
         self._last_run_delay = self._run_delay() if self._run_delay is not None else 0
         #: When the loop came back from its last wait (None before the first one).
         self.busy_since: int | None = None
-        #: Per owner, when its first callback still waiting to run was queued.
-        self.queued_since: dict[LagWindow | None, int] = {}
         #: fd -> when the loop began to wait for it to become writable (a connect, a full
         #: send buffer).
         self.watched_since: dict[int, int] = {}
         self.listener: StallListener | None = None
         self.cost_ns = 0
 
-    def queued(self, owner: LagWindow | None) -> None:
-        """A callback working for ``owner`` was queued (the loop's ``call_soon``)."""
-        if owner not in self.queued_since:
-            self.queued_since[owner] = self._clock()
+    def run_queued(
+        self,
+        owner: LagWindow | None,
+        queued_ns: int,
+        own_before_ns: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+    ) -> None:
+        """Run ``callback(*args)``, queued for ``owner`` at ``queued_ns`` (when ``owner``'s own
+        callbacks had run for ``own_before_ns``), and report how long it waited for others.
+
+        The time the attempt's own queued callbacks ran in between is its own work (a TLS
+        handshake's ClientHello before the ``resume_reading`` asyncio queues with it), which
+        its phase truly took, not a wait; a callback of nobody's (None) waited for everything.
+        """
+        start = self._clock()
+        listener = self.listener
+        if listener is not None:
+            waited = start - queued_ns
+            if owner is not None:
+                waited -= owner.own_ns - own_before_ns
+            if waited >= MIN_STALL_NS:
+                listener(start - waited, start, owner)
+        try:
+            callback(*args)
+        finally:
+            if owner is not None:
+                owner.own_ns += self._clock() - start
 
     def watching(self, fd: int) -> None:
         """The loop began to wait for ``fd`` to become writable (its ``_add_writer``)."""
@@ -171,16 +194,10 @@ class BusySelector(selectors.DefaultSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         listener = self.listener
         if listener is None:
-            self.queued_since.clear()
             ready: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
             self.busy_since = self._clock()
             return ready
         entered = self._clock()
-        if self.queued_since:
-            for owner, queued in self.queued_since.items():
-                if entered - queued >= MIN_STALL_NS:
-                    listener(queued, entered, owner)
-            self.queued_since.clear()
         since = self.busy_since
         if since is not None and entered - since >= MIN_STALL_NS:
             ready = super().select(0)
@@ -253,7 +270,15 @@ class _WatchedLoop(asyncio.SelectorEventLoop):
             # An empty Context is falsy: test for None, or its callbacks would be billed to the
             # caller's attempt.
             owner = attempt_window.get() if context is None else context.get(attempt_window)
-            busy.queued(owner)
+            return super().call_soon(
+                busy.run_queued,
+                owner,
+                busy._clock(),
+                owner.own_ns if owner is not None else 0,
+                callback,
+                args,
+                context=context,
+            )
         return super().call_soon(callback, *args, context=context)
 
     def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
@@ -329,7 +354,7 @@ class LagWindow:
     phase, queued behind other work) delays when that phase starts, not its figure.
     """
 
-    __slots__ = ("_settled", "end_ns", "peak_ns", "phases", "start_ns", "waits")
+    __slots__ = ("_settled", "end_ns", "own_ns", "peak_ns", "phases", "start_ns", "waits")
 
     def __init__(self, start_ns: int) -> None:
         self.start_ns = start_ns
@@ -340,6 +365,8 @@ class LagWindow:
         self.phases: list[tuple[int, int]] | None = None
         #: The waits billed to this window (selector only); None: not kept (ticks, or too many).
         self.waits: list[tuple[int, int]] | None = None
+        #: Nanoseconds the attempt's own queued callbacks have run (not a wait for its others).
+        self.own_ns = 0
 
     @property
     def peak_ms(self) -> float:
