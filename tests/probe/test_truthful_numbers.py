@@ -670,6 +670,31 @@ async def test_a_first_step_timed_outside_a_measure_block_still_passes_the_slot_
         slot.release()
 
 
+async def test_the_set_up_slot_follows_the_steps_of_a_bootstrap_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KuCoin's bootstrap is a whole HTTPS request (4 to 7 ms on loopback): with only the
+    engine's bootstrap figure the slot saw one step that outlasted FAST_PHASE and passed on while
+    the request's handshake was still to come, so its crypto and the WebSocket set-up after it
+    ran beside the next attempt's set-up. The slot now follows the request's own steps; their
+    figures stay out of the attempt's phases."""
+    seen: list[str] = []
+    real_started = engine._ConnectSlot.phase_started
+
+    def noting(self: engine._ConnectSlot, phase: str) -> None:
+        seen.append(phase)
+        real_started(self, phase)
+
+    monkeypatch.setattr(engine._ConnectSlot, "phase_started", noting)
+    async with lab_plan("kucoin") as plan:
+        target = next(t for t in plan.targets if t.target == "ws")
+        attempt = await engine.run_attempt(target, 10, connecting=asyncio.Semaphore(1))
+    assert attempt.ok, attempt.error
+    # The bootstrap's dns, tcp and tls, then the WebSocket's own.
+    assert seen[:3] == ["dns", "tcp", "tls"] and seen.count("tls") == 2, seen
+    assert "http" not in attempt.phases and attempt.phases["bootstrap"] > 0
+
+
 @pytest.mark.parametrize("target_kind", ["rest", "ws"])
 async def test_the_lag_window_knows_each_timed_phase(
     monkeypatch: pytest.MonkeyPatch, target_kind: str

@@ -17,6 +17,7 @@ from mpnet.errors import HTTPStatusError, Phase, ProbeError, ProtocolError
 from mpnet.probe.plan import ProbeTarget
 
 if TYPE_CHECKING:
+    from mpnet.net.dial import PhaseTimings
     from mpnet.net.exchange import TimedResponse
     from mpnet.probe.engine import _Progress
 
@@ -30,7 +31,9 @@ async def _bootstrap(target: ProbeTarget, progress: _Progress) -> str:
 
     started = time.perf_counter_ns()
     try:
-        answer = await run_bootstrap(target, progress.remaining(), on_response=note)
+        answer = await run_bootstrap(
+            target, progress.remaining(), on_response=note, timings=progress.side_timings()
+        )
     except ProbeError:
         # A failed phase keeps the time spent until it failed, as PhaseTimings does.
         progress.phases["bootstrap"] = (time.perf_counter_ns() - started) / 1e6
@@ -52,6 +55,7 @@ async def run_bootstrap(
     timeout: float,
     *,
     on_response: Callable[[TimedResponse], None] | None = None,
+    timings: PhaseTimings | None = None,
 ) -> BootstrapAnswer:
     """KuCoin-style token request (the profile's ``websocket.bootstrap``) before connecting.
 
@@ -59,6 +63,7 @@ async def run_bootstrap(
         target: a WebSocket target whose profile has a bootstrap.
         timeout: seconds for the request.
         on_response: sees the HTTP answer before it is checked (its Date header, say).
+        timings: the request's phases, as they go (the probe engine's set-up slot follows them).
 
     Raises:
         ProbeError: phase ``bootstrap``: the request failed, was refused, or its answer holds
@@ -80,6 +85,7 @@ async def run_bootstrap(
             tls=target.tls,
             timeout=timeout,
             headers=profile.rest.headers,
+            timings=timings,
         )
     except ProbeError as exc:
         raise type(exc)(

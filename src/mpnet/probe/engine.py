@@ -456,6 +456,14 @@ class _Progress:
         self.address = report.address
         self.connect_failures = tuple(ConnectFailure(a, why) for a, why in report.failures)
 
+    def side_timings(self) -> _TrackedTimings:
+        """Timings for a request the attempt makes on the side (KuCoin's bootstrap): its steps
+        (DNS, TCP, TLS, HTTP) reach the set-up slot as the attempt's own phases do, so the slot
+        passes on when one of them waits, not after :data:`FAST_PHASE` of the whole request; their
+        figures stay out of the attempt's phases and its lag window (the request's whole span is
+        its phase)."""
+        return _TrackedTimings(self.timings._on_phase_end, self.timings._on_phase_start)
+
     def timed(self, phase: str, ms: float, started_ns: int) -> None:
         """One of the engine's own phases (bootstrap, first_message, ping_rtt) has its figure:
         ``ms``, timed inside the span from ``started_ns`` to now (the span the loop-lag window
