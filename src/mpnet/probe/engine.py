@@ -50,6 +50,7 @@ from mpnet.errors import (
 from mpnet.net.dial import AddressReport, PhaseTimings, address_family, address_observer
 from mpnet.probe.bootstrap import _bootstrap, _preview
 from mpnet.probe.conversation import _Conversation, _ping_warning
+from mpnet.probe.gcpause import collect_if_piled_up, collector_paused
 from mpnet.probe.looplag import attempt_window
 from mpnet.probe.pacing import RateGate
 from mpnet.probe.plan import ProbePlan, ProbeTarget
@@ -103,7 +104,8 @@ async def run_probes(
     Before the first attempt, everything that would block the loop while clocks run is done
     (imports, SSL contexts: :func:`~mpnet.net.prepare.prepare_network`), and a
     :class:`~mpnet.probe.looplag.LoopLagMonitor` runs for the whole run so that each attempt
-    reports the loop lag its figures may include.
+    reports the loop lag its figures may include. Python's cyclic garbage collector is paused
+    while the attempts run (:mod:`mpnet.probe.gcpause`).
 
     Cancelling the task (Ctrl-C in the CLI) stops all probes at once and returns what has been
     collected so far, with ``interrupted`` set.
@@ -152,18 +154,21 @@ async def run_probes(
             collected[index].append(attempt)
             if on_attempt is not None:
                 on_attempt(target, attempt)
+            collect_if_piled_up()
 
     tasks = [asyncio.create_task(run_target(i, t)) for i, t in enumerate(plan.targets)]
     interrupted = False
-    try:
-        await asyncio.gather(*tasks)
-    except asyncio.CancelledError:
-        interrupted = True
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        release_shared_monitor(monitor)
+    # A collection is a stall for every attempt waiting meanwhile (probe/gcpause.py).
+    with collector_paused():
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            interrupted = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            release_shared_monitor(monitor)
     results = [
         ProbeResult(
             exchange=t.profile.name,
