@@ -16,9 +16,16 @@ from mpnet.config.model import ConfigFile
 from mpnet.config.profiles import load_profiles
 from mpnet.core.result import Attempt
 from mpnet.lab import Lab
-from mpnet.probe.plan import ProbeTarget, build_plan
+from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
 
 KNOWN = load_profiles()
+
+
+def _plan_of(lab: Lab, count: int = 1) -> ProbePlan:
+    options = NetworkOptions(ca_bundle=lab.ca_file)
+    return build_plan(
+        lab.profiles(), config=ConfigFile(), options=options, env={}, count=count, timeout=10
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -41,15 +48,7 @@ async def test_a_run_pauses_the_collector_while_its_attempts_run() -> None:
         seen.append(gc.isenabled())
 
     async with Lab([KNOWN.get("okx")], tls=True) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            count=2,
-            timeout=10,
-        )
-        report = await engine.run_probes(plan, on_attempt=note)
+        report = await engine.run_probes(_plan_of(lab, count=2), on_attempt=note)
     assert report.ok
     assert seen and not any(seen)
     assert gc.isenabled()
@@ -90,14 +89,7 @@ def test_a_run_that_piles_up_objects_collects_between_attempts(
 async def test_an_interrupted_run_resumes_the_collector() -> None:
     gc.enable()
     async with Lab([KNOWN.get("okx")], tls=True, faults={"okx": "slow:5"}) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            timeout=10,
-        )
-        task = asyncio.create_task(engine.run_probes(plan))
+        task = asyncio.create_task(engine.run_probes(_plan_of(lab)))
         await asyncio.sleep(0.3)
         assert not gc.isenabled()
         task.cancel()

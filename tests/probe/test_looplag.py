@@ -306,50 +306,57 @@ def _context_of(window: LagWindow) -> contextvars.Context:
         attempt_window.reset(token)
 
 
+Scene = Callable[[asyncio.AbstractEventLoop, LagWindow, LagWindow], Awaitable[object]]
+
+
+def _lag_after(scene: Scene) -> float | None:
+    """The lag of a window whose whole span is one phase, once ``scene`` has queued callbacks
+    for it (and for another window) and what it returned has been awaited."""
+
+    async def body() -> float | None:
+        async with LoopLagMonitor() as monitor:
+            await asyncio.sleep(0.002)
+            window, other = monitor.open_window(), monitor.open_window()
+            await scene(asyncio.get_running_loop(), window, other)
+            window.phase(window.start_ns, time.perf_counter_ns())
+            await monitor.settle(other)
+            return await monitor.settle(window)
+
+    return _on_busy_loop(body)
+
+
 def test_a_callback_queued_behind_its_own_attempts_work_did_not_wait() -> None:
     """An attempt's callback that queues its next step and then works (a TLS handshake's
     crypto): the step waited for the attempt's own work, which its phase truly took, not for
     anybody else's. (It was billed as a stall from the queueing to the end of the stretch.)"""
 
-    async def body() -> float | None:
-        async with LoopLagMonitor() as monitor:
-            await asyncio.sleep(0.002)
-            window = monitor.open_window()
-            loop = asyncio.get_running_loop()
-            done: asyncio.Future[None] = loop.create_future()
-            owned = _context_of(window)
+    def scene(loop: asyncio.AbstractEventLoop, window: LagWindow, _: LagWindow) -> Awaitable[None]:
+        done: asyncio.Future[None] = loop.create_future()
+        owned = _context_of(window)
 
-            def step_then_work() -> None:
-                loop.call_soon(done.set_result, None, context=owned)
-                time.sleep(STALL_S)
+        def step_then_work() -> None:
+            loop.call_soon(done.set_result, None, context=owned)
+            time.sleep(STALL_S)
 
-            loop.call_soon(step_then_work, context=owned)
-            await done
-            window.phase(window.start_ns, time.perf_counter_ns())
-            return await monitor.settle(window)
+        loop.call_soon(step_then_work, context=owned)
+        return done
 
-    lag = _on_busy_loop(body)
+    lag = _lag_after(scene)
     assert lag is not None and lag < STALL_S * 1e3 / 2
 
 
 def test_a_callback_that_ran_before_a_stall_did_not_wait_for_it() -> None:
     """A callback that ran at the start of a busy stretch is not billed for the stall that came
     after it in the same stretch."""
+    ran: list[int] = []
 
-    async def body() -> float | None:
-        async with LoopLagMonitor() as monitor:
-            await asyncio.sleep(0.002)
-            window = monitor.open_window()
-            loop = asyncio.get_running_loop()
-            ran: list[int] = []
-            loop.call_soon(lambda: ran.append(time.perf_counter_ns()), context=_context_of(window))
-            loop.call_soon(time.sleep, STALL_S)  # nobody's, after it
-            await asyncio.sleep(0.002)
-            assert ran
-            window.phase(window.start_ns, time.perf_counter_ns())
-            return await monitor.settle(window)
+    def scene(loop: asyncio.AbstractEventLoop, window: LagWindow, _: LagWindow) -> Awaitable[None]:
+        loop.call_soon(lambda: ran.append(time.perf_counter_ns()), context=_context_of(window))
+        loop.call_soon(time.sleep, STALL_S)  # nobody's, after it
+        return asyncio.sleep(0.002)
 
-    lag = _on_busy_loop(body)
+    lag = _lag_after(scene)
+    assert ran
     assert lag is not None and lag < STALL_S * 1e3 / 2
 
 
@@ -358,20 +365,15 @@ def test_a_callback_queued_behind_another_attempts_work_waited_for_it() -> None:
     first, of another attempt. (Only callbacks queued during a stretch were checked, at its end,
     so this wait went unseen.)"""
 
-    async def body() -> float | None:
-        async with LoopLagMonitor() as monitor:
-            await asyncio.sleep(0.002)
-            window, other = monitor.open_window(), monitor.open_window()
-            loop = asyncio.get_running_loop()
-            done: asyncio.Future[None] = loop.create_future()
-            loop.call_soon(time.sleep, STALL_S, context=_context_of(other))
-            loop.call_soon(done.set_result, None, context=_context_of(window))
-            await done
-            window.phase(window.start_ns, time.perf_counter_ns())
-            await monitor.settle(other)
-            return await monitor.settle(window)
+    def scene(
+        loop: asyncio.AbstractEventLoop, window: LagWindow, other: LagWindow
+    ) -> Awaitable[None]:
+        done: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(time.sleep, STALL_S, context=_context_of(other))
+        loop.call_soon(done.set_result, None, context=_context_of(window))
+        return done
 
-    lag = _on_busy_loop(body)
+    lag = _lag_after(scene)
     assert lag is not None and lag >= STALL_S * 1e3 * 0.95
 
 
