@@ -1,5 +1,6 @@
 """Real servers on 127.0.0.1 for network tests: a trustme CA, TLS/plain echo servers, a
-WebSocket echo server, and pproxy as a real HTTP CONNECT / SOCKS proxy in a subprocess.
+WebSocket echo server, pproxy as a real HTTP CONNECT / SOCKS proxy in a subprocess, and the lab
+with a probe plan for it.
 
 Plain helpers, not fixtures, so that any conftest can wrap them (see tests/net/conftest.py).
 Every server binds 127.0.0.1 port 0; nothing here talks to any other address.
@@ -26,12 +27,44 @@ from urllib.parse import urlsplit
 
 import trustme
 
+from mpnet.config.layers import NetworkOptions
+from mpnet.config.model import ConfigFile
+from mpnet.config.profiles import load_profiles
 from mpnet.core.proxy import ProxyDecision
 from mpnet.core.proxy_url import parse_proxy_url
 from mpnet.core.tls import TLSDecision
+from mpnet.lab import Lab
+from mpnet.probe.plan import ProbePlan, build_plan
 
 PROXY_USER = "mpnet"
 PROXY_PASSWORD = "s3cret-pw"
+
+
+# -- the lab ------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def lab_plan(
+    *names: str,
+    count: int = 1,
+    concurrency: int = 4,
+    timeout: float = 10,
+    faults: dict[str, str] | None = None,
+    **plan_options: Any,
+) -> AsyncIterator[ProbePlan]:
+    """A probe plan for the named shipped profiles against a TLS lab serving them (its CA
+    trusted); ``plan_options`` go to ``build_plan`` (``rest=False``, say)."""
+    async with Lab([load_profiles().get(n) for n in names], tls=True, faults=faults) as lab:
+        yield build_plan(
+            lab.profiles(),
+            config=ConfigFile(),
+            options=NetworkOptions(ca_bundle=lab.ca_file),
+            env={},
+            count=count,
+            timeout=timeout,
+            concurrency=concurrency,
+            **plan_options,
+        )
 
 
 # -- TLS ----------------------------------------------------------------------------------------

@@ -11,21 +11,9 @@ import pytest
 
 import mpnet.probe.engine as engine
 import mpnet.probe.gcpause as gcpause
-from mpnet.config.layers import NetworkOptions
-from mpnet.config.model import ConfigFile
-from mpnet.config.profiles import load_profiles
+from fixtures_servers import lab_plan
 from mpnet.core.result import Attempt
-from mpnet.lab import Lab
-from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
-
-KNOWN = load_profiles()
-
-
-def _plan_of(lab: Lab, count: int = 1) -> ProbePlan:
-    options = NetworkOptions(ca_bundle=lab.ca_file)
-    return build_plan(
-        lab.profiles(), config=ConfigFile(), options=options, env={}, count=count, timeout=10
-    )
+from mpnet.probe.plan import ProbeTarget
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +35,8 @@ async def test_a_run_pauses_the_collector_while_its_attempts_run() -> None:
     def note(target: ProbeTarget, attempt: Attempt) -> None:
         seen.append(gc.isenabled())
 
-    async with Lab([KNOWN.get("okx")], tls=True) as lab:
-        report = await engine.run_probes(_plan_of(lab, count=2), on_attempt=note)
+    async with lab_plan("okx", count=2) as plan:
+        report = await engine.run_probes(plan, on_attempt=note)
     assert report.ok
     assert seen and not any(seen)
     assert gc.isenabled()
@@ -88,8 +76,8 @@ def test_a_run_that_piles_up_objects_collects_between_attempts(
 
 async def test_an_interrupted_run_resumes_the_collector() -> None:
     gc.enable()
-    async with Lab([KNOWN.get("okx")], tls=True, faults={"okx": "slow:5"}) as lab:
-        task = asyncio.create_task(engine.run_probes(_plan_of(lab)))
+    async with lab_plan("okx", faults={"okx": "slow:5"}) as plan:
+        task = asyncio.create_task(engine.run_probes(plan))
         await asyncio.sleep(0.3)
         assert not gc.isenabled()
         task.cancel()

@@ -34,7 +34,7 @@ import pytest
 import mpnet.net.dial
 import mpnet.net.prepare
 import mpnet.probe.engine as engine
-from fixtures_servers import direct_decision, make_tls_material
+from fixtures_servers import direct_decision, lab_plan, make_tls_material
 from mpnet.config.layers import NetworkOptions
 from mpnet.config.model import ConfigFile
 from mpnet.config.profiles import load_profiles, parse_profile_text
@@ -52,20 +52,6 @@ STALL_S = 0.02
 SEEN_MS = 15.0
 
 SAMPLE_KEYS = {"phases", "ok", "error", "loop_lag_ms", "started_at", "tcp_rtt_kernel_ms"}
-
-
-@contextlib.asynccontextmanager
-async def lab_plan(*names: str, count: int = 1, concurrency: int = 4) -> AsyncIterator[ProbePlan]:
-    async with Lab([KNOWN.get(n) for n in names], tls=True) as lab:
-        yield build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            count=count,
-            timeout=10,
-            concurrency=concurrency,
-        )
 
 
 @pytest.fixture
@@ -284,17 +270,12 @@ async def _window_of_one_attempt(
         return await real(target, progress)
 
     monkeypatch.setattr(engine, "_probe_rest" if target_kind == "rest" else "_probe_ws", noting)
-    async with Lab([KNOWN.get("okx")], tls=True, faults=faults) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            timeout=timeout,
-        )
-        async with shared_monitor() as monitor:
-            target = next(t for t in plan.targets if t.target == target_kind)
-            attempt = await engine.run_attempt(target, timeout, monitor=monitor)
+    async with (
+        lab_plan("okx", timeout=timeout, faults=faults) as plan,
+        shared_monitor() as monitor,
+    ):
+        target = next(t for t in plan.targets if t.target == target_kind)
+        attempt = await engine.run_attempt(target, timeout, monitor=monitor)
     return attempt, seen[0]
 
 
@@ -539,16 +520,7 @@ async def test_an_outer_timeout_names_and_keeps_the_phase_it_cut(
 
 async def test_a_websocket_waiting_for_data_keeps_first_message() -> None:
     timeout = 1.0
-    profile = KNOWN.get("okx")
-    async with Lab([profile], tls=True, faults={"okx": "no_data"}) as lab:
-        plan = build_plan(
-            lab.profiles(),
-            config=ConfigFile(),
-            options=NetworkOptions(ca_bundle=lab.ca_file),
-            env={},
-            rest=False,
-            timeout=timeout,
-        )
+    async with lab_plan("okx", timeout=timeout, faults={"okx": "no_data"}, rest=False) as plan:
         report = await engine.run_probes(plan)
     [attempt] = report.results[0].attempts
     assert attempt.error is not None and attempt.error.phase == "first_message"
