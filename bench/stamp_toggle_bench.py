@@ -77,9 +77,7 @@ def main() -> None:
         mode: ([], [], []) for mode in ("without holder", "with holder")
     }
     for _ in range(args.rounds):
-        for mode, stamps, setups, delays in (
-            (mode, *results[mode]) for mode in ("without holder", "with holder")
-        ):
+        for mode, (stamps, setups, delays) in results.items():
             holder = None
             if mode == "with holder":
                 holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
