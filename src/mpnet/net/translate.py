@@ -69,10 +69,12 @@ def translate_client_error(
                 return ProxyAuthError(f"proxy {who} refused CONNECT to {host}: {shown_status}")
             # Worded as dial's own CONNECT refusal, with the proxy's answer kept as evidence
             # (imported here, as aiohttp is: importing this module stays free of python-socks).
+            from mpnet.net.dial import PLAIN_SCHEMES, SECURE_SCHEMES
             from mpnet.net.tunnel import authority, proxy_auth_error
 
             parts = urlsplit(url)
-            default_port = 443 if parts.scheme in ("https", "wss") else 80
+            scheme = parts.scheme.lower()
+            default_port = SECURE_SCHEMES.get(scheme) or PLAIN_SCHEMES.get(scheme, 80)
             return proxy_auth_error(
                 proxy,
                 f"CONNECT {authority(host, parts.port or default_port)}",
