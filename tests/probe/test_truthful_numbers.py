@@ -41,7 +41,6 @@ from mpnet.config.profiles import load_profiles, parse_profile_text
 from mpnet.core.result import Attempt, ProbeReport
 from mpnet.core.tls import TLSDecision
 from mpnet.errors import ConfigError
-from mpnet.lab import Lab
 from mpnet.probe.looplag import LagWindow, attempt_window, shared_monitor
 from mpnet.probe.plan import ProbePlan, ProbeTarget, build_plan
 from mpnet.render.junit import junit_xml
@@ -289,19 +288,6 @@ async def test_an_attempts_work_runs_in_its_lag_window(monkeypatch: pytest.Monke
     assert attempt_window.get() is None
 
 
-def _rest_plan(lab: Lab, *, concurrency: int, count: int = 1) -> ProbePlan:
-    """The REST targets of ``lab``'s exchanges, trusting its CA."""
-    return build_plan(
-        lab.profiles(),
-        config=ConfigFile(),
-        options=NetworkOptions(ca_bundle=lab.ca_file),
-        env={},
-        ws=False,
-        concurrency=concurrency,
-        count=count,
-    )
-
-
 async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
     monkeypatch: pytest.MonkeyPatch, open_windows: list[int]
 ) -> None:
@@ -328,10 +314,8 @@ async def test_only_a_few_attempts_connect_at_once_while_the_rest_wait_freely(
 
     monkeypatch.setattr(mpnet.net.exchange, "dial", counted_dial)
     names = ("okx", "deribit", "binance", "bybit", "kraken", "gate")
-    async with Lab(
-        [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
-    ) as lab:
-        plan = _rest_plan(lab, concurrency=6)
+    slow = {n: "slow:0.4" for n in names}
+    async with lab_plan(*names, faults=slow, ws=False, concurrency=6) as plan:
         report = await engine.run_probes(plan)
     assert report.ok
     assert dialing[1] <= 2
@@ -349,8 +333,7 @@ async def test_one_set_up_at_a_time_from_dns_to_the_first_answer(
     monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 1)
     monkeypatch.setattr(engine, "FAST_PHASE", 5.0)  # every lab phase is "fast" here
     names = ("okx", "deribit", "binance", "bybit", "kraken", "gate")
-    async with Lab([KNOWN.get(n) for n in names], tls=True) as lab:
-        plan = _rest_plan(lab, concurrency=6, count=2)
+    async with lab_plan(*names, ws=False, concurrency=6, count=2) as plan:
         report = await engine.run_probes(plan)
     assert report.ok
     # From each attempt's start to its HTTP answer (the sum of its phases, dns to http).
@@ -370,10 +353,8 @@ async def test_a_slow_phase_hands_the_slot_on(monkeypatch: pytest.MonkeyPatch) -
     their answers together instead of one after the other."""
     monkeypatch.setattr(engine, "CONNECTING_AT_ONCE", 1)
     names = ("okx", "deribit", "binance", "bybit")
-    async with Lab(
-        [KNOWN.get(n) for n in names], tls=True, faults={n: "slow:0.4" for n in names}
-    ) as lab:
-        plan = _rest_plan(lab, concurrency=4)
+    slow = {n: "slow:0.4" for n in names}
+    async with lab_plan(*names, faults=slow, ws=False, concurrency=4) as plan:
         report = await engine.run_probes(plan)
     assert report.ok
     spans = sorted(a.window_ns for r in report.results for a in r.attempts if a.window_ns)
